@@ -1,0 +1,38 @@
+"""The numeric core: activation functions and their derivatives in NumPy.
+
+Importing this package registers every activation; the rest of the service
+reaches them through :func:`get`, :func:`names` and :func:`entries`.
+"""
+
+from . import elementwise, vector  # noqa: F401  (registers the entries)
+from .registry import (
+    USES,
+    Activation,
+    ActivationError,
+    Array,
+    Example,
+    Kink,
+    Param,
+    ResultOverflow,
+    UnknownActivation,
+    all_names,
+    entries,
+    get,
+    names,
+)
+
+__all__ = [
+    "USES",
+    "Activation",
+    "ActivationError",
+    "Array",
+    "Example",
+    "Kink",
+    "Param",
+    "ResultOverflow",
+    "UnknownActivation",
+    "all_names",
+    "entries",
+    "get",
+    "names",
+]

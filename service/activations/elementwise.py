@@ -1,0 +1,238 @@
+"""Elementwise activations: one block per function, forward and derivative.
+
+Numerical policy: derivatives are computed from the input x, never rebuilt from
+the rounded output.  ``sigmoid'(x) = y(1 - y)`` and ``tanh'(x) = 1 - y**2`` are
+exact algebra but return 0 for x > 36.7 and |x| > 19.1 in float64 although the
+true values (4.2e-18 at 40, 1.7e-17 at 20) are ordinary floats; PyTorch and JAX
+both do this.  The forms below keep full relative accuracy in the tails.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import special
+
+from .registry import Activation, Array, Example, Kink, Param, register
+
+# -- step ----------------------------------------------------------------------
+
+
+def step(x: Array) -> Array:
+    # y = 1 for x > 0 and 0 otherwise, as the classic perceptron tutorials define it.
+    return (x > 0).astype(np.float64)
+
+
+def step_derivative(x: Array) -> Array:
+    # Zero everywhere; the Dirac delta at 0 is not representable and is not returned.
+    return np.zeros_like(x)
+
+
+register(
+    Activation(
+        name="step",
+        kind="elementwise",
+        forward=step,
+        derivative=step_derivative,
+        formula=r"f(x) = \begin{cases} 1 & x > 0 \\ 0 & x \le 0 \end{cases}",
+        derivative_formula=r"f'(x) = 0 \quad (x \ne 0)",
+        range="{0, 1}",
+        kinks=(
+            Kink(
+                at=0.0,
+                derivative=0.0,
+                note="f(0) = 0; the derivative is 0 everywhere, the Dirac delta at 0 is not represented",
+            ),
+        ),
+        typical_use=("perceptron",),
+        notes=(
+            "The derivative is zero almost everywhere, so gradient descent cannot train it; "
+            "sigmoid is its smooth replacement.",
+        ),
+        aliases=("heaviside", "binary_step"),
+        reference="Rosenblatt, The perceptron (1958)",
+        examples=(Example(x=-1.0, y=0.0), Example(x=0.0, y=0.0), Example(x=2.0, y=1.0)),
+    )
+)
+
+# -- identity --------------------------------------------------------------------
+
+
+def identity(x: Array) -> Array:
+    return x.copy()
+
+
+def identity_derivative(x: Array) -> Array:
+    return np.ones_like(x)
+
+
+register(
+    Activation(
+        name="identity",
+        kind="elementwise",
+        forward=identity,
+        derivative=identity_derivative,
+        formula=r"f(x) = x",
+        derivative_formula=r"f'(x) = 1",
+        range="(-inf, inf)",
+        typical_use=("regression_output",),
+        notes=("A stack of layers with identity activations is still one linear map.",),
+        aliases=("linear",),
+        reference="Goodfellow, Bengio and Courville, Deep Learning (2016), section 6.2.2.1",
+        examples=(Example(x=-2.0, y=-2.0), Example(x=3.5, y=3.5)),
+    )
+)
+
+# -- sigmoid ---------------------------------------------------------------------
+
+
+def sigmoid(x: Array) -> Array:
+    # scipy's expit evaluates 1/(1+exp(-x)) on the side that cannot overflow.
+    return special.expit(x)
+
+
+def sigmoid_derivative(x: Array) -> Array:
+    # sigma(x) * sigma(-x): both factors carry full relative precision, so the
+    # product does too, down to sigma'(745) ~ 5e-324 (y*(1-y) is 0 past 36.7).
+    return special.expit(x) * special.expit(-x)
+
+
+register(
+    Activation(
+        name="sigmoid",
+        kind="elementwise",
+        forward=sigmoid,
+        derivative=sigmoid_derivative,
+        formula=r"\sigma(x) = \frac{1}{1 + e^{-x}}",
+        derivative_formula=r"\sigma'(x) = \sigma(x)\,\sigma(-x) = \sigma(x)\,(1 - \sigma(x))",
+        range="(0, 1)",
+        typical_use=("binary_output",),
+        notes=(
+            "sigma' <= 0.25: gradients shrink by at least 4x per layer and vanish through deep stacks.",
+            "Outputs are not zero-centred.",
+        ),
+        aliases=("logistic", "expit"),
+        reference="Rumelhart, Hinton and Williams, Learning representations by back-propagating errors (1986)",
+        examples=(
+            Example(x=0.0, y=0.5),
+            Example(x=2.0, y=0.8807970779778823),
+            Example(x=-2.0, y=0.11920292202211755),
+        ),
+    )
+)
+
+# -- tanh ------------------------------------------------------------------------
+
+
+def tanh(x: Array) -> Array:
+    return np.tanh(x)
+
+
+def tanh_derivative(x: Array) -> Array:
+    # sech^2(x) = 4e / (1 + e)^2 with e = exp(-2|x|): no cancellation, and full
+    # relative precision in the tails where 1 - tanh(x)^2 is 0.  |x| is capped
+    # at 400 before doubling (exp(-800) is already 0) so 2|x| cannot overflow.
+    e = np.exp(-2.0 * np.minimum(np.abs(x), 400.0))
+    return 4.0 * e / ((1.0 + e) * (1.0 + e))
+
+
+register(
+    Activation(
+        name="tanh",
+        kind="elementwise",
+        forward=tanh,
+        derivative=tanh_derivative,
+        formula=r"\tanh(x) = \frac{e^{x} - e^{-x}}{e^{x} + e^{-x}}",
+        derivative_formula=r"\tanh'(x) = \operatorname{sech}^2(x) = 1 - \tanh^2(x)",
+        range="(-1, 1)",
+        typical_use=("hidden",),
+        notes=(
+            "Zero-centred, but saturates like sigmoid: tanh' -> 0 for |x| >> 1.",
+            "Common in recurrent networks (LSTM/GRU gates use tanh and sigmoid).",
+        ),
+        reference="LeCun, Bottou, Orr and Mueller, Efficient BackProp (1998)",
+        examples=(Example(x=0.0, y=0.0), Example(x=1.0, y=0.7615941559557649)),
+    )
+)
+
+# -- relu ------------------------------------------------------------------------
+
+
+def relu(x: Array) -> Array:
+    return np.maximum(x, 0.0)
+
+
+def relu_derivative(x: Array) -> Array:
+    # relu'(0) = 0, as PyTorch and JAX both take it.
+    return (x > 0).astype(np.float64)
+
+
+register(
+    Activation(
+        name="relu",
+        kind="elementwise",
+        forward=relu,
+        derivative=relu_derivative,
+        formula=r"f(x) = \max(0, x)",
+        derivative_formula=r"f'(x) = \begin{cases} 1 & x > 0 \\ 0 & x \le 0 \end{cases}",
+        range="[0, inf)",
+        kinks=(Kink(at=0.0, derivative=0.0, note="relu'(0) = 0, as in PyTorch and JAX"),),
+        typical_use=("hidden",),
+        notes=(
+            "The default for hidden layers: cheap, and its gradient does not vanish for x > 0.",
+            "Units can die: a unit whose input stays negative gets zero gradient and stops learning.",
+        ),
+        reference="Nair and Hinton, Rectified linear units improve restricted Boltzmann machines (2010)",
+        examples=(Example(x=-1.0, y=0.0), Example(x=0.0, y=0.0), Example(x=2.0, y=2.0)),
+    )
+)
+
+# -- leaky_relu --------------------------------------------------------------------
+
+
+def leaky_relu(x: Array, negative_slope: float) -> Array:
+    return np.where(x > 0, x, negative_slope * x)
+
+
+def leaky_relu_derivative(x: Array, negative_slope: float) -> Array:
+    # At 0 we take the negative slope, as PyTorch does (JAX's where(x >= 0)
+    # takes 1).  This keeps leaky_relu'(0) -> relu'(0) = 0 as the slope -> 0.
+    return np.where(x > 0, 1.0, negative_slope)
+
+
+register(
+    Activation(
+        name="leaky_relu",
+        kind="elementwise",
+        forward=leaky_relu,
+        derivative=leaky_relu_derivative,
+        params=(
+            Param(
+                name="negative_slope",
+                default=0.01,
+                minimum=0.0,
+                maximum=1.0,
+                description="slope for x < 0",
+            ),
+        ),
+        formula=r"f(x) = \begin{cases} x & x > 0 \\ a x & x \le 0 \end{cases}",
+        derivative_formula=r"f'(x) = \begin{cases} 1 & x > 0 \\ a & x \le 0 \end{cases}",
+        range="(-inf, inf)",
+        kinks=(
+            Kink(
+                at=0.0,
+                derivative="negative_slope",
+                note="takes the negative slope at 0, as PyTorch (JAX takes 1); "
+                "it reduces to relu'(0) = 0 when the slope is 0",
+            ),
+        ),
+        typical_use=("hidden",),
+        notes=("The small negative slope keeps a gradient for x < 0, so units cannot die.",),
+        aliases=("leakyrelu", "LeakyReLU"),
+        reference="Maas, Hannun and Ng, Rectifier nonlinearities improve neural network acoustic models (2013)",
+        examples=(
+            Example(x=-2.0, y=-0.02),
+            Example(x=3.0, y=3.0),
+            Example(x=-2.0, y=-0.2, params={"negative_slope": 0.1}),
+        ),
+    )
+)

@@ -1,0 +1,272 @@
+"""The activation registry: the one place a function is defined.
+
+Each :class:`Activation` entry pairs a forward function with its derivative and
+carries everything the service says about it (parameters with bounds, formulas,
+kink conventions, range, typical use, aliases, reference, examples).  Request
+validation, the catalog endpoint, the OpenAPI enum and most tests are derived
+from these entries, so adding a function means adding one entry.
+
+Entry schema
+------------
+``forward(x, **params)``
+    float64 array in, float64 array out.  Elementwise functions keep the shape;
+    vector functions work along the *last* axis (the wrapper methods below move
+    the requested axis there and back).
+``derivative(x, **params)``
+    Elementwise: f'(x) with x's shape.  Vector: the Jacobian along the last
+    axis, shape ``x.shape + (n,)`` with ``J[..., i, j] = dy_i / dx_j``.
+``vjp(x, g, **params)``
+    Vector functions only: the vector-Jacobian product ``g^T J`` along the last
+    axis (elementwise functions use ``g * f'(x)``).
+
+Every function must return finite values for every finite input whose true
+result is representable, and must not emit a NumPy warning.  A true result
+that overflows float64 comes back as ``inf`` and is turned into
+:class:`ResultOverflow` by the wrapper methods.
+
+This module is pure NumPy: it never imports the web layer.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+Array = NDArray[np.float64]
+Kind = Literal["elementwise", "vector"]
+
+#: Tags used in ``typical_use``; ``GET /activations?use=...`` filters by them.
+USES: Mapping[str, str] = {
+    "hidden": "hidden layers",
+    "binary_output": "output layer of a binary classifier (probability of the positive class)",
+    "multiclass_output": "output layer of a multi-class classifier (probabilities summing to 1)",
+    "regression_output": "output layer of a regression model (unbounded real values)",
+    "perceptron": "historical perceptron units; not trainable by gradient descent",
+}
+
+
+class ActivationError(ValueError):
+    """A request the core cannot serve.  ``field`` names the offending input."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class UnknownActivation(ActivationError):
+    """The name is neither a canonical name nor an alias."""
+
+
+class ResultOverflow(ActivationError):
+    """The true result of a finite input is too large for the output dtype."""
+
+
+@dataclass(frozen=True)
+class Param:
+    """A scalar parameter of an activation, with its bounds."""
+
+    name: str
+    default: float
+    description: str
+    minimum: float | None = None
+    maximum: float | None = None
+    #: True when ``minimum`` itself is not allowed (e.g. a temperature > 0).
+    exclusive_minimum: bool = False
+
+    def check(self, value: float) -> None:
+        """Raise :class:`ActivationError` when ``value`` is outside the bounds."""
+        where = f"params.{self.name}"
+        if not math.isfinite(value):
+            raise ActivationError(where, "must be a finite number")
+        if self.minimum is not None:
+            if self.exclusive_minimum and value <= self.minimum:
+                raise ActivationError(where, f"must be greater than {self.minimum:g}, got {value:g}")
+            if value < self.minimum:
+                raise ActivationError(where, f"must be at least {self.minimum:g}, got {value:g}")
+        if self.maximum is not None and value > self.maximum:
+            raise ActivationError(where, f"must be at most {self.maximum:g}, got {value:g}")
+
+
+@dataclass(frozen=True)
+class Kink:
+    """Where the derivative is not defined, and the value the service takes there.
+
+    ``at`` and ``derivative`` are numbers, or the name of a parameter whose
+    value they take (for example leaky_relu takes ``negative_slope`` at 0).
+    """
+
+    at: float | str
+    derivative: float | str
+    note: str
+
+
+@dataclass(frozen=True)
+class Example:
+    """An input and its output (rounded for display), shown in the catalog and docs."""
+
+    x: float | tuple[float, ...]
+    y: float | tuple[float, ...]
+    params: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Activation:
+    """One activation function and everything the service says about it."""
+
+    name: str
+    kind: Kind
+    forward: Callable[..., Array]
+    derivative: Callable[..., Array]
+    formula: str
+    derivative_formula: str
+    range: str
+    typical_use: tuple[str, ...]
+    reference: str
+    params: tuple[Param, ...] = ()
+    kinks: tuple[Kink, ...] = ()
+    notes: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
+    examples: tuple[Example, ...] = ()
+    vjp: Callable[..., Array] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.kind == "vector") != (self.vjp is not None):
+            raise TypeError(f"{self.name}: a vjp is required for vector functions and only for them")
+        unknown = set(self.typical_use) - set(USES)
+        if unknown:
+            raise TypeError(f"{self.name}: unknown typical_use tags {sorted(unknown)}")
+
+    # -- parameters ---------------------------------------------------------
+
+    def bind(self, given: Mapping[str, float] | None = None) -> dict[str, float]:
+        """Validate ``given`` against the declared parameters and fill in defaults."""
+        given = dict(given or {})
+        declared = {p.name: p for p in self.params}
+        for name in given:
+            if name not in declared:
+                expected = ", ".join(declared) if declared else "none"
+                raise ActivationError(
+                    f"params.{name}", f"unknown parameter for {self.name}; expected: {expected}"
+                )
+        bound: dict[str, float] = {}
+        for p in self.params:
+            value = float(given.get(p.name, p.default))
+            p.check(value)
+            bound[p.name] = value
+        return bound
+
+    # -- evaluation (the API of the core) -----------------------------------
+
+    def value(self, x: Array, params: Mapping[str, float], axis: int = -1) -> Array:
+        """y = f(x) for ``x`` of any shape (vector functions along ``axis``)."""
+        if self.kind == "elementwise":
+            return _finite(_call(self.forward, x, params), "y")
+        ax = self.check_axis(x, axis)
+        y = _call(self.forward, np.moveaxis(x, ax, -1), params)
+        return _finite(np.moveaxis(y, -1, ax), "y")
+
+    def jacobian(self, x: Array, params: Mapping[str, float], axis: int = -1) -> Array:
+        """Elementwise: f'(x) with x's shape.  Vector: the Jacobian, shape ``x.shape + (n,)``.
+
+        ``J[..., i, ..., j] = dy_i / dx_j`` where i indexes ``axis`` and j is the
+        appended last axis.
+        """
+        if self.kind == "elementwise":
+            return _finite(_call(self.derivative, x, params), "dydx")
+        ax = self.check_axis(x, axis)
+        jac = _call(self.derivative, np.moveaxis(x, ax, -1), params)
+        return _finite(np.moveaxis(jac, -2, ax), "dydx")
+
+    def vector_jacobian_product(
+        self, x: Array, g: Array, params: Mapping[str, float], axis: int = -1
+    ) -> Array:
+        """``g^T J``: the gradient with respect to x of ``sum(g * f(x))``."""
+        if self.kind == "elementwise":
+            with np.errstate(over="ignore"):
+                return _finite(g * _call(self.derivative, x, params), "grad_x")
+        assert self.vjp is not None
+        ax = self.check_axis(x, axis)
+        # The product is linear in g: scale g by a power of two (exact) so that
+        # intermediate differences of huge gradients cannot overflow.
+        scale = _power_of_two_scale(g)
+        out = _call(self.vjp, np.moveaxis(x, ax, -1), params, np.moveaxis(g * scale, ax, -1))
+        with np.errstate(over="ignore"):
+            out = np.moveaxis(out, -1, ax) / scale
+        return _finite(out, "grad_x")
+
+    def check_axis(self, x: Array, axis: int) -> int:
+        """Normalise ``axis`` for ``x``; vector functions need at least one dimension."""
+        if x.ndim == 0:
+            raise ActivationError("x", f"{self.name} works along an axis; send a list, not a single number")
+        if not -x.ndim <= axis < x.ndim:
+            raise ActivationError("axis", f"axis {axis} is out of range for x with {x.ndim} dimension(s)")
+        return axis % x.ndim
+
+
+def _call(fn: Callable[..., Array], x: Array, params: Mapping[str, float], *extra: Array) -> Array:
+    # Overflow of a true result is reported as ResultOverflow by _finite; any
+    # other floating-point warning (invalid, divide) stays a bug to be caught.
+    with np.errstate(over="ignore"):
+        return np.asarray(fn(x, *extra, **params), dtype=np.float64)
+
+
+def _finite(y: Array, name: str) -> Array:
+    if np.isfinite(y).all():
+        return y
+    index = np.argwhere(~np.isfinite(y))[0]
+    where = name + "".join(f"[{i}]" for i in index)
+    raise ResultOverflow(where, "the true result is too large for float64")
+
+
+def _power_of_two_scale(g: Array) -> float:
+    biggest = float(np.max(np.abs(g))) if g.size else 0.0
+    if biggest <= 2.0**500:
+        return 1.0
+    return 2.0 ** -math.frexp(biggest)[1]
+
+
+# -- the table ---------------------------------------------------------------
+
+_BY_NAME: dict[str, Activation] = {}
+_CANONICAL: dict[str, Activation] = {}
+
+
+def register(entry: Activation) -> Activation:
+    """Add ``entry`` to the registry under its name and aliases."""
+    for key in (entry.name, *entry.aliases):
+        if key in _BY_NAME:
+            raise ValueError(f"activation name {key!r} registered twice")
+        _BY_NAME[key] = entry
+    _CANONICAL[entry.name] = entry
+    return entry
+
+
+def get(name: str) -> Activation:
+    """Look an activation up by canonical name or alias."""
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise UnknownActivation(
+            "activation", f"unknown activation {name!r}; expected one of: {', '.join(names())}"
+        ) from None
+
+
+def names() -> list[str]:
+    """Canonical names, in registration order."""
+    return list(_CANONICAL)
+
+
+def all_names() -> list[str]:
+    """Canonical names and aliases: every spelling a request may use."""
+    return list(_BY_NAME)
+
+
+def entries() -> Iterator[Activation]:
+    """Every registered activation, in registration order."""
+    return iter(_CANONICAL.values())
