@@ -1,0 +1,131 @@
+"""JSON on the wire: request bytes to validated arrays, results to bytes.
+
+The body is parsed once by orjson (C); a nested list of numbers becomes one
+contiguous float64 array in a single ``np.array`` call after a type check that
+runs at C speed per row (``set(map(type, row))``).  Responses serialise
+ndarrays directly with orjson's numpy support: no ``tolist()``, no
+``jsonable_encoder``.  Every rejection names the element, e.g. ``x[1][0]``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import orjson
+
+from .activations import Array
+from .problems import RequestError
+
+#: Deeper nesting than this is refused before it reaches NumPy.
+MAX_DEPTH = 32
+
+_NUMBER_TYPES = frozenset({int, float})
+_DUMPS_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+
+
+def load_json(body: bytes) -> Any:
+    """Parse a JSON request body.
+
+    orjson refuses NaN, Infinity and numbers that overflow (1e999) with a bare
+    syntax error; on any failure the body is parsed again by the standard
+    library, which reads those as non-finite floats, so the validation that
+    follows can name the element.  Only genuinely malformed JSON is a 400.
+    """
+    if not body.strip():
+        raise RequestError.one(400, "body", "the request body is empty; send a JSON object")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return json.loads(body, parse_constant=float, parse_int=_parse_int)
+    except (ValueError, RecursionError) as exc:
+        reason = f"not valid JSON: {exc.msg}" if isinstance(exc, json.JSONDecodeError) else "not valid JSON"
+        if isinstance(exc, json.JSONDecodeError):
+            reason += f" (line {exc.lineno}, column {exc.colno})"
+        raise RequestError.one(400, "body", reason) from None
+
+
+def _parse_int(text: str) -> float | int:
+    # Long integers are read as floats (huge ones become inf and are named by
+    # the finiteness check) instead of tripping Python's digit limit.
+    return int(text) if len(text) < 20 else float(text)
+
+
+def to_array(value: Any, field: str) -> Array:
+    """A number or rectangular nested list of numbers as a float64 array."""
+    if type(value) in _NUMBER_TYPES:
+        arr = np.array(value, dtype=np.float64)
+    elif isinstance(value, list):
+        _check_nested(value, field, 0)
+        arr = np.array(value, dtype=np.float64)
+    else:
+        raise RequestError.one(
+            422, field, f"must be a number or a nested list of numbers, not {_kind(value)}"
+        )
+    if not np.isfinite(arr).all():
+        index = np.argwhere(~np.isfinite(arr))[0]
+        raise RequestError.one(422, _name(field, index), "is not a finite number")
+    return arr
+
+
+def _check_nested(value: list[Any], field: str, depth: int) -> None:
+    """Check that ``value`` is a non-empty rectangular list of numbers."""
+    if depth >= MAX_DEPTH:
+        raise RequestError.one(422, field, f"is nested more than {MAX_DEPTH} levels deep")
+    if not value:
+        raise RequestError.one(422, field, "is empty; send at least one number")
+    kinds = set(map(type, value))
+    if kinds <= _NUMBER_TYPES:
+        return
+    if kinds == {list}:
+        length = len(value[0])
+        for i, row in enumerate(value):
+            if len(row) != length:
+                raise RequestError.one(
+                    422,
+                    f"{field}[{i}]",
+                    f"has {len(row)} elements where {field}[0] has {length}: x must be rectangular",
+                )
+            _check_nested(row, f"{field}[{i}]", depth + 1)
+        return
+    for i, item in enumerate(value):
+        if isinstance(item, list) and kinds & _NUMBER_TYPES:
+            raise RequestError.one(
+                422, f"{field}[{i}]", "is a list beside numbers at the same level: x must be rectangular"
+            )
+        if type(item) not in _NUMBER_TYPES and not isinstance(item, list):
+            raise RequestError.one(422, f"{field}[{i}]", f"must be a number, not {_kind(item)}")
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    return type(value).__name__  # pragma: no cover
+
+
+def _name(field: str, index: Any) -> str:
+    return field + "".join(f"[{int(i)}]" for i in index)
+
+
+def wire(arr: Array) -> float | Array:
+    """An array as orjson writes it: a scalar for 0-d, C-contiguous otherwise."""
+    if arr.ndim == 0:
+        return float(arr)
+    return np.ascontiguousarray(arr)
+
+
+def dumps(payload: Any) -> bytes:
+    """Serialise a response payload; ndarrays are written directly by orjson."""
+    return orjson.dumps(payload, option=_DUMPS_OPTIONS)

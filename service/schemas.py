@@ -1,0 +1,258 @@
+"""Request and response models.
+
+Request models validate the envelope (activation name, parameters, axis,
+unknown fields) in pydantic's strict mode: a boolean or a string is never
+taken for a number.  The arrays ``x`` and ``grad`` are typed loosely here and
+converted by :mod:`service.codec`, which checks them at C speed and names the
+offending element.  Names, enums and examples all come from the registry.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    FiniteFloat,
+    WithJsonSchema,
+    field_validator,
+)
+from pydantic.json_schema import SkipJsonSchema
+from pydantic_core import PydanticCustomError
+
+from . import activations
+from .activations import Activation
+from .codec import MAX_DEPTH
+
+NUMBER_ARRAY_REF = {"$ref": "#/components/schemas/NumberArray"}
+
+#: The recursive schema of ``x``, ``grad`` and every returned array.
+NUMBER_ARRAY_SCHEMA: dict[str, Any] = {
+    "title": "NumberArray",
+    "description": "A finite number, or a non-empty rectangular nested list of finite numbers "
+    f"(an N-dimensional array, at most {MAX_DEPTH} levels deep).",
+    "anyOf": [
+        {"type": "number"},
+        {"type": "array", "minItems": 1, "items": NUMBER_ARRAY_REF},
+    ],
+}
+
+
+def _known_activation(name: str) -> str:
+    try:
+        activations.get(name)
+    except activations.UnknownActivation as exc:
+        raise PydanticCustomError("unknown_activation", exc.reason) from None
+    return name
+
+
+ActivationName = Annotated[
+    str,
+    AfterValidator(_known_activation),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "enum": activations.all_names(),
+            "description": "Canonical name or alias; see GET /activations.",
+        }
+    ),
+]
+# allOf: pydantic resolves a bare $ref that has sibling keys, and this one lives in components.
+NumberArray = Annotated[Any, WithJsonSchema({"allOf": [NUMBER_ARRAY_REF]})]
+
+
+def _without_default(schema: dict[str, Any]) -> None:
+    # Leaving a field out is how "absent" is said; null is not accepted, so the
+    # schema must not advertise a null default.
+    schema.pop("default", None)
+
+
+class ActivateRequest(BaseModel):
+    """Evaluate an activation at every element of ``x``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, title="ActivateRequest")
+
+    activation: ActivationName
+    x: NumberArray = Field(description="The input: a number or a rectangular nested list (N-D array).")
+    params: dict[str, FiniteFloat] = Field(
+        default_factory=dict,
+        description="Parameters of the activation by name; omitted ones take their defaults "
+        "(see GET /activations). The response echoes every parameter used.",
+    )
+    axis: int = Field(
+        default=-1,
+        description="Vector functions (softmax) work along this axis of x; elementwise functions ignore it.",
+    )
+
+
+class DerivativeRequest(ActivateRequest):
+    """Differentiate an activation at the input ``x``.
+
+    The derivative is taken at the input x, never at an already-activated value.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True, title="DerivativeRequest")
+
+    grad: NumberArray | SkipJsonSchema[None] = Field(
+        default=None,
+        json_schema_extra=_without_default,
+        description="Upstream gradient dL/dy with x's shape. When given, the response holds "
+        "grad_x = g^T J (the vector-Jacobian product backpropagation needs) instead of dydx.",
+    )
+
+    @field_validator("grad")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        # Runs only when grad is sent: leaving it out is fine, an explicit null is not.
+        if value is None:
+            raise PydanticCustomError("null", "must be a number or a nested list of numbers, not null")
+        return value
+
+
+# -- responses ----------------------------------------------------------------------
+
+
+class _Result(BaseModel):
+    activation: str = Field(description="The canonical name of the activation.")
+    params: dict[str, float] = Field(description="Every parameter used, defaults filled in.")
+    dtype: Literal["float64"] = Field(description="The floating-point type of the computation.")
+    shape: list[int] = Field(description="The shape of the returned array.")
+    axis: int | SkipJsonSchema[None] = Field(
+        default=None, description="Vector functions only: the (non-negative) axis used."
+    )
+
+
+class ActivateResponse(_Result):
+    y: NumberArray = Field(description="f(x), with x's shape.")
+
+
+class DerivativeResponse(_Result):
+    dydx: NumberArray | SkipJsonSchema[None] = Field(
+        default=None,
+        description="Without grad: f'(x) for elementwise functions (x's shape); for vector "
+        "functions the Jacobian along the axis, shape x.shape + [n], "
+        "dydx[..., i, ..., j] = dy_i/dx_j.",
+    )
+    grad_x: NumberArray | SkipJsonSchema[None] = Field(
+        default=None, description="With grad: the vector-Jacobian product g^T J, x's shape."
+    )
+
+
+class FieldError(BaseModel):
+    field: str = Field(
+        description="The offending input, e.g. x[3] or params.negative_slope; empty for the request as a whole."
+    )
+    reason: str
+
+
+class Problem(BaseModel):
+    """The one error body of the service (RFC 9457 problem details)."""
+
+    status: int
+    title: str
+    detail: str = Field(description="All field errors in one line.")
+    errors: list[FieldError]
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+# -- the catalog --------------------------------------------------------------------
+
+
+class ParamInfo(BaseModel):
+    name: str
+    default: float
+    minimum: float | None
+    maximum: float | None
+    exclusive_minimum: bool
+    description: str
+
+
+class KinkInfo(BaseModel):
+    at: float | str = Field(description="The point, or the parameter whose value it is.")
+    derivative: float | str = Field(
+        description="The derivative taken there, or the parameter whose value it takes."
+    )
+    note: str
+
+
+class ExampleInfo(BaseModel):
+    x: float | list[float]
+    y: float | list[float]
+    params: dict[str, float]
+
+
+class ActivationInfo(BaseModel):
+    name: str
+    kind: Literal["elementwise", "vector"]
+    aliases: list[str]
+    params: list[ParamInfo]
+    formula: str = Field(description="LaTeX.")
+    derivative_formula: str = Field(description="LaTeX.")
+    range: str
+    kinks: list[KinkInfo]
+    typical_use: list[str]
+    notes: list[str]
+    reference: str
+    examples: list[ExampleInfo]
+
+    @classmethod
+    def of(cls, entry: Activation) -> ActivationInfo:
+        return cls(
+            name=entry.name,
+            kind=entry.kind,
+            aliases=list(entry.aliases),
+            params=[ParamInfo(**vars(p)) for p in entry.params],
+            formula=entry.formula,
+            derivative_formula=entry.derivative_formula,
+            range=entry.range,
+            kinks=[KinkInfo(**vars(k)) for k in entry.kinks],
+            typical_use=list(entry.typical_use),
+            notes=list(entry.notes),
+            reference=entry.reference,
+            examples=[
+                ExampleInfo(
+                    x=list(e.x) if isinstance(e.x, tuple) else e.x,
+                    y=list(e.y) if isinstance(e.y, tuple) else e.y,
+                    params=dict(e.params),
+                )
+                for e in entry.examples
+            ],
+        )
+
+
+class Catalog(BaseModel):
+    activations: list[ActivationInfo]
+
+
+# -- examples for the docs, derived from the registry ---------------------------------
+
+
+def request_examples(with_grad: bool = False) -> dict[str, dict[str, Any]]:
+    """One named request example per activation, for "Try it out" in /docs."""
+    examples: dict[str, dict[str, Any]] = {
+        "leaky_relu_2d": {
+            "summary": "leaky_relu on a 2x2 array with a custom slope",
+            "value": {
+                "activation": "leaky_relu",
+                "x": [[-2, 0], [1, 3]],
+                "params": {"negative_slope": 0.1},
+            },
+        }
+    }
+    for entry in activations.entries():
+        plain = [e for e in entry.examples if not e.params]
+        if entry.kind == "vector":
+            x: Any = list(plain[0].x) if isinstance(plain[0].x, tuple) else plain[0].x
+        else:
+            x = [e.x for e in plain]
+        value: dict[str, Any] = {"activation": entry.name, "x": x}
+        if with_grad:
+            value["grad"] = [1.0] * len(x) if isinstance(x, list) else 1.0
+        examples[entry.name] = {"summary": f"{entry.name} of {x}", "value": value}
+    return examples

@@ -1,0 +1,82 @@
+"""`python -m service` starts a real uvicorn server that answers on loopback."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "service",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                out = proc.stdout.read().decode() if proc.stdout else ""
+                pytest.fail(f"server did not start: {out}")
+            time.sleep(0.1)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout:
+            proc.stdout.close()
+
+
+def test_server_answers_softmax(server: str) -> None:
+    r = httpx.post(f"{server}/activate", json={"activation": "softmax", "x": [1, 2, 3]}, timeout=10)
+    assert r.status_code == 200
+    assert [round(v, 8) for v in r.json()["y"]] == [0.09003057, 0.24472847, 0.66524096]
+
+
+def test_server_answers_large_request_in_a_thread(server: str) -> None:
+    # Above the inline threshold: parsed and computed off the event loop.
+    x = [[(i % 17) - 8.0 for i in range(100)] for _ in range(200)]
+    r = httpx.post(f"{server}/derivative", json={"activation": "sigmoid", "x": x}, timeout=30)
+    assert r.status_code == 200
+    assert r.json()["shape"] == [200, 100]
+    assert r.json()["dydx"][0][8] == 0.25
+
+
+def test_server_serves_docs_and_openapi(server: str) -> None:
+    assert httpx.get(f"{server}/docs", timeout=10).status_code == 200
+    doc = httpx.get(f"{server}/openapi.json", timeout=10).json()
+    assert doc["paths"]["/activate"]["post"]["operationId"] == "activate"
