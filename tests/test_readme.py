@@ -24,7 +24,9 @@ def test_readme_has_curl_examples() -> None:
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=[e["body"][:40] for e in EXAMPLES])
-async def test_readme_curl_example_returns_what_it_claims(client: httpx.AsyncClient, example: dict[str, str]) -> None:
+async def test_readme_curl_example_returns_what_it_claims(
+    client: httpx.AsyncClient, example: dict[str, str]
+) -> None:
     r = await client.post(example["path"], json=json.loads(example["body"]))
     claim = example["returns"].split("   (")[0].strip()
     status = re.match(r"(\d{3}) ", claim)
