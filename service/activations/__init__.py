@@ -4,7 +4,7 @@ Importing this package registers every activation; the rest of the service
 reaches them through :func:`get`, :func:`names` and :func:`entries`.
 """
 
-from . import elementwise, vector  # noqa: F401  (registers the entries)
+from . import elementwise, piecewise, smooth, vector  # noqa: F401  (registers the entries)
 from .registry import (
     USES,
     Activation,
@@ -12,6 +12,7 @@ from .registry import (
     Array,
     Example,
     Kink,
+    NotSupported,
     Param,
     ResultOverflow,
     UnknownActivation,
@@ -28,6 +29,7 @@ __all__ = [
     "Array",
     "Example",
     "Kink",
+    "NotSupported",
     "Param",
     "ResultOverflow",
     "UnknownActivation",

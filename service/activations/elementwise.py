@@ -27,12 +27,18 @@ def step_derivative(x: Array) -> Array:
     return np.zeros_like(x)
 
 
+def zero(x: Array, **params: float) -> Array:
+    """The zero derivative of piecewise-linear pieces (deltas at kinks are not represented)."""
+    return np.zeros_like(x)
+
+
 register(
     Activation(
         name="step",
         kind="elementwise",
         forward=step,
         derivative=step_derivative,
+        second=zero,
         formula=r"f(x) = \begin{cases} 1 & x > 0 \\ 0 & x \le 0 \end{cases}",
         derivative_formula=r"f'(x) = 0 \quad (x \ne 0)",
         range="{0, 1}",
@@ -40,6 +46,7 @@ register(
             Kink(
                 at=0.0,
                 derivative=0.0,
+                second_derivative=0.0,
                 note="f(0) = 0; the derivative is 0 everywhere, the Dirac delta at 0 is not represented",
             ),
         ),
@@ -71,6 +78,7 @@ register(
         kind="elementwise",
         forward=identity,
         derivative=identity_derivative,
+        second=zero,
         formula=r"f(x) = x",
         derivative_formula=r"f'(x) = 1",
         range="(-inf, inf)",
@@ -96,12 +104,18 @@ def sigmoid_derivative(x: Array) -> Array:
     return special.expit(x) * special.expit(-x)
 
 
+def sigmoid_second(x: Array) -> Array:
+    # sigma'' = sigma' (1 - 2 sigma) and 1 - 2 sigma(x) = -tanh(x/2) without cancellation.
+    return -sigmoid_derivative(x) * np.tanh(0.5 * x)
+
+
 register(
     Activation(
         name="sigmoid",
         kind="elementwise",
         forward=sigmoid,
         derivative=sigmoid_derivative,
+        second=sigmoid_second,
         formula=r"\sigma(x) = \frac{1}{1 + e^{-x}}",
         derivative_formula=r"\sigma'(x) = \sigma(x)\,\sigma(-x) = \sigma(x)\,(1 - \sigma(x))",
         range="(0, 1)",
@@ -114,8 +128,8 @@ register(
         reference="Rumelhart, Hinton and Williams, Learning representations by back-propagating errors (1986)",
         examples=(
             Example(x=0.0, y=0.5),
-            Example(x=2.0, y=0.8807970779778823),
-            Example(x=-2.0, y=0.11920292202211755),
+            Example(x=2.0, y=0.8807970779778824),
+            Example(x=-2.0, y=0.11920292202211756),
         ),
     )
 )
@@ -131,8 +145,17 @@ def tanh_derivative(x: Array) -> Array:
     # sech^2(x) = 4e / (1 + e)^2 with e = exp(-2|x|): no cancellation, and full
     # relative precision in the tails where 1 - tanh(x)^2 is 0.  |x| is capped
     # at 400 before doubling (exp(-800) is already 0) so 2|x| cannot overflow.
+    return sech2(x)
+
+
+def sech2(x: Array) -> Array:
+    """sech(x)^2 with full relative precision for every x."""
     e = np.exp(-2.0 * np.minimum(np.abs(x), 400.0))
     return 4.0 * e / ((1.0 + e) * (1.0 + e))
+
+
+def tanh_second(x: Array) -> Array:
+    return -2.0 * np.tanh(x) * sech2(x)
 
 
 register(
@@ -141,6 +164,7 @@ register(
         kind="elementwise",
         forward=tanh,
         derivative=tanh_derivative,
+        second=tanh_second,
         formula=r"\tanh(x) = \frac{e^{x} - e^{-x}}{e^{x} + e^{-x}}",
         derivative_formula=r"\tanh'(x) = \operatorname{sech}^2(x) = 1 - \tanh^2(x)",
         range="(-1, 1)",
@@ -172,10 +196,13 @@ register(
         kind="elementwise",
         forward=relu,
         derivative=relu_derivative,
+        second=zero,
         formula=r"f(x) = \max(0, x)",
         derivative_formula=r"f'(x) = \begin{cases} 1 & x > 0 \\ 0 & x \le 0 \end{cases}",
         range="[0, inf)",
-        kinks=(Kink(at=0.0, derivative=0.0, note="relu'(0) = 0, as in PyTorch and JAX"),),
+        kinks=(
+            Kink(at=0.0, derivative=0.0, second_derivative=0.0, note="relu'(0) = 0, as in PyTorch and JAX"),
+        ),
         typical_use=("hidden",),
         notes=(
             "The default for hidden layers: cheap, and its gradient does not vanish for x > 0.",
@@ -199,12 +226,18 @@ def leaky_relu_derivative(x: Array, negative_slope: float) -> Array:
     return np.where(x > 0, 1.0, negative_slope)
 
 
+def leaky_relu_param_grads(x: Array, negative_slope: float) -> dict[str, Array]:
+    return {"negative_slope": np.where(x > 0, 0.0, x)}
+
+
 register(
     Activation(
         name="leaky_relu",
         kind="elementwise",
         forward=leaky_relu,
         derivative=leaky_relu_derivative,
+        second=zero,
+        param_grads=leaky_relu_param_grads,
         params=(
             Param(
                 name="negative_slope",
@@ -221,6 +254,7 @@ register(
             Kink(
                 at=0.0,
                 derivative="negative_slope",
+                second_derivative=0.0,
                 note="takes the negative slope at 0, as PyTorch (JAX takes 1); "
                 "it reduces to relu'(0) = 0 when the slope is 0",
             ),

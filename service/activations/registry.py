@@ -18,6 +18,16 @@ Entry schema
 ``vjp(x, g, **params)``
     Vector functions only: the vector-Jacobian product ``g^T J`` along the last
     axis (elementwise functions use ``g * f'(x)``).
+``second(x, **params)``
+    Elementwise functions only: f''(x).
+``param_grads(x, **params)``
+    Functions with parameters: ``{name: dy/dtheta}``, each with y's shape.
+``constraint(params)``
+    Optional check across parameters (e.g. ``min_val < max_val``); raises
+    :class:`ActivationError`.
+``output_length(n)``
+    Vector functions whose output is shorter than the input along the axis
+    (glu halves it); raises :class:`ActivationError` for an unusable ``n``.
 
 Every function must return finite values for every finite input whose true
 result is representable, and must not emit a NumPy warning.  A true result
@@ -39,6 +49,8 @@ from numpy.typing import NDArray
 
 Array = NDArray[np.float64]
 Kind = Literal["elementwise", "vector"]
+#: Output dtypes: results are computed in float64 and rounded once to the dtype.
+DType = type[np.float32] | type[np.float64]
 
 #: Tags used in ``typical_use``; ``GET /activations?use=...`` filters by them.
 USES: Mapping[str, str] = {
@@ -46,6 +58,9 @@ USES: Mapping[str, str] = {
     "binary_output": "output layer of a binary classifier (probability of the positive class)",
     "multiclass_output": "output layer of a multi-class classifier (probabilities summing to 1)",
     "regression_output": "output layer of a regression model (unbounded real values)",
+    "positive_output": "output layer for positive quantities (rates, variances, scales)",
+    "gating": "gates that scale another signal between 0 and 1 (LSTM/GRU gates, GLU, squeeze-excite)",
+    "sparse_coding": "shrinkage operators of sparse coding and denoising (exact zeros near 0)",
     "perceptron": "historical perceptron units; not trainable by gradient descent",
 }
 
@@ -65,6 +80,10 @@ class UnknownActivation(ActivationError):
 
 class ResultOverflow(ActivationError):
     """The true result of a finite input is too large for the output dtype."""
+
+
+class NotSupported(ActivationError):
+    """The quantity asked for does not exist for this function (e.g. f'' of softmax)."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +123,8 @@ class Kink:
     at: float | str
     derivative: float | str
     note: str
+    #: The second derivative taken there, where f' itself has a jump or kink.
+    second_derivative: float | str | None = None
 
 
 @dataclass(frozen=True)
@@ -134,10 +155,18 @@ class Activation:
     aliases: tuple[str, ...] = ()
     examples: tuple[Example, ...] = ()
     vjp: Callable[..., Array] | None = None
+    second: Callable[..., Array] | None = None
+    param_grads: Callable[..., dict[str, Array]] | None = None
+    constraint: Callable[[Mapping[str, float]], None] | None = None
+    output_length: Callable[[int], int] | None = None
 
     def __post_init__(self) -> None:
         if (self.kind == "vector") != (self.vjp is not None):
             raise TypeError(f"{self.name}: a vjp is required for vector functions and only for them")
+        if (self.kind == "elementwise") != (self.second is not None):
+            raise TypeError(f"{self.name}: a second derivative is required for elementwise functions")
+        if bool(self.params) != (self.param_grads is not None):
+            raise TypeError(f"{self.name}: param_grads is required exactly when there are parameters")
         unknown = set(self.typical_use) - set(USES)
         if unknown:
             raise TypeError(f"{self.name}: unknown typical_use tags {sorted(unknown)}")
@@ -159,37 +188,53 @@ class Activation:
             value = float(given.get(p.name, p.default))
             p.check(value)
             bound[p.name] = value
+        if self.constraint is not None:
+            self.constraint(bound)
         return bound
 
     # -- evaluation (the API of the core) -----------------------------------
 
-    def value(self, x: Array, params: Mapping[str, float], axis: int = -1) -> Array:
+    def value(
+        self, x: Array, params: Mapping[str, float], axis: int = -1, dtype: DType = np.float64
+    ) -> Array:
         """y = f(x) for ``x`` of any shape (vector functions along ``axis``)."""
         if self.kind == "elementwise":
-            return _finite(_call(self.forward, x, params), "y")
+            return _finite(_call(self.forward, x, params), "y", dtype)
         ax = self.check_axis(x, axis)
         y = _call(self.forward, np.moveaxis(x, ax, -1), params)
-        return _finite(np.moveaxis(y, -1, ax), "y")
+        return _finite(np.moveaxis(y, -1, ax), "y", dtype)
 
-    def jacobian(self, x: Array, params: Mapping[str, float], axis: int = -1) -> Array:
-        """Elementwise: f'(x) with x's shape.  Vector: the Jacobian, shape ``x.shape + (n,)``.
+    def jacobian(
+        self, x: Array, params: Mapping[str, float], axis: int = -1, dtype: DType = np.float64
+    ) -> Array:
+        """Elementwise: f'(x) with x's shape.  Vector: the Jacobian, shape ``y.shape + (n,)``.
 
         ``J[..., i, ..., j] = dy_i / dx_j`` where i indexes ``axis`` and j is the
         appended last axis.
         """
         if self.kind == "elementwise":
-            return _finite(_call(self.derivative, x, params), "dydx")
+            return _finite(_call(self.derivative, x, params), "dydx", dtype)
         ax = self.check_axis(x, axis)
         jac = _call(self.derivative, np.moveaxis(x, ax, -1), params)
-        return _finite(np.moveaxis(jac, -2, ax), "dydx")
+        return _finite(np.moveaxis(jac, -2, ax), "dydx", dtype)
+
+    def second_derivative(self, x: Array, params: Mapping[str, float], dtype: DType = np.float64) -> Array:
+        """f''(x) with x's shape; elementwise functions only."""
+        if self.second is None:
+            raise NotSupported(
+                "order",
+                f"second derivatives are available for elementwise functions; "
+                f"{self.name} is a vector function (use order 1)",
+            )
+        return _finite(_call(self.second, x, params), "d2ydx2", dtype)
 
     def vector_jacobian_product(
-        self, x: Array, g: Array, params: Mapping[str, float], axis: int = -1
+        self, x: Array, g: Array, params: Mapping[str, float], axis: int = -1, dtype: DType = np.float64
     ) -> Array:
         """``g^T J``: the gradient with respect to x of ``sum(g * f(x))``."""
         if self.kind == "elementwise":
             with np.errstate(over="ignore"):
-                return _finite(g * _call(self.derivative, x, params), "grad_x")
+                return _finite(g * _call(self.derivative, x, params), "grad_x", dtype)
         assert self.vjp is not None
         ax = self.check_axis(x, axis)
         # The product is linear in g: scale g by a power of two (exact) so that
@@ -198,7 +243,45 @@ class Activation:
         out = _call(self.vjp, np.moveaxis(x, ax, -1), params, np.moveaxis(g * scale, ax, -1))
         with np.errstate(over="ignore"):
             out = np.moveaxis(out, -1, ax) / scale
-        return _finite(out, "grad_x")
+        return _finite(out, "grad_x", dtype)
+
+    def parameter_jacobian(
+        self, x: Array, params: Mapping[str, float], axis: int = -1, dtype: DType = np.float64
+    ) -> dict[str, Array]:
+        """``{name: dy/dtheta}`` for every parameter, each with y's shape."""
+        grads = self._param_grads(x, params, axis)
+        return {name: _finite(g, f"dydparams.{name}", dtype) for name, g in grads.items()}
+
+    def parameter_vjp(
+        self, x: Array, g: Array, params: Mapping[str, float], axis: int = -1
+    ) -> dict[str, float]:
+        """``{name: sum(g * dy/dtheta)}``: the update a training loop applies to each parameter."""
+        grads = self._param_grads(x, params, axis)
+        out = {}
+        for name, dy in grads.items():
+            with np.errstate(over="ignore"):
+                total = np.sum(g * dy, dtype=np.float64)
+            out[name] = float(_finite(np.asarray(total), f"grad_params.{name}", np.float64))
+        return out
+
+    def _param_grads(self, x: Array, params: Mapping[str, float], axis: int) -> dict[str, Array]:
+        if self.param_grads is None:
+            raise NotSupported("wrt", f"{self.name} has no parameters to differentiate with respect to")
+        if self.kind == "elementwise":
+            with np.errstate(over="ignore"):
+                return {k: np.asarray(v, np.float64) for k, v in self.param_grads(x, **params).items()}
+        ax = self.check_axis(x, axis)
+        with np.errstate(over="ignore"):
+            grads = self.param_grads(np.moveaxis(x, ax, -1), **params)
+        return {k: np.moveaxis(np.asarray(v, np.float64), -1, ax) for k, v in grads.items()}
+
+    def output_shape(self, shape: tuple[int, ...], axis: int) -> tuple[int, ...]:
+        """The shape of y for an input of ``shape`` (``axis`` already normalised)."""
+        if self.output_length is None:
+            return shape
+        out = list(shape)
+        out[axis] = self.output_length(shape[axis])
+        return tuple(out)
 
     def check_axis(self, x: Array, axis: int) -> int:
         """Normalise ``axis`` for ``x``; vector functions need at least one dimension."""
@@ -206,7 +289,10 @@ class Activation:
             raise ActivationError("x", f"{self.name} works along an axis; send a list, not a single number")
         if not -x.ndim <= axis < x.ndim:
             raise ActivationError("axis", f"axis {axis} is out of range for x with {x.ndim} dimension(s)")
-        return axis % x.ndim
+        ax = axis % x.ndim
+        if self.output_length is not None:
+            self.output_length(x.shape[ax])
+        return ax
 
 
 def _call(fn: Callable[..., Array], x: Array, params: Mapping[str, float], *extra: Array) -> Array:
@@ -216,12 +302,16 @@ def _call(fn: Callable[..., Array], x: Array, params: Mapping[str, float], *extr
         return np.asarray(fn(x, *extra, **params), dtype=np.float64)
 
 
-def _finite(y: Array, name: str) -> Array:
+def _finite(y: Array, name: str, dtype: DType = np.float64) -> Array:
+    """``y`` in ``dtype``, or :class:`ResultOverflow` naming the first element that does not fit."""
+    if dtype is not np.float64:
+        with np.errstate(over="ignore"):
+            y = y.astype(dtype)
     if np.isfinite(y).all():
         return y
     index = np.argwhere(~np.isfinite(y))[0]
     where = name + "".join(f"[{i}]" for i in index)
-    raise ResultOverflow(where, "the true result is too large for float64")
+    raise ResultOverflow(where, f"the true result is too large for {np.dtype(dtype).name}")
 
 
 def _power_of_two_scale(g: Array) -> float:

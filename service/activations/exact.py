@@ -1,0 +1,131 @@
+"""Error-free transformations: a little double-double arithmetic on arrays.
+
+Several activations evaluate exp, erfc or the logistic function at a product
+such as ``beta * x``, ``1.702 * x`` or ``x / sqrt(2)``.  Rounding that product
+costs half an ULP of the argument, and the function multiplies it by the size
+of its logarithmic derivative: for exp(-z) with z ~ 700 that is 700 half-ULPs
+of relative error.  Carrying the product as an unevaluated sum ``hi + lo``
+(Dekker 1971, "A floating-point technique for extending the available
+precision") and applying the first-order correction f(hi + lo) ~ f(hi) +
+f'(hi) lo removes that amplification.
+
+NumPy has no fused multiply-add, so products are split with Veltkamp's method.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, getcontext
+from fractions import Fraction
+
+import numpy as np
+from scipy import special
+
+from .registry import Array
+
+_SPLITTER = 134217729.0  # 2**27 + 1
+#: Beyond this magnitude a partial product could overflow; such arguments
+#: saturate every function that uses these helpers, so their error terms are
+#: dropped (set to 0) rather than computed.
+_SPLIT_LIMIT = 2.0**510
+
+
+def dd_constant(value: str) -> tuple[float, float]:
+    """A decimal constant (at least 34 significant digits) as hi + lo."""
+    getcontext().prec = 60
+    exact = Decimal(value)
+    hi = float(exact)
+    lo = float(exact - Decimal(hi))
+    return hi, lo
+
+
+def rational_constant(value: str) -> tuple[float, float]:
+    """An exact decimal or fraction such as '1.702' as hi + lo."""
+    exact = Fraction(value)
+    hi = float(exact)
+    return hi, float(exact - Fraction(hi))
+
+
+def split(a: Array) -> tuple[Array, Array]:
+    """Veltkamp split: a = hi + lo with 26-bit halves whose products are exact."""
+    a = np.clip(a, -_SPLIT_LIMIT, _SPLIT_LIMIT)
+    c = _SPLITTER * a
+    hi = c - (c - a)
+    return hi, a - hi
+
+
+def two_sum(a: Array, b: Array) -> tuple[Array, Array]:
+    """s + e = a + b exactly (Knuth's TwoSum), for finite a + b."""
+    s = a + b
+    v = s - a
+    return s, (a - (s - v)) + (b - v)
+
+
+def two_prod(a: Array | float, b: Array | float) -> tuple[Array, Array]:
+    """p + e = a * b exactly (Dekker); e = 0 where |a| or |b| exceeds 2**510."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    p = a * b
+    inside = (np.abs(a) <= _SPLIT_LIMIT) & (np.abs(b) <= _SPLIT_LIMIT)
+    a_hi, a_lo = split(a)
+    b_hi, b_lo = split(b)
+    pc = np.clip(p, -(2.0**1020), 2.0**1020)
+    e = ((a_hi * b_hi - pc) + a_hi * b_lo + a_lo * b_hi) + a_lo * b_lo
+    return p, np.where(inside, e, 0.0)
+
+
+def scale(x: Array, c: tuple[float, float]) -> tuple[Array, Array]:
+    """c * x as hi + lo, for a constant c = c_hi + c_lo."""
+    hi, lo = two_prod(x, c[0])
+    return hi, lo + x * c[1]
+
+
+def square(x: Array) -> tuple[Array, Array]:
+    """x * x as hi + lo."""
+    return two_prod(x, x)
+
+
+#: sigma(z) is exactly 0 or 1 in float64 beyond this |z|.
+_EXPIT_SATURATED = 800.0
+
+
+def expit(hi: Array, lo: Array) -> Array:
+    """sigma(hi + lo), using d log sigma(z) / dz = sigma(-z)."""
+    lo = np.where(np.abs(hi) < _EXPIT_SATURATED, lo, 0.0)
+    return special.expit(hi) * (1.0 + lo * special.expit(-hi))
+
+
+def exp_neg(hi: Array, lo: Array | float, factor: Array | float = 1.0) -> Array:
+    """factor * exp(-(hi + lo)), in two halves so that no intermediate is subnormal.
+
+    exp(-710) is already subnormal (13 bits lost) although factor * exp(-710)
+    may be a normal float when |factor| > 1; each half, exp(-355), is normal.
+    """
+    half = np.exp(-0.5 * hi)
+    return (factor * half) * half * (1.0 - lo)
+
+
+def expit_times(hi: Array, lo: Array, factor: Array | float) -> Array:
+    """factor * sigma(hi + lo) without a subnormal intermediate.
+
+    For hi < -708, sigma(hi) is subnormal and has lost bits although
+    factor * sigma(hi) may be normal (x sigma(x) at x = -710 is -3e-306).
+    """
+    neg = np.minimum(hi, 0.0)
+    lo_neg = np.where(hi < 0, lo, 0.0)
+    below = exp_neg(-neg, -lo_neg, factor) / (1.0 + np.exp(neg))
+    return np.where(hi < 0, below, factor * expit(np.maximum(hi, 0.0), np.where(hi >= 0, lo, 0.0)))
+
+
+def dexpit_times(hi: Array, lo: Array, factor: Array | float) -> Array:
+    """factor * sigma'(hi + lo) = factor * sigma(z) sigma(-z), without a subnormal intermediate."""
+    a = np.abs(hi)
+    a_lo = np.where(hi < 0, -lo, lo)
+    e = np.exp(-a)
+    return exp_neg(a, a_lo, factor) / ((1.0 + e) * (1.0 + e))
+
+
+def divide(x: Array, d: float) -> tuple[Array, Array]:
+    """x / d as hi + lo: the quotient and its exact remainder divided by d."""
+    q = x / d
+    p, p_lo = two_prod(q, d)
+    return q, ((x - p) - p_lo) / d

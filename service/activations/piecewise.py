@@ -1,0 +1,469 @@
+"""Piecewise activations: clipped, shrunk, thresholded and rectified variants.
+
+Kink conventions.  Unless a comment says otherwise, at a kink the derivative
+takes the value of the *outer* piece (the one that does not pass x through),
+which is what PyTorch's backward kernels do: relu6'(0) = relu6'(6) = 0,
+hard_tanh'(+-1) = 0, softshrink'(+-lambda) = 0.  Second derivatives are 0
+(the Dirac deltas at kinks are not represented).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from .elementwise import leaky_relu, leaky_relu_derivative, zero
+from .registry import Activation, ActivationError, Array, Example, Kink, Param, register
+
+# -- relu6 -------------------------------------------------------------------------------
+
+
+def relu6(x: Array) -> Array:
+    return np.clip(x, 0.0, 6.0)
+
+
+def relu6_derivative(x: Array) -> Array:
+    return ((x > 0) & (x < 6)).astype(np.float64)
+
+
+register(
+    Activation(
+        name="relu6",
+        kind="elementwise",
+        forward=relu6,
+        derivative=relu6_derivative,
+        second=zero,
+        formula=r"f(x) = \min(\max(0, x), 6)",
+        derivative_formula=r"f'(x) = 1 \text{ for } 0 < x < 6, \; 0 \text{ otherwise}",
+        range="[0, 6]",
+        kinks=(
+            Kink(at=0.0, derivative=0.0, second_derivative=0.0, note="0, as PyTorch and JAX"),
+            Kink(at=6.0, derivative=0.0, second_derivative=0.0, note="0, as PyTorch and JAX"),
+        ),
+        typical_use=("hidden",),
+        notes=("Bounded output suits low-precision (quantized) inference, as in MobileNet.",),
+        aliases=("ReLU6",),
+        reference="Krizhevsky, Convolutional deep belief networks on CIFAR-10 (2010)",
+        examples=(Example(x=-1.0, y=0.0), Example(x=3.5, y=3.5), Example(x=8.0, y=6.0)),
+    )
+)
+
+# -- hard_tanh -------------------------------------------------------------------------------
+
+
+def hard_tanh(x: Array, min_val: float, max_val: float) -> Array:
+    return np.clip(x, min_val, max_val)
+
+
+def hard_tanh_derivative(x: Array, min_val: float, max_val: float) -> Array:
+    # 0 at both kinks, as PyTorch; JAX's hard_tanh takes 1 there.
+    return ((x > min_val) & (x < max_val)).astype(np.float64)
+
+
+def hard_tanh_param_grads(x: Array, min_val: float, max_val: float) -> dict[str, Array]:
+    # At a kink the derivative with respect to x is 0, so the one with respect to
+    # the bound is 1: the three always sum to 1, as clip(x + c, a + c, b + c) = clip(x, a, b) + c.
+    return {
+        "min_val": (x <= min_val).astype(np.float64),
+        "max_val": (x >= max_val).astype(np.float64),
+    }
+
+
+def _ordered(low: str, high: str, strict: bool) -> object:
+    def check(params: Mapping[str, float]) -> None:
+        bad = params[low] >= params[high] if strict else params[low] > params[high]
+        if bad:
+            relation = "less than" if strict else "at most"
+            raise ActivationError(
+                f"params.{low}",
+                f"must be {relation} {high} ({params[high]:g}), got {params[low]:g}",
+            )
+
+    return check
+
+
+register(
+    Activation(
+        name="hard_tanh",
+        kind="elementwise",
+        forward=hard_tanh,
+        derivative=hard_tanh_derivative,
+        second=zero,
+        param_grads=hard_tanh_param_grads,
+        constraint=_ordered("min_val", "max_val", strict=True),  # type: ignore[arg-type]
+        params=(
+            Param(name="min_val", default=-1.0, description="lower clipping value (less than max_val)"),
+            Param(name="max_val", default=1.0, description="upper clipping value"),
+        ),
+        formula=r"f(x) = \min(\max(x, a), b), \; a = \text{min\_val}, b = \text{max\_val}",
+        derivative_formula=r"f'(x) = 1 \text{ for } a < x < b, \; 0 \text{ otherwise}",
+        range="[min_val, max_val]",
+        kinks=(
+            Kink(at="min_val", derivative=0.0, second_derivative=0.0, note="0, as PyTorch (JAX: 1)"),
+            Kink(at="max_val", derivative=0.0, second_derivative=0.0, note="0, as PyTorch (JAX: 1)"),
+        ),
+        typical_use=("hidden",),
+        notes=("A cheap piecewise-linear tanh.",),
+        aliases=("hardtanh", "Hardtanh"),
+        reference="Collobert, Large scale machine learning (PhD thesis, 2004)",
+        examples=(Example(x=-3.0, y=-1.0), Example(x=0.25, y=0.25), Example(x=2.0, y=1.0)),
+    )
+)
+
+# -- hard_sigmoid -------------------------------------------------------------------------------
+
+
+def hard_sigmoid(x: Array) -> Array:
+    # relu6(x + 3) / 6, the PyTorch, JAX and Keras 3 definition.
+    return np.clip(x + 3.0, 0.0, 6.0) / 6.0
+
+
+def hard_sigmoid_derivative(x: Array) -> Array:
+    return np.where((x > -3) & (x < 3), 1.0 / 6.0, 0.0)
+
+
+register(
+    Activation(
+        name="hard_sigmoid",
+        kind="elementwise",
+        forward=hard_sigmoid,
+        derivative=hard_sigmoid_derivative,
+        second=zero,
+        formula=r"f(x) = \frac{\operatorname{relu6}(x + 3)}{6}",
+        derivative_formula=r"f'(x) = \tfrac{1}{6} \text{ for } -3 < x < 3, \; 0 \text{ otherwise}",
+        range="[0, 1]",
+        kinks=(
+            Kink(at=-3.0, derivative=0.0, second_derivative=0.0, note="0, as PyTorch and JAX"),
+            Kink(at=3.0, derivative=0.0, second_derivative=0.0, note="0, as PyTorch and JAX"),
+        ),
+        typical_use=("gating",),
+        notes=("Keras 2 defined it as clip(0.2x + 0.5, 0, 1); this is the current definition.",),
+        aliases=("hardsigmoid", "Hardsigmoid"),
+        reference="Howard et al., Searching for MobileNetV3 (2019)",
+        examples=(Example(x=-4.0, y=0.0), Example(x=0.0, y=0.5), Example(x=1.5, y=0.75)),
+    )
+)
+
+# -- hard_silu -------------------------------------------------------------------------------
+
+
+def hard_silu(x: Array) -> Array:
+    # x * hard_sigmoid(x): dividing before multiplying keeps x = 1e308 finite.
+    return x * hard_sigmoid(x)
+
+
+def hard_silu_derivative(x: Array) -> Array:
+    # At -3 and 3 we take the outer pieces (0 and 1), as JAX's autodiff of
+    # x * hard_sigmoid(x) does and as hard_sigmoid's convention implies;
+    # PyTorch's kernel takes the inner piece (2x + 3)/6 there (-0.5 and 1.5).
+    return np.where(x <= -3, 0.0, np.where(x >= 3, 1.0, (2.0 * x + 3.0) / 6.0))
+
+
+def hard_silu_second(x: Array) -> Array:
+    return np.where((x > -3) & (x < 3), 1.0 / 3.0, 0.0)
+
+
+register(
+    Activation(
+        name="hard_silu",
+        kind="elementwise",
+        forward=hard_silu,
+        derivative=hard_silu_derivative,
+        second=hard_silu_second,
+        formula=r"f(x) = x \, \frac{\operatorname{relu6}(x + 3)}{6}",
+        derivative_formula=r"f'(x) = 0 \; (x \le -3), \; \frac{2x + 3}{6} \; (-3 < x < 3), \; 1 \; (x \ge 3)",
+        range="[-0.375, inf)",
+        kinks=(
+            Kink(at=-3.0, derivative=0.0, second_derivative=0.0, note="outer piece, as JAX (PyTorch: -0.5)"),
+            Kink(at=3.0, derivative=1.0, second_derivative=0.0, note="outer piece, as JAX (PyTorch: 1.5)"),
+        ),
+        typical_use=("hidden",),
+        notes=("A piecewise-polynomial silu for mobile networks.",),
+        aliases=("hardswish", "hard_swish", "Hardswish"),
+        reference="Howard et al., Searching for MobileNetV3 (2019)",
+        examples=(Example(x=-4.0, y=-0.0), Example(x=1.0, y=0.6666666666666666), Example(x=4.0, y=4.0)),
+    )
+)
+
+# -- softshrink / hardshrink ----------------------------------------------------------------------
+
+_LAMBDA = Param(name="lambda", default=0.5, minimum=0.0, description="half-width of the zero band")
+
+
+def softshrink(x: Array, **p: float) -> Array:
+    lam = p["lambda"]
+    return np.where(x > lam, x - lam, np.where(x < -lam, x + lam, 0.0))
+
+
+def shrink_derivative(x: Array, **p: float) -> Array:
+    # 0 at x = +-lambda, as PyTorch's kernels.
+    return (np.abs(x) > p["lambda"]).astype(np.float64)
+
+
+def softshrink_param_grads(x: Array, **p: float) -> dict[str, Array]:
+    lam = p["lambda"]
+    return {"lambda": np.where(x > lam, -1.0, np.where(x < -lam, 1.0, 0.0))}
+
+
+_SHRINK_KINKS = (
+    Kink(at="lambda", derivative=0.0, second_derivative=0.0, note="0, as PyTorch"),
+    Kink(at="-lambda", derivative=0.0, second_derivative=0.0, note="0, as PyTorch"),
+)
+
+register(
+    Activation(
+        name="softshrink",
+        kind="elementwise",
+        forward=softshrink,
+        derivative=shrink_derivative,
+        second=zero,
+        param_grads=softshrink_param_grads,
+        params=(_LAMBDA,),
+        formula=r"f(x) = \operatorname{sign}(x) \max(|x| - \lambda, 0)",
+        derivative_formula=r"f'(x) = 1 \text{ for } |x| > \lambda, \; 0 \text{ otherwise}",
+        range="(-inf, inf)",
+        kinks=_SHRINK_KINKS,
+        typical_use=("sparse_coding",),
+        notes=("The soft-thresholding (proximal) operator of the L1 norm.",),
+        aliases=("soft_shrink", "Softshrink"),
+        reference="Donoho, De-noising by soft-thresholding (1995)",
+        examples=(Example(x=-2.0, y=-1.5), Example(x=0.3, y=0.0), Example(x=1.0, y=0.5)),
+    )
+)
+
+
+def hardshrink(x: Array, **p: float) -> Array:
+    return np.where(np.abs(x) > p["lambda"], x, 0.0)
+
+
+register(
+    Activation(
+        name="hardshrink",
+        kind="elementwise",
+        forward=hardshrink,
+        derivative=shrink_derivative,
+        second=zero,
+        # y jumps at +-lambda; elsewhere it does not depend on lambda.
+        param_grads=lambda x, **p: {"lambda": np.zeros_like(x)},
+        params=(_LAMBDA,),
+        formula=r"f(x) = x \text{ for } |x| > \lambda, \; 0 \text{ otherwise}",
+        derivative_formula=r"f'(x) = 1 \text{ for } |x| > \lambda, \; 0 \text{ otherwise}",
+        range="(-inf, inf)",
+        kinks=_SHRINK_KINKS,
+        typical_use=("sparse_coding",),
+        notes=("f jumps at +-lambda; the derivative with respect to lambda is 0 away from the jumps.",),
+        aliases=("hard_shrink", "Hardshrink"),
+        reference="Donoho and Johnstone, Ideal spatial adaptation by wavelet shrinkage (1994)",
+        examples=(Example(x=-2.0, y=-2.0), Example(x=0.3, y=0.0), Example(x=1.0, y=1.0)),
+    )
+)
+
+# -- threshold -------------------------------------------------------------------------------
+
+
+def threshold(x: Array, threshold: float, value: float) -> Array:
+    return np.where(x > threshold, x, value)
+
+
+def threshold_derivative(x: Array, threshold: float, value: float) -> Array:
+    return (x > threshold).astype(np.float64)
+
+
+def threshold_param_grads(x: Array, threshold: float, value: float) -> dict[str, Array]:
+    return {"threshold": np.zeros_like(x), "value": (x <= threshold).astype(np.float64)}
+
+
+register(
+    Activation(
+        name="threshold",
+        kind="elementwise",
+        forward=threshold,
+        derivative=threshold_derivative,
+        second=zero,
+        param_grads=threshold_param_grads,
+        params=(
+            Param(name="threshold", default=0.0, description="inputs at or below it are replaced"),
+            Param(name="value", default=0.0, description="the replacement"),
+        ),
+        formula=r"f(x) = x \text{ for } x > \theta, \; v \text{ otherwise}",
+        derivative_formula=r"f'(x) = 1 \text{ for } x > \theta, \; 0 \text{ otherwise}",
+        range="(-inf, inf)",
+        kinks=(Kink(at="threshold", derivative=0.0, second_derivative=0.0, note="0, as PyTorch"),),
+        typical_use=("hidden",),
+        notes=("With threshold = value = 0 it is relu.",),
+        aliases=("Threshold",),
+        reference="PyTorch torch.nn.Threshold",
+        examples=(
+            Example(x=-1.0, y=0.0),
+            Example(x=2.0, y=2.0),
+            Example(x=0.5, y=-1.0, params={"threshold": 1.0, "value": -1.0}),
+        ),
+    )
+)
+
+# -- prelu / rrelu -------------------------------------------------------------------------------
+
+register(
+    Activation(
+        name="prelu",
+        kind="elementwise",
+        forward=lambda x, weight: leaky_relu(x, weight),
+        derivative=lambda x, weight: leaky_relu_derivative(x, weight),
+        second=zero,
+        param_grads=lambda x, weight: {"weight": np.where(x > 0, 0.0, x)},
+        params=(Param(name="weight", default=0.25, description="learned slope for x < 0"),),
+        formula=r"f(x) = x \text{ for } x > 0, \; a x \text{ otherwise}",
+        derivative_formula=r"f'(x) = 1 \text{ for } x > 0, \; a \text{ otherwise}",
+        range="(-inf, inf)",
+        kinks=(Kink(at=0.0, derivative="weight", second_derivative=0.0, note="the weight, as PyTorch"),),
+        typical_use=("hidden",),
+        notes=("Leaky relu whose slope is learned: use wrt=params to get its gradient.",),
+        aliases=("PReLU",),
+        reference="He et al., Delving deep into rectifiers (2015)",
+        examples=(Example(x=-2.0, y=-0.5), Example(x=3.0, y=3.0)),
+    )
+)
+
+
+def _rrelu_slope(lower: float, upper: float) -> float:
+    return (lower + upper) / 2.0
+
+
+register(
+    Activation(
+        name="rrelu",
+        kind="elementwise",
+        forward=lambda x, lower, upper: leaky_relu(x, _rrelu_slope(lower, upper)),
+        derivative=lambda x, lower, upper: leaky_relu_derivative(x, _rrelu_slope(lower, upper)),
+        second=zero,
+        param_grads=lambda x, lower, upper: {
+            "lower": np.where(x > 0, 0.0, 0.5 * x),
+            "upper": np.where(x > 0, 0.0, 0.5 * x),
+        },
+        constraint=_ordered("lower", "upper", strict=False),  # type: ignore[arg-type]
+        params=(
+            Param(
+                name="lower",
+                default=1 / 8,
+                minimum=0.0,
+                maximum=1.0,
+                description="lower bound of the random slope",
+            ),
+            Param(
+                name="upper",
+                default=1 / 3,
+                minimum=0.0,
+                maximum=1.0,
+                description="upper bound of the random slope",
+            ),
+        ),
+        formula=r"f(x) = x \text{ for } x > 0, \; \tfrac{l + u}{2} x \text{ otherwise (evaluation mode)}",
+        derivative_formula=r"f'(x) = 1 \text{ for } x > 0, \; \tfrac{l + u}{2} \text{ otherwise}",
+        range="(-inf, inf)",
+        kinks=(
+            Kink(
+                at=0.0,
+                derivative=_rrelu_slope(1 / 8, 1 / 3),
+                second_derivative=0.0,
+                note="the slope (lower + upper)/2 (0.2291... with the defaults), as PyTorch",
+            ),
+        ),
+        typical_use=("hidden",),
+        notes=(
+            "Evaluation mode: the slope is fixed at the mean of [lower, upper]; "
+            "training draws it at random per element, which a stateless service does not do.",
+        ),
+        aliases=("RReLU",),
+        reference="Xu et al., Empirical evaluation of rectified activations in convolutional network (2015)",
+        examples=(Example(x=-2.4, y=-0.5499999999999999), Example(x=1.0, y=1.0)),
+    )
+)
+
+# -- sparse_plus / sparse_sigmoid ----------------------------------------------------------------
+
+
+def sparse_plus(x: Array) -> Array:
+    return np.where(x <= -1, 0.0, np.where(x >= 1, x, 0.25 * (x + 1.0) ** 2))
+
+
+def sparse_plus_derivative(x: Array) -> Array:
+    return np.where(x <= -1, 0.0, np.where(x >= 1, 1.0, 0.5 * (x + 1.0)))
+
+
+def _inside_unit(x: Array, value: float) -> Array:
+    return np.where(np.abs(x) < 1, value, 0.0)
+
+
+register(
+    Activation(
+        name="sparse_plus",
+        kind="elementwise",
+        forward=sparse_plus,
+        derivative=sparse_plus_derivative,
+        second=lambda x: _inside_unit(x, 0.5),
+        formula=r"f(x) = 0 \; (x \le -1), \; \tfrac{(x + 1)^2}{4} \; (-1 < x < 1), \; x \; (x \ge 1)",
+        derivative_formula=r"f'(x) = 0 \; (x \le -1), \; \tfrac{x + 1}{2} \; (-1 < x < 1), \; 1 \; (x \ge 1)",
+        range="[0, inf)",
+        kinks=(
+            Kink(
+                at=-1.0,
+                derivative=0.0,
+                second_derivative=0.0,
+                note="f' is continuous; f'' takes the outer piece, as JAX",
+            ),
+            Kink(
+                at=1.0,
+                derivative=1.0,
+                second_derivative=0.0,
+                note="f' is continuous; f'' takes the outer piece, as JAX",
+            ),
+        ),
+        typical_use=("hidden",),
+        notes=("A softplus that is exactly 0 below -1 and exactly x above 1.",),
+        reference="Blondel et al., Learning with Fenchel-Young losses (2020); jax.nn.sparse_plus",
+        examples=(Example(x=-2.0, y=0.0), Example(x=0.0, y=0.25), Example(x=2.0, y=2.0)),
+    )
+)
+
+register(
+    Activation(
+        name="sparse_sigmoid",
+        kind="elementwise",
+        forward=lambda x: 0.5 * np.clip(x + 1.0, 0.0, 2.0),
+        derivative=lambda x: _inside_unit(x, 0.5),
+        second=zero,
+        formula=r"f(x) = \tfrac{1}{2} \operatorname{clip}(x + 1, 0, 2)",
+        derivative_formula=r"f'(x) = \tfrac{1}{2} \text{ for } |x| < 1, \; 0 \text{ otherwise}",
+        range="[0, 1]",
+        kinks=(
+            Kink(at=-1.0, derivative=0.0, second_derivative=0.0, note="outer piece, as hard_sigmoid"),
+            Kink(at=1.0, derivative=0.0, second_derivative=0.0, note="outer piece, as hard_sigmoid"),
+        ),
+        typical_use=("binary_output",),
+        notes=("The derivative of sparse_plus: probabilities that reach exactly 0 and 1.",),
+        reference="Blondel et al., Learning with Fenchel-Young losses (2020); jax.nn.sparse_sigmoid",
+        examples=(Example(x=-2.0, y=0.0), Example(x=0.5, y=0.75), Example(x=3.0, y=1.0)),
+    )
+)
+
+# -- relu_squared -------------------------------------------------------------------------------
+
+register(
+    Activation(
+        name="relu_squared",
+        kind="elementwise",
+        forward=lambda x: np.square(np.maximum(x, 0.0)),
+        derivative=lambda x: 2.0 * np.maximum(x, 0.0),
+        second=lambda x: np.where(x > 0, 2.0, 0.0),
+        formula=r"f(x) = \max(0, x)^2",
+        derivative_formula=r"f'(x) = 2 \max(0, x)",
+        range="[0, inf)",
+        kinks=(Kink(at=0.0, derivative=0.0, second_derivative=0.0, note="f' is continuous; f''(0) = 0"),),
+        typical_use=("hidden",),
+        notes=("Overflows float64 above 1.34e154: such inputs are refused with a 422.",),
+        aliases=("squared_relu", "relu2"),
+        reference="So et al., Primer: searching for efficient transformers for language modeling (2021)",
+        examples=(Example(x=-1.0, y=0.0), Example(x=3.0, y=9.0)),
+    )
+)
