@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from enum import Enum
+from functools import partial
 from typing import Any, TypeVar
 
+import numpy as np
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ValidationError
@@ -69,8 +71,9 @@ COMPUTE_ERRORS: dict[int | str, dict[str, Any]] = {
     415: _problem("The body is not JSON (send Content-Type: application/json)."),
     422: _problem(
         "A field is invalid: unknown activation or parameter, a value out of bounds, "
-        "x or grad not a finite rectangular array, axis out of range, unknown fields, "
-        "or a result too large for float64."
+        "x or grad not a finite rectangular array (or beyond the float32 range with dtype float32), "
+        "axis out of range, unknown fields, order 2 of a vector function, wrt=params for a "
+        "function without parameters, or a result too large for the dtype."
     ),
 }
 
@@ -113,12 +116,14 @@ def _field_error(error: ErrorDetails, model: type[BaseModel]) -> tuple[str, str]
     return field, error["msg"]
 
 
-def _envelope(entry: Activation, params: dict[str, float], axis: int, out: Array) -> dict[str, Any]:
+def _envelope(
+    entry: Activation, params: dict[str, float], axis: int, dtype: str, shape: tuple[int, ...]
+) -> dict[str, Any]:
     payload: dict[str, Any] = {
         "activation": entry.name,
         "params": params,
-        "dtype": "float64",
-        "shape": list(out.shape),
+        "dtype": dtype,
+        "shape": list(shape),
     }
     if entry.kind == "vector":
         payload["axis"] = axis
@@ -129,30 +134,69 @@ def _respond(payload: dict[str, Any]) -> Response:
     return Response(codec.dumps(payload), media_type=JSON_MEDIA_TYPE)
 
 
-def activate_json(body: bytes) -> Response:
-    req = _parse(ActivateRequest, body)
+_DTYPES: dict[str, type[np.float32] | type[np.float64]] = {"float32": np.float32, "float64": np.float64}
+
+
+def _inputs(req: ActivateRequest) -> tuple[Activation, dict[str, float], Array, int, type]:
+    """The activation, its bound parameters, x as float64, the axis and the dtype of a request."""
     entry = activations.get(req.activation)
     params = entry.bind(req.params)
-    x = codec.to_array(req.x, "x")
+    dtype = _DTYPES[req.dtype]
+    x = codec.to_array(req.x, "x", dtype)
     axis = entry.check_axis(x, req.axis) if entry.kind == "vector" else req.axis
-    y = entry.value(x, params, axis)
-    return _respond(_envelope(entry, params, axis, y) | {"y": codec.wire(y)})
+    return entry, params, x, axis, dtype
+
+
+def activate_json(body: bytes) -> Response:
+    req = _parse(ActivateRequest, body)
+    entry, params, x, axis, dtype = _inputs(req)
+    y = entry.value(x, params, axis, dtype)
+    return _respond(_envelope(entry, params, axis, req.dtype, y.shape) | {"y": codec.wire(y)})
 
 
 def derivative_json(body: bytes) -> Response:
     req = _parse(DerivativeRequest, body)
-    entry = activations.get(req.activation)
-    params = entry.bind(req.params)
-    x = codec.to_array(req.x, "x")
-    axis = entry.check_axis(x, req.axis) if entry.kind == "vector" else req.axis
+    entry, params, x, axis, dtype = _inputs(req)
+    head = partial(_envelope, entry, params, axis, req.dtype)
+    if req.order == 2:
+        if req.grad is not None:
+            raise ActivationError("grad", "applies to first derivatives; leave it out with order 2")
+        if req.wrt == "params":
+            raise ActivationError(
+                "order", "second derivatives are taken with respect to x; use order 1 with wrt=params"
+            )
+        d2 = entry.second_derivative(x, params, dtype)
+        return _respond(head(d2.shape) | {"d2ydx2": codec.wire(d2)})
     if req.grad is None:
-        dydx = entry.jacobian(x, params, axis)
-        return _respond(_envelope(entry, params, axis, dydx) | {"dydx": codec.wire(dydx)})
-    g = codec.to_array(req.grad, "grad")
-    if g.shape != x.shape:
-        raise ActivationError("grad", f"has shape {list(g.shape)}; it must have x's shape {list(x.shape)}")
-    grad_x = entry.vector_jacobian_product(x, g, params, axis)
-    return _respond(_envelope(entry, params, axis, grad_x) | {"grad_x": codec.wire(grad_x)})
+        if req.wrt == "params":
+            grads = entry.parameter_jacobian(x, params, axis, dtype)
+            shape = entry.output_shape(x.shape, axis)
+            return _respond(head(shape) | {"dydparams": {k: codec.wire(v) for k, v in grads.items()}})
+        dydx = entry.jacobian(x, params, axis, dtype)
+        return _respond(head(dydx.shape) | {"dydx": codec.wire(dydx)})
+    g = codec.to_array(req.grad, "grad", dtype)
+    expected = entry.output_shape(x.shape, axis)
+    if g.shape != expected:
+        whose = "x's shape" if expected == x.shape else "the shape of y"
+        raise ActivationError("grad", f"has shape {list(g.shape)}; it must have {whose} {list(expected)}")
+    if req.wrt == "params":
+        totals = entry.parameter_vjp(x, g, params, axis)
+        if dtype is np.float32:
+            totals = {k: float(v) for k, v in _finite_float32(totals).items()}
+        return _respond(head(()) | {"grad_params": totals})
+    grad_x = entry.vector_jacobian_product(x, g, params, axis, dtype)
+    return _respond(head(grad_x.shape) | {"grad_x": codec.wire(grad_x)})
+
+
+def _finite_float32(values: dict[str, float]) -> dict[str, np.float32]:
+    out = {}
+    for name, value in values.items():
+        with np.errstate(over="ignore"):
+            rounded = np.float32(value)
+        if not np.isfinite(rounded):
+            raise ActivationError(f"grad_params.{name}", "the true result is too large for float32")
+        out[name] = rounded
+    return out
 
 
 # -- routes ------------------------------------------------------------------------------
@@ -180,7 +224,7 @@ async def activate(request: Request) -> Response:
     response_model=DerivativeResponse,
     response_model_exclude_none=True,
     responses=COMPUTE_ERRORS,
-    openapi_extra=_json_body(DerivativeRequest, request_examples(with_grad=True)),
+    openapi_extra=_json_body(DerivativeRequest, request_examples(derivative=True)),
     tags=["compute"],
 )
 async def derivative(request: Request) -> Response:

@@ -54,8 +54,12 @@ def _parse_int(text: str) -> float | int:
     return int(text) if len(text) < 20 else float(text)
 
 
-def to_array(value: Any, field: str) -> Array:
-    """A number or rectangular nested list of numbers as a float64 array."""
+def to_array(value: Any, field: str, dtype: type = np.float64) -> Array:
+    """A number or rectangular nested list of numbers as a float64 array.
+
+    With ``dtype=np.float32`` every element is first rounded to float32: the
+    computation then runs on exactly the numbers a float32 caller holds.
+    """
     if type(value) in _NUMBER_TYPES:
         arr = np.array(value, dtype=np.float64)
     elif isinstance(value, list):
@@ -68,6 +72,16 @@ def to_array(value: Any, field: str) -> Array:
     if not np.isfinite(arr).all():
         index = np.argwhere(~np.isfinite(arr))[0]
         raise RequestError.one(422, _name(field, index), "is not a finite number")
+    if dtype is not np.float64:
+        with np.errstate(over="ignore"):
+            rounded: Array = arr.astype(dtype)
+        if not np.isfinite(rounded).all():
+            index = np.argwhere(~np.isfinite(rounded))[0]
+            limit = float(np.finfo(dtype).max)
+            raise RequestError.one(
+                422, _name(field, index), f"is beyond the {np.dtype(dtype).name} range (+-{limit:.4g})"
+            )
+        arr = rounded.astype(np.float64)
     return arr
 
 

@@ -86,6 +86,11 @@ class ActivateRequest(BaseModel):
         default=-1,
         description="Vector functions (softmax) work along this axis of x; elementwise functions ignore it.",
     )
+    dtype: Literal["float32", "float64"] = Field(
+        default="float64",
+        description="float32: x is rounded to float32, the result is the correctly rounded float32 "
+        "of the true value (within 1 ULP) and is written as the shortest decimal that round-trips.",
+    )
 
 
 class DerivativeRequest(ActivateRequest):
@@ -99,8 +104,19 @@ class DerivativeRequest(ActivateRequest):
     grad: NumberArray | SkipJsonSchema[None] = Field(
         default=None,
         json_schema_extra=_without_default,
-        description="Upstream gradient dL/dy with x's shape. When given, the response holds "
-        "grad_x = g^T J (the vector-Jacobian product backpropagation needs) instead of dydx.",
+        description="Upstream gradient dL/dy with y's shape (x's shape except for glu, which halves "
+        "the axis). When given, the response holds grad_x = g^T J (the vector-Jacobian product "
+        "backpropagation needs) instead of dydx, or grad_params with wrt=params.",
+    )
+
+    order: Literal[1, 2] = Field(
+        default=1,
+        description="2: the second derivative d2ydx2 (elementwise functions only; not with grad).",
+    )
+    wrt: Literal["x", "params"] = Field(
+        default="x",
+        description="params: derivatives with respect to the function's parameters instead of x: "
+        "dydparams (each with y's shape), or with grad the scalars grad_params = sum(g * dy/dtheta).",
     )
 
     @field_validator("grad")
@@ -118,8 +134,8 @@ class DerivativeRequest(ActivateRequest):
 class _Result(BaseModel):
     activation: str = Field(description="The canonical name of the activation.")
     params: dict[str, float] = Field(description="Every parameter used, defaults filled in.")
-    dtype: Literal["float64"] = Field(description="The floating-point type of the computation.")
-    shape: list[int] = Field(description="The shape of the returned array.")
+    dtype: Literal["float32", "float64"] = Field(description="The floating-point type of the result.")
+    shape: list[int] = Field(description="The shape of the returned array(s); [] for grad_params.")
     axis: int | SkipJsonSchema[None] = Field(
         default=None, description="Vector functions only: the (non-negative) axis used."
     )
@@ -138,6 +154,15 @@ class DerivativeResponse(_Result):
     )
     grad_x: NumberArray | SkipJsonSchema[None] = Field(
         default=None, description="With grad: the vector-Jacobian product g^T J, x's shape."
+    )
+    d2ydx2: NumberArray | SkipJsonSchema[None] = Field(
+        default=None, description="With order 2: f''(x), x's shape."
+    )
+    dydparams: dict[str, NumberArray] | SkipJsonSchema[None] = Field(
+        default=None, description="With wrt=params: dy/dtheta for each parameter, y's shape."
+    )
+    grad_params: dict[str, float] | SkipJsonSchema[None] = Field(
+        default=None, description="With wrt=params and grad: sum(g * dy/dtheta) for each parameter."
     )
 
 
@@ -233,26 +258,42 @@ class Catalog(BaseModel):
 # -- examples for the docs, derived from the registry ---------------------------------
 
 
-def request_examples(with_grad: bool = False) -> dict[str, dict[str, Any]]:
-    """One named request example per activation, for "Try it out" in /docs."""
+def request_examples(derivative: bool = False) -> dict[str, dict[str, Any]]:
+    """Named request examples for "Try it out" in /docs: featured ones, then one per activation."""
     examples: dict[str, dict[str, Any]] = {
         "leaky_relu_2d": {
             "summary": "leaky_relu on a 2x2 array with a custom slope",
-            "value": {
-                "activation": "leaky_relu",
-                "x": [[-2, 0], [1, 3]],
-                "params": {"negative_slope": 0.1},
-            },
+            "value": {"activation": "leaky_relu", "x": [[-2, 0], [1, 3]], "params": {"negative_slope": 0.1}},
         }
     }
+    if derivative:
+        examples |= {
+            "softmax_vjp": {
+                "summary": "softmax vector-Jacobian product: exact where PyTorch and JAX give 0",
+                "value": {"activation": "softmax", "x": [40, 0], "grad": [1, 0]},
+            },
+            "gelu_second": {
+                "summary": "second derivative of gelu",
+                "value": {"activation": "gelu", "x": [-1, 0, 1], "order": 2},
+            },
+            "elu_alpha": {
+                "summary": "gradient of sum(g * elu(x)) with respect to alpha",
+                "value": {"activation": "elu", "x": [-2, -1, 1], "wrt": "params", "grad": [1, 1, 1]},
+            },
+        }
+    else:
+        examples["sigmoid_float32"] = {
+            "summary": "sigmoid in float32",
+            "value": {"activation": "sigmoid", "x": [0.1, 1, 10], "dtype": "float32"},
+        }
     for entry in activations.entries():
         plain = [e for e in entry.examples if not e.params]
         if entry.kind == "vector":
             x: Any = list(plain[0].x) if isinstance(plain[0].x, tuple) else plain[0].x
         else:
             x = [e.x for e in plain]
-        value: dict[str, Any] = {"activation": entry.name, "x": x}
-        if with_grad:
-            value["grad"] = [1.0] * len(x) if isinstance(x, list) else 1.0
-        examples[entry.name] = {"summary": f"{entry.name} of {x}", "value": value}
+        examples[entry.name] = {
+            "summary": f"{entry.name} of {x}",
+            "value": {"activation": entry.name, "x": x},
+        }
     return examples

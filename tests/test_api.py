@@ -419,11 +419,137 @@ async def test_derivative_non_finite_grad_returns_422(client: httpx.AsyncClient)
 
 
 async def test_responses_never_contain_non_finite_numbers(client: httpx.AsyncClient) -> None:
-    extremes = [-1.7976931348623157e308, -1000, -5e-324, 0, 5e-324, 1000, 1.7976931348623157e308]
+    extremes = [-1.7976931348623157e308, -1000, -1, -5e-324, 0, 5e-324, 1000, 1.7976931348623157e308]
     for entry in activations.entries():
         for path in ("/activate", "/derivative"):
             r = await post(client, path, {"activation": entry.name, "x": extremes})
+            if r.status_code == 422:  # only a true result beyond float64 may be refused
+                assert "too large for float64" in r.json()["detail"], (entry.name, r.text)
+                continue
             assert r.status_code == 200, r.text
             values = r.json().get("y", r.json().get("dydx"))
             flat = np.asarray(values, dtype=object).ravel()
             assert all(isinstance(v, float) and math.isfinite(v) for v in flat)
+
+
+# -- dtype, order, wrt (the complete catalog) ---------------------------------------------------
+
+
+async def test_activate_float32_writes_shortest_float32_decimals(client: httpx.AsyncClient) -> None:
+    r = await post(client, "/activate", {"activation": "sigmoid", "x": [0.1, 1.0, 10.0], "dtype": "float32"})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["dtype"] == "float32"
+    exact = [reference.sig(mp.mpf(float(np.float32(v)))) for v in (0.1, 1.0, 10.0)]
+    assert [np.float32(v) for v in body["y"]] == [np.float32(float(e)) for e in exact]
+    # shortest round-trip decimals of float32, not of float64
+    assert '"y":[0.5249792,0.7310586,0.9999546]' in r.text
+
+
+async def test_activate_float32_out_of_range_input_returns_422(client: httpx.AsyncClient) -> None:
+    r = await post(client, "/activate", {"activation": "relu", "x": [1, 1e39], "dtype": "float32"})
+    assert_problem(r, 422, "x[1]", "float32 range")
+
+
+async def test_activate_float32_overflowing_result_returns_422(client: httpx.AsyncClient) -> None:
+    r = await post(client, "/activate", {"activation": "exponential", "x": [1, 89], "dtype": "float32"})
+    assert_problem(r, 422, "y[1]", "too large for float32")
+
+
+async def test_activate_overflowing_result_returns_422(client: httpx.AsyncClient) -> None:
+    r = await post(client, "/activate", {"activation": "exponential", "x": [[0, 1], [710, 2]]})
+    assert_problem(r, 422, "y[1][0]", "too large for float64")
+
+
+async def test_activate_unknown_dtype_returns_422(client: httpx.AsyncClient) -> None:
+    r = await post(client, "/activate", {"activation": "relu", "x": [1], "dtype": "float16"})
+    assert_problem(r, 422, "dtype", "float32")
+
+
+async def test_derivative_order_two_returns_the_second_derivative(client: httpx.AsyncClient) -> None:
+    r = await post(client, "/derivative", {"activation": "gelu", "x": [-1, 0, 1], "order": 2})
+    assert r.status_code == 200
+    body = r.json()
+    assert "dydx" not in body
+    assert body["shape"] == [3]
+    exact = [float(reference.ELEMENTWISE["gelu"].d2(mp.mpf(v))) for v in (-1, 0, 1)]
+    assert body["d2ydx2"] == pytest.approx(exact, rel=1e-15)
+
+
+async def test_derivative_order_two_of_a_vector_function_returns_422(client: httpx.AsyncClient) -> None:
+    r = await post(client, "/derivative", {"activation": "softmax", "x": [1, 2], "order": 2})
+    assert_problem(r, 422, "order", "elementwise")
+
+
+async def test_derivative_order_two_with_grad_returns_422(client: httpx.AsyncClient) -> None:
+    r = await post(client, "/derivative", {"activation": "tanh", "x": [1], "grad": [1], "order": 2})
+    assert_problem(r, 422, "grad", "first derivatives")
+
+
+async def test_derivative_order_three_returns_422(client: httpx.AsyncClient) -> None:
+    assert_problem(
+        await post(client, "/derivative", {"activation": "tanh", "x": [1], "order": 3}), 422, "order", "1"
+    )
+
+
+async def test_derivative_wrt_params_returns_each_parameter_gradient(client: httpx.AsyncClient) -> None:
+    r = await post(client, "/derivative", {"activation": "hard_tanh", "x": [-3, 0, 3], "wrt": "params"})
+    assert r.status_code == 200
+    assert r.json()["dydparams"] == {"min_val": [1.0, 0.0, 0.0], "max_val": [0.0, 0.0, 1.0]}
+    assert r.json()["shape"] == [3]
+
+
+async def test_derivative_wrt_params_with_grad_returns_scalars(client: httpx.AsyncClient) -> None:
+    r = await post(
+        client, "/derivative", {"activation": "elu", "x": [-2, -1, 1], "wrt": "params", "grad": [1, 2, 3]}
+    )
+    assert r.status_code == 200
+    body = r.json()
+    assert body["shape"] == []
+    exact = float(mp.expm1(-2) + 2 * mp.expm1(-1))
+    assert body["grad_params"]["alpha"] == pytest.approx(exact, rel=1e-15)
+
+
+async def test_derivative_wrt_params_without_params_returns_422(client: httpx.AsyncClient) -> None:
+    r = await post(client, "/derivative", {"activation": "relu", "x": [1], "wrt": "params"})
+    assert_problem(r, 422, "wrt", "no parameters")
+
+
+async def test_derivative_wrt_params_with_order_two_returns_422(client: httpx.AsyncClient) -> None:
+    r = await post(client, "/derivative", {"activation": "elu", "x": [1], "wrt": "params", "order": 2})
+    assert_problem(r, 422, "order", "with respect to x")
+
+
+async def test_derivative_glu_grad_has_the_output_shape(client: httpx.AsyncClient) -> None:
+    r = await post(client, "/derivative", {"activation": "glu", "x": [[1, -2, 0, 2]], "grad": [[1, 1]]})
+    assert r.status_code == 200
+    assert r.json()["shape"] == [1, 4]
+    bad = await post(
+        client, "/derivative", {"activation": "glu", "x": [[1, -2, 0, 2]], "grad": [[1, 1, 1, 1]]}
+    )
+    assert_problem(bad, 422, "grad", "shape of y", "[1, 2]")
+
+
+async def test_activate_glu_odd_length_returns_422(client: httpx.AsyncClient) -> None:
+    assert_problem(await post(client, "/activate", {"activation": "glu", "x": [1, 2, 3]}), 422, "x", "odd")
+
+
+async def test_activate_crossed_hard_tanh_bounds_returns_422(client: httpx.AsyncClient) -> None:
+    r = await post(
+        client, "/activate", {"activation": "hard_tanh", "x": [1], "params": {"min_val": 2, "max_val": 1}}
+    )
+    assert_problem(r, 422, "params.min_val", "less than max_val")
+
+
+async def test_activate_log_softmax_keeps_the_winning_class(client: httpx.AsyncClient) -> None:
+    r = await post(client, "/activate", {"activation": "log_softmax", "x": [40, 0]})
+    assert r.status_code == 200
+    assert r.json()["y"][0] == pytest.approx(float(reference.log_softmax([40.0, 0.0])[0]), rel=1e-15)
+    assert r.json()["y"][0] < 0
+
+
+@pytest.mark.parametrize("use", ["gating", "positive_output", "sparse_coding", "multiclass_output"])
+async def test_catalog_every_use_tag_has_members(client: httpx.AsyncClient, use: str) -> None:
+    r = await client.get("/activations", params={"use": use})
+    assert r.status_code == 200
+    assert r.json()["activations"], use
