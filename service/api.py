@@ -14,13 +14,14 @@ from functools import partial
 from typing import Any, TypeVar
 
 import numpy as np
+import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 from starlette.responses import Response
 
-from . import activations, codec
+from . import activations, binary, codec
 from .activations import Activation, ActivationError, Array
 from .problems import PROBLEM_MEDIA_TYPE, RequestError
 from .schemas import (
@@ -37,9 +38,12 @@ from .schemas import (
 #: Bodies up to this size are handled on the event loop; larger ones in a thread.
 INLINE_BODY_BYTES = 64 * 1024
 JSON_MEDIA_TYPE = "application/json"
+#: Largest array a request may carry (elements).
+MAX_ELEMENTS = 16_000_000
 
 router = APIRouter()
 M = TypeVar("M", bound=BaseModel)
+Compute = Callable[[ActivateRequest], dict[str, Any]]
 
 
 # -- documentation helpers ------------------------------------------------------------
@@ -52,23 +56,73 @@ def _problem(description: str) -> dict[str, Any]:
     }
 
 
-def _json_body(model: type[BaseModel], examples: dict[str, Any]) -> dict[str, Any]:
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+
+
+def _query(name: str, description: str, schema: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return {
-        "requestBody": {
-            "required": True,
-            "content": {
-                JSON_MEDIA_TYPE: {
-                    "schema": {"$ref": f"#/components/schemas/{model.__name__}"},
-                    "examples": examples,
-                }
-            },
-        }
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema,
+    } | extra
+
+
+def _body(model: type[BaseModel], examples: dict[str, Any], derivative: bool = False) -> dict[str, Any]:
+    """The request body (JSON, .npy, .npz) and the query parameters of the binary bodies."""
+    binary_only = "Binary bodies only (with JSON, the body carries it)."
+    parameters = [
+        _query(
+            "activation",
+            f"{binary_only} The activation's name; required with a binary body.",
+            {"type": "string", "enum": activations.all_names()},
+        ),
+        _query("axis", binary_only, {"type": "integer"}),
+        _query(
+            "dtype",
+            f"{binary_only} Defaults to the dtype of the .npy array.",
+            {"type": "string", "enum": ["float32", "float64"]},
+        ),
+        _query(
+            "params",
+            f"{binary_only} Each parameter as its own query parameter, e.g. ?negative_slope=0.1.",
+            {"type": "object", "additionalProperties": {"type": "number"}},
+            style="form",
+            explode=True,
+        ),
+    ]
+    if derivative:
+        parameters += [
+            _query("order", binary_only, {"type": "integer", "enum": [1, 2]}),
+            _query("wrt", binary_only, {"type": "string", "enum": ["x", "params"]}),
+        ]
+    content = {
+        JSON_MEDIA_TYPE: {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}, "examples": examples},
+        binary.NPY_MEDIA_TYPE: _BINARY
+        | {"description": "x as an .npy file (float32 or float64, any shape); the rest in the query string."},
     }
+    if derivative:
+        content[binary.NPZ_MEDIA_TYPE] = _BINARY | {
+            "description": "An .npz archive with the arrays x and grad (np.savez); the rest in the query string."
+        }
+    return {"requestBody": {"required": True, "content": content}, "parameters": parameters}
+
+
+_NPY_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The result. With Accept: application/x-npy the result array is sent as an "
+        ".npy file, with the activation and its parameters in the X-Activation and "
+        "X-Activation-Params headers and the result's name in X-Activation-Result.",
+        "content": {binary.NPY_MEDIA_TYPE: _BINARY},
+    }
+}
 
 
 COMPUTE_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: _problem("The body is not valid JSON."),
-    415: _problem("The body is not JSON (send Content-Type: application/json)."),
+    400: _problem("The body is not valid JSON, or a binary body is damaged or truncated."),
+    413: _problem(f"An array has more than {MAX_ELEMENTS} elements."),
+    415: _problem("The body is neither JSON, .npy nor .npz."),
     422: _problem(
         "A field is invalid: unknown activation or parameter, a value out of bounds, "
         "x or grad not a finite rectangular array (or beyond the float32 range with dtype float32), "
@@ -81,27 +135,80 @@ COMPUTE_ERRORS: dict[int | str, dict[str, Any]] = {
 # -- the request pipeline ---------------------------------------------------------------
 
 
-async def _dispatch(request: Request, pipeline: Callable[[bytes], Response]) -> Response:
-    content_type = request.headers.get("content-type", JSON_MEDIA_TYPE)
-    media_type = content_type.split(";", 1)[0].strip().lower()
-    if media_type != JSON_MEDIA_TYPE and not media_type.endswith("+json"):
+async def _dispatch(request: Request, model: type[ActivateRequest], compute: Compute) -> Response:
+    media_type = _media_type(request.headers.get("content-type", JSON_MEDIA_TYPE))
+    if media_type == JSON_MEDIA_TYPE or media_type.endswith("+json"):
+        parse: Callable[[bytes], ActivateRequest] = partial(_parse, model)
+    elif media_type in (binary.NPY_MEDIA_TYPE, binary.NPZ_MEDIA_TYPE):
+        parse = partial(_parse_binary, model, media_type, dict(request.query_params))
+    else:
         raise RequestError.one(
-            415, "content-type", f"unsupported media type {media_type!r}; send {JSON_MEDIA_TYPE}"
+            415,
+            "content-type",
+            f"unsupported media type {media_type!r}; send {JSON_MEDIA_TYPE}, "
+            f"{binary.NPY_MEDIA_TYPE} or {binary.NPZ_MEDIA_TYPE}",
         )
+    npy_out = binary.NPY_MEDIA_TYPE in request.headers.get("accept", "")
     body = await request.body()
+
+    def pipeline() -> Response:
+        return _respond(compute(parse(body)), npy_out)
+
     if len(body) <= INLINE_BODY_BYTES:
-        return pipeline(body)
-    return await run_in_threadpool(pipeline, body)
+        return pipeline()
+    return await run_in_threadpool(pipeline)
+
+
+def _media_type(header: str) -> str:
+    return header.split(";", 1)[0].strip().lower()
 
 
 def _parse(model: type[M], body: bytes) -> M:
-    data = codec.load_json(body)
+    fast = codec.load_json_fast(body)
+    if fast is not None:
+        envelope, arrays = fast
+        data: Any = envelope | arrays
+    else:
+        data = codec.load_json(body)
     if not isinstance(data, dict):
         raise RequestError.one(422, "body", "must be a JSON object")
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         raise RequestError(422, [_field_error(e, model) for e in exc.errors()]) from None
+
+
+def _parse_binary(model: type[M], media_type: str, query: dict[str, str], body: bytes) -> M:
+    """A request from an .npy/.npz body and the query string (activation, axis, ... and parameters)."""
+    if media_type == binary.NPY_MEDIA_TYPE:
+        arrays = {"x": binary.read_npy(body, "x", MAX_ELEMENTS)}
+    else:
+        arrays = binary.read_npz(body, MAX_ELEMENTS)
+    data: dict[str, Any] = {"dtype": np.dtype(arrays["x"][1]).name}
+    fields = set(model.model_fields) - {"x", "grad", "params"}
+    params: dict[str, Any] = {}
+    for key, text in query.items():
+        if key in ("axis", "order"):
+            data[key] = _query_number(key, text, int)
+        elif key in fields:
+            data[key] = text
+        else:
+            params[key] = _query_number(f"params.{key}", text, float)
+    if "grad" in arrays and "grad" not in model.model_fields:
+        raise RequestError.one(422, "grad", "is not a known field here; send grad to /derivative")
+    data |= {name: arr for name, (arr, _) in arrays.items()} | {"params": params}
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise RequestError(422, [_field_error(e, model) for e in exc.errors()]) from None
+
+
+def _query_number(field: str, text: str, kind: type[int] | type[float]) -> int | float:
+    try:
+        return kind(text)
+    except ValueError:
+        noun = "an integer" if kind is int else "a number"
+        raise RequestError.one(422, field, f"must be {noun}, got {text[:40]!r}") from None
 
 
 def _field_error(error: ErrorDetails, model: type[BaseModel]) -> tuple[str, str]:
@@ -130,8 +237,24 @@ def _envelope(
     return payload
 
 
-def _respond(payload: dict[str, Any]) -> Response:
-    return Response(codec.dumps(payload), media_type=JSON_MEDIA_TYPE)
+#: The fields of a response that hold the one result array.
+_RESULTS = ("y", "dydx", "grad_x", "d2ydx2")
+
+
+def _respond(payload: dict[str, Any], npy: bool = False) -> Response:
+    """JSON, or with ``npy`` the result array as an .npy body and the rest in headers."""
+    result = next((k for k in _RESULTS if k in payload), None)
+    if npy and result is not None:
+        headers = {
+            "x-activation": payload["activation"],
+            "x-activation-params": orjson.dumps(payload["params"]).decode(),
+            "x-activation-result": result,
+        }
+        return Response(binary.write_npy(payload[result]), media_type=binary.NPY_MEDIA_TYPE, headers=headers)
+    wire = {k: codec.wire(v) if isinstance(v, np.ndarray) else v for k, v in payload.items()}
+    if "dydparams" in payload:
+        wire["dydparams"] = {k: codec.wire(v) for k, v in payload["dydparams"].items()}
+    return Response(codec.dumps(wire), media_type=JSON_MEDIA_TYPE)
 
 
 _DTYPES: dict[str, type[np.float32] | type[np.float64]] = {"float32": np.float32, "float64": np.float64}
@@ -147,15 +270,14 @@ def _inputs(req: ActivateRequest) -> tuple[Activation, dict[str, float], Array, 
     return entry, params, x, axis, dtype
 
 
-def activate_json(body: bytes) -> Response:
-    req = _parse(ActivateRequest, body)
+def compute_activate(req: ActivateRequest) -> dict[str, Any]:
     entry, params, x, axis, dtype = _inputs(req)
     y = entry.value(x, params, axis, dtype)
-    return _respond(_envelope(entry, params, axis, req.dtype, y.shape) | {"y": codec.wire(y)})
+    return _envelope(entry, params, axis, req.dtype, y.shape) | {"y": y}
 
 
-def derivative_json(body: bytes) -> Response:
-    req = _parse(DerivativeRequest, body)
+def compute_derivative(req: ActivateRequest) -> dict[str, Any]:
+    assert isinstance(req, DerivativeRequest)
     entry, params, x, axis, dtype = _inputs(req)
     head = partial(_envelope, entry, params, axis, req.dtype)
     if req.order == 2:
@@ -166,14 +288,13 @@ def derivative_json(body: bytes) -> Response:
                 "order", "second derivatives are taken with respect to x; use order 1 with wrt=params"
             )
         d2 = entry.second_derivative(x, params, dtype)
-        return _respond(head(d2.shape) | {"d2ydx2": codec.wire(d2)})
+        return head(d2.shape) | {"d2ydx2": d2}
     if req.grad is None:
         if req.wrt == "params":
             grads = entry.parameter_jacobian(x, params, axis, dtype)
-            shape = entry.output_shape(x.shape, axis)
-            return _respond(head(shape) | {"dydparams": {k: codec.wire(v) for k, v in grads.items()}})
+            return head(entry.output_shape(x.shape, axis)) | {"dydparams": grads}
         dydx = entry.jacobian(x, params, axis, dtype)
-        return _respond(head(dydx.shape) | {"dydx": codec.wire(dydx)})
+        return head(dydx.shape) | {"dydx": dydx}
     g = codec.to_array(req.grad, "grad", dtype)
     expected = entry.output_shape(x.shape, axis)
     if g.shape != expected:
@@ -183,9 +304,14 @@ def derivative_json(body: bytes) -> Response:
         totals = entry.parameter_vjp(x, g, params, axis)
         if dtype is np.float32:
             totals = {k: float(v) for k, v in _finite_float32(totals).items()}
-        return _respond(head(()) | {"grad_params": totals})
+        return head(()) | {"grad_params": totals}
     grad_x = entry.vector_jacobian_product(x, g, params, axis, dtype)
-    return _respond(head(grad_x.shape) | {"grad_x": codec.wire(grad_x)})
+    return head(grad_x.shape) | {"grad_x": grad_x}
+
+
+def activate_json(body: bytes) -> Response:
+    """The whole JSON pipeline in-process: parse, compute, serialise (used by the benchmark)."""
+    return _respond(compute_activate(_parse(ActivateRequest, body)))
 
 
 def _finite_float32(values: dict[str, float]) -> dict[str, np.float32]:
@@ -208,13 +334,13 @@ def _finite_float32(values: dict[str, float]) -> dict[str, np.float32]:
     summary="Evaluate an activation function",
     response_model=ActivateResponse,
     response_model_exclude_none=True,
-    responses=COMPUTE_ERRORS,
-    openapi_extra=_json_body(ActivateRequest, request_examples()),
+    responses=COMPUTE_ERRORS | _NPY_RESPONSE,
+    openapi_extra=_body(ActivateRequest, request_examples()),
     tags=["compute"],
 )
 async def activate(request: Request) -> Response:
     """y = f(x) for every element of x (vector functions such as softmax: along `axis`)."""
-    return await _dispatch(request, activate_json)
+    return await _dispatch(request, ActivateRequest, compute_activate)
 
 
 @router.post(
@@ -223,8 +349,8 @@ async def activate(request: Request) -> Response:
     summary="Differentiate an activation function at x",
     response_model=DerivativeResponse,
     response_model_exclude_none=True,
-    responses=COMPUTE_ERRORS,
-    openapi_extra=_json_body(DerivativeRequest, request_examples(derivative=True)),
+    responses=COMPUTE_ERRORS | _NPY_RESPONSE,
+    openapi_extra=_body(DerivativeRequest, request_examples(derivative=True), derivative=True),
     tags=["compute"],
 )
 async def derivative(request: Request) -> Response:
@@ -234,7 +360,7 @@ async def derivative(request: Request) -> Response:
     along `axis` (shape x.shape + [n]) for vector functions. With `grad` (dL/dy, x's
     shape): `grad_x` = gᵀJ, the vector-Jacobian product that backpropagation needs.
     """
-    return await _dispatch(request, derivative_json)
+    return await _dispatch(request, DerivativeRequest, compute_derivative)
 
 
 UseTag = Enum("UseTag", {tag: tag for tag in activations.USES}, type=str)  # type: ignore[misc]

@@ -1,19 +1,32 @@
 """JSON on the wire: request bytes to validated arrays, results to bytes.
 
-The body is parsed once by orjson (C); a nested list of numbers becomes one
-contiguous float64 array in a single ``np.array`` call after a type check that
-runs at C speed per row (``set(map(type, row))``).  Responses serialise
-ndarrays directly with orjson's numpy support: no ``tolist()``, no
-``jsonable_encoder``.  Every rejection names the element, e.g. ``x[1][0]``.
+Fast path: simdjson parses the body and copies the numbers of ``x`` and
+``grad`` straight into float64 buffers, without a Python object per element.
+simdjson flattens nested arrays, so the fast path proves the structure itself
+(every non-leaf array has the length of the first one at its depth, the count
+of numbers is the product of the shape, and the body holds exactly the
+brackets that shape needs) and declines anything it cannot prove.
+
+Exact path: orjson (C) builds Python objects; a nested list of numbers
+becomes one contiguous array in a single ``np.array`` call after a type check
+at C speed per row (``set(map(type, row))``).  It names every rejected
+element (``x[1][0]``).  The fast path accepts exactly what the exact path
+accepts, with the same result; whatever it declines goes the exact way.
+
+Responses serialise ndarrays directly with orjson's numpy support: no
+``tolist()``, no ``jsonable_encoder``.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import threading
 from typing import Any
 
 import numpy as np
 import orjson
+import simdjson
 
 from .activations import Array
 from .problems import RequestError
@@ -48,6 +61,80 @@ def load_json(body: bytes) -> Any:
         raise RequestError.one(400, "body", reason) from None
 
 
+#: Fields whose values are arrays; every other field is a scalar or an object of scalars.
+ARRAY_FIELDS = ("x", "grad")
+_local = threading.local()
+
+
+def load_json_fast(body: bytes) -> tuple[dict[str, Any], dict[str, Array]] | None:
+    """The envelope and the arrays of a request, or None to take the exact path."""
+    parser = getattr(_local, "parser", None)
+    if parser is None:
+        parser = _local.parser = simdjson.Parser()
+    try:
+        return _fast(parser, body)
+    except RuntimeError:
+        # A parser still referenced from an earlier failure: start afresh next time.
+        _local.parser = None
+        return None
+    except (ValueError, TypeError, KeyError, IndexError):
+        return None
+
+
+def _fast(parser: Any, body: bytes) -> tuple[dict[str, Any], dict[str, Array]] | None:
+    doc = parser.parse(body)
+    if not isinstance(doc, simdjson.Object):
+        return None
+    envelope: dict[str, Any] = {}
+    arrays: dict[str, Array] = {}
+    brackets = 0
+    for key in doc.keys():  # noqa: SIM118  (simdjson.Object is not a dict)
+        if key in envelope or key in arrays:
+            return None  # a repeated key: the exact path keeps the last, as JSON parsers do
+        value = doc[key]
+        if key in ARRAY_FIELDS and isinstance(value, simdjson.Array):
+            shape = _rectangular_shape(value)
+            if shape is None:
+                return None
+            flat = np.frombuffer(value.as_buffer(of_type="d"), dtype=np.float64)
+            if flat.size != math.prod(shape):
+                return None
+            arrays[key] = flat.reshape(shape)
+            brackets += sum(math.prod(shape[:depth]) for depth in range(len(shape)))
+        elif isinstance(value, simdjson.Array):
+            return None
+        else:
+            envelope[key] = value.as_dict() if isinstance(value, simdjson.Object) else value
+    if body.count(b"[") != brackets:
+        return None  # a nested array where a number belongs, or a bracket in a string
+    return envelope, arrays
+
+
+def _rectangular_shape(value: Any) -> tuple[int, ...] | None:
+    """The shape implied by the first element at each depth, if every array agrees."""
+    shape: list[int] = []
+    node = value
+    while isinstance(node, simdjson.Array):
+        if len(node) == 0 or len(shape) >= MAX_DEPTH:
+            return None
+        shape.append(len(node))
+        node = node[0]
+    level = [value]
+    for depth in range(len(shape) - 1):
+        children = []
+        for array in level:
+            if len(array) != shape[depth]:
+                return None
+            for child in array:
+                if not isinstance(child, simdjson.Array):
+                    return None
+                children.append(child)
+        level = children
+    if any(len(array) != shape[-1] for array in level):
+        return None
+    return tuple(shape)
+
+
 def _parse_int(text: str) -> float | int:
     # Long integers are read as floats (huge ones become inf and are named by
     # the finiteness check) instead of tripping Python's digit limit.
@@ -55,12 +142,14 @@ def _parse_int(text: str) -> float | int:
 
 
 def to_array(value: Any, field: str, dtype: type = np.float64) -> Array:
-    """A number or rectangular nested list of numbers as a float64 array.
+    """A number, a rectangular nested list of numbers or a fast-path array, as float64.
 
     With ``dtype=np.float32`` every element is first rounded to float32: the
     computation then runs on exactly the numbers a float32 caller holds.
     """
-    if type(value) in _NUMBER_TYPES:
+    if isinstance(value, np.ndarray):
+        arr = value
+    elif type(value) in _NUMBER_TYPES:
         arr = np.array(value, dtype=np.float64)
     elif isinstance(value, list):
         _check_nested(value, field, 0)

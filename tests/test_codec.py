@@ -1,0 +1,91 @@
+"""The JSON codec: the fast path accepts exactly what the exact path accepts."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from service import codec
+from service.problems import RequestError
+
+leaf = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.integers(-(2**70), 2**70),
+    st.booleans(),
+    st.none(),
+    st.text(max_size=3),
+)
+
+
+def rectangular(depth: int) -> st.SearchStrategy[Any]:
+    if depth == 0:
+        return st.floats(-1e300, 1e300, allow_nan=False)
+    return st.integers(1, 4).flatmap(lambda n: st.lists(rectangular(depth - 1), min_size=n, max_size=n))
+
+
+nested = st.recursive(leaf, lambda children: st.lists(children, max_size=4), max_leaves=20)
+arrays = st.one_of(st.integers(1, 3).flatmap(rectangular), nested)
+
+
+def outcome(data: dict[str, Any]) -> tuple[Any, ...]:
+    """What the service makes of x: its shape and bytes, or the error it names."""
+    try:
+        arr = codec.to_array(data["x"], "x")
+    except RequestError as exc:
+        return ("error", exc.detail)
+    return ("array", arr.shape, arr.tobytes())
+
+
+@settings(max_examples=400, deadline=None)
+@given(x=arrays, extra=st.sampled_from(["", ', "params": {"alpha": 1}', ', "activation": "[relu]"']))
+def test_fast_path_agrees_with_the_exact_path(x: Any, extra: str) -> None:
+    body = (f'{{"x": {json.dumps(x)}{extra}}}').encode()
+    fast = codec.load_json_fast(body)
+    if fast is None:
+        return  # declined: the exact path decides
+    envelope, arrays = fast
+    slow = codec.load_json(body)
+    assert outcome(envelope | arrays) == outcome(slow)
+    assert {k: v for k, v in envelope.items() if k != "x"} == {k: v for k, v in slow.items() if k != "x"}
+
+
+def test_fast_path_takes_ordinary_requests() -> None:
+    # The property above must not pass vacuously: plain rectangular bodies go fast.
+    for body in (b'{"x": [1, 2.5, -3e-5]}', b'{"x": [[1, 2], [3, 4]], "params": {"a": 1}}', b'{"x": 7}'):
+        assert codec.load_json_fast(body) is not None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"x": [1, [2]]}',
+        b'{"x": [[1, 2], [3, 4, 5], [6]]}',
+        b'{"x": [[1, 2], [3, [4]]]}',
+        b'{"x": [1, true]}',
+        b'{"x": [1e999]}',
+        b'{"x": [1, NaN]}',
+        b'{"x": []}',
+        b'{"x": [1], "x": [2, 3]}',
+        b'{"x": [1], "activation": "[x"}',
+        b'{"x": [1], "other": [1]}',
+        b"[1, 2]",
+    ],
+)
+def test_fast_path_declines_what_it_cannot_prove(body: bytes) -> None:
+    assert codec.load_json_fast(body) is None
+
+
+def test_fast_path_reads_a_large_matrix_without_python_floats() -> None:
+    x = np.random.default_rng(1).standard_normal((300, 200))
+    body = json.dumps({"activation": "relu", "x": x.tolist(), "grad": x[:, ::-1].tolist()}).encode()
+    fast = codec.load_json_fast(body)
+    assert fast is not None
+    envelope, arrays = fast
+    assert envelope == {"activation": "relu"}
+    np.testing.assert_array_equal(arrays["x"], x)
+    np.testing.assert_array_equal(arrays["grad"], x[:, ::-1])
