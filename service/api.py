@@ -38,6 +38,7 @@ from .schemas import (
 #: Bodies up to this size are handled on the event loop; larger ones in a thread.
 INLINE_BODY_BYTES = 64 * 1024
 JSON_MEDIA_TYPE = "application/json"
+NPY_MEDIA_TYPE = binary.NPY_MEDIA_TYPE
 #: Largest array a request may carry (elements).
 MAX_ELEMENTS = 16_000_000
 
@@ -135,35 +136,40 @@ COMPUTE_ERRORS: dict[int | str, dict[str, Any]] = {
 # -- the request pipeline ---------------------------------------------------------------
 
 
-async def _dispatch(request: Request, model: type[ActivateRequest], compute: Compute) -> Response:
-    media_type = _media_type(request.headers.get("content-type", JSON_MEDIA_TYPE))
+def parser_for(
+    model: type[ActivateRequest], content_type: str, query: dict[str, str]
+) -> Callable[[bytes | bytearray], ActivateRequest]:
+    """The body parser for a content type: JSON, or .npy/.npz with the rest in the query string."""
+    media_type = _media_type(content_type)
     if media_type == JSON_MEDIA_TYPE or media_type.endswith("+json"):
-        parse: Callable[[bytes], ActivateRequest] = partial(_parse, model)
-    elif media_type in (binary.NPY_MEDIA_TYPE, binary.NPZ_MEDIA_TYPE):
-        parse = partial(_parse_binary, model, media_type, dict(request.query_params))
-    else:
-        raise RequestError.one(
-            415,
-            "content-type",
-            f"unsupported media type {media_type!r}; send {JSON_MEDIA_TYPE}, "
-            f"{binary.NPY_MEDIA_TYPE} or {binary.NPZ_MEDIA_TYPE}",
-        )
-    npy_out = binary.NPY_MEDIA_TYPE in request.headers.get("accept", "")
+        return partial(_parse, model)
+    if media_type in (binary.NPY_MEDIA_TYPE, binary.NPZ_MEDIA_TYPE):
+        return partial(_parse_binary, model, media_type, query)
+    raise RequestError.one(
+        415,
+        "content-type",
+        f"unsupported media type {media_type!r}; send {JSON_MEDIA_TYPE}, {binary.NPY_MEDIA_TYPE} or {binary.NPZ_MEDIA_TYPE}",
+    )
+
+
+async def _dispatch(request: Request, model: type[ActivateRequest], compute: Compute) -> Response:
+    # Reached only when the FastAPI application is served without the
+    # ComputeEndpoints layer in front (service.fastpath); same pipeline.
+    parse = parser_for(
+        model, request.headers.get("content-type", JSON_MEDIA_TYPE), dict(request.query_params)
+    )
+    npy_out = NPY_MEDIA_TYPE in request.headers.get("accept", "")
     body = await request.body()
-
-    def pipeline() -> Response:
-        return _respond(compute(parse(body)), npy_out)
-
     if len(body) <= INLINE_BODY_BYTES:
-        return pipeline()
-    return await run_in_threadpool(pipeline)
+        return respond(compute(parse(body)), npy_out)
+    return await run_in_threadpool(lambda: respond(compute(parse(body)), npy_out))
 
 
 def _media_type(header: str) -> str:
     return header.split(";", 1)[0].strip().lower()
 
 
-def _parse(model: type[M], body: bytes) -> M:
+def _parse(model: type[M], body: bytes | bytearray) -> M:
     fast = codec.load_json_fast(body)
     if fast is not None:
         envelope, arrays = fast
@@ -178,7 +184,7 @@ def _parse(model: type[M], body: bytes) -> M:
         raise RequestError(422, [_field_error(e, model) for e in exc.errors()]) from None
 
 
-def _parse_binary(model: type[M], media_type: str, query: dict[str, str], body: bytes) -> M:
+def _parse_binary(model: type[M], media_type: str, query: dict[str, str], body: bytes | bytearray) -> M:
     """A request from an .npy/.npz body and the query string (activation, axis, ... and parameters)."""
     if media_type == binary.NPY_MEDIA_TYPE:
         arrays = {"x": binary.read_npy(body, "x", MAX_ELEMENTS)}
@@ -241,7 +247,7 @@ def _envelope(
 _RESULTS = ("y", "dydx", "grad_x", "d2ydx2")
 
 
-def _respond(payload: dict[str, Any], npy: bool = False) -> Response:
+def respond(payload: dict[str, Any], npy: bool = False) -> Response:
     """JSON, or with ``npy`` the result array as an .npy body and the rest in headers."""
     result = next((k for k in _RESULTS if k in payload), None)
     if npy and result is not None:
@@ -311,7 +317,7 @@ def compute_derivative(req: ActivateRequest) -> dict[str, Any]:
 
 def activate_json(body: bytes) -> Response:
     """The whole JSON pipeline in-process: parse, compute, serialise (used by the benchmark)."""
-    return _respond(compute_activate(_parse(ActivateRequest, body)))
+    return respond(compute_activate(_parse(ActivateRequest, body)))
 
 
 def _finite_float32(values: dict[str, float]) -> dict[str, np.float32]:

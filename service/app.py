@@ -13,6 +13,7 @@ from starlette.responses import Response
 
 from . import __version__, api
 from .activations import ActivationError
+from .fastpath import ComputeEndpoints
 from .problems import RequestError, from_error, problem
 from .schemas import NUMBER_ARRAY_SCHEMA, ActivateRequest, DerivativeRequest, Problem
 
@@ -34,7 +35,12 @@ Every error is `application/problem+json` with the offending field and the reaso
 """
 
 
-def create_app() -> FastAPI:
+def create_app() -> ComputeEndpoints:
+    """The ASGI application: the compute endpoints in front of the FastAPI app."""
+    return ComputeEndpoints(create_fastapi_app())
+
+
+def create_fastapi_app() -> FastAPI:
     app = FastAPI(
         title="activation-service",
         version=__version__,

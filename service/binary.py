@@ -28,7 +28,7 @@ _MAX_HEADER = 10_000
 _NPZ_MEMBERS = ("x", "grad")
 
 
-def read_npy(data: bytes | memoryview, field: str, max_elements: int) -> tuple[Array, type]:
+def read_npy(data: bytes | bytearray | memoryview, field: str, max_elements: int) -> tuple[Array, type]:
     """An ``.npy`` body as a float64 array, and the float type it was sent in."""
     stream = io.BytesIO(data)
     shape, fortran, dtype = _header(stream, field, max_elements)
@@ -46,7 +46,7 @@ def read_npy(data: bytes | memoryview, field: str, max_elements: int) -> tuple[A
     return arr.astype(np.float64, copy=False), np.float32 if dtype.itemsize == 4 else np.float64
 
 
-def read_npz(data: bytes | memoryview, max_elements: int) -> dict[str, tuple[Array, type]]:
+def read_npz(data: bytes | bytearray | memoryview, max_elements: int) -> dict[str, tuple[Array, type]]:
     """The arrays ``x`` (required) and ``grad`` (optional) of an ``.npz`` body."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
@@ -121,7 +121,9 @@ def _header(stream: Any, field: str, max_elements: int) -> tuple[tuple[int, ...]
 
 
 def write_npy(arr: Array) -> bytes:
-    """``arr`` as an ``.npy`` file (no pickles)."""
-    out = io.BytesIO()
-    np.save(out, np.ascontiguousarray(arr), allow_pickle=False)
-    return out.getvalue()
+    """``arr`` as an ``.npy`` file: the header, then the data copied once."""
+    if not arr.flags.c_contiguous:
+        arr = arr.copy(order="C")  # (ascontiguousarray would make a 0-d array 1-d)
+    header = io.BytesIO()
+    npy_format.write_array_header_1_0(header, npy_format.header_data_from_array_1_0(arr))
+    return b"".join((header.getvalue(), arr.data.cast("B")))

@@ -38,7 +38,7 @@ _NUMBER_TYPES = frozenset({int, float})
 _DUMPS_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 
 
-def load_json(body: bytes) -> Any:
+def load_json(body: bytes | bytearray) -> Any:
     """Parse a JSON request body.
 
     orjson refuses NaN, Infinity and numbers that overflow (1e999) with a bare
@@ -66,8 +66,24 @@ ARRAY_FIELDS = ("x", "grad")
 _local = threading.local()
 
 
-def load_json_fast(body: bytes) -> tuple[dict[str, Any], dict[str, Array]] | None:
+#: Below this size orjson is faster than simdjson's per-document setup; above
+#: it, a fresh parser is used and dropped, so its buffers (several times the
+#: body) do not stay allocated between requests.
+FAST_MIN_BYTES = 4096
+_REUSE_MAX_BYTES = 1 << 20
+
+
+def load_json_fast(
+    body: bytes | bytearray, min_bytes: int = FAST_MIN_BYTES
+) -> tuple[dict[str, Any], dict[str, Array]] | None:
     """The envelope and the arrays of a request, or None to take the exact path."""
+    if len(body) < min_bytes:
+        return None
+    if len(body) > _REUSE_MAX_BYTES:
+        try:
+            return _fast(simdjson.Parser(), body)
+        except (ValueError, TypeError, KeyError, IndexError, RuntimeError):
+            return None
     parser = getattr(_local, "parser", None)
     if parser is None:
         parser = _local.parser = simdjson.Parser()
@@ -81,7 +97,7 @@ def load_json_fast(body: bytes) -> tuple[dict[str, Any], dict[str, Array]] | Non
         return None
 
 
-def _fast(parser: Any, body: bytes) -> tuple[dict[str, Any], dict[str, Array]] | None:
+def _fast(parser: Any, body: bytes | bytearray) -> tuple[dict[str, Any], dict[str, Array]] | None:
     doc = parser.parse(body)
     if not isinstance(doc, simdjson.Object):
         return None

@@ -215,3 +215,17 @@ async def test_binary_agrees_with_json(client: httpx.AsyncClient, path: str) -> 
         via_npy = await client.post(f"{path}?activation={entry.name}", content=npy(x), headers=NPY)
         assert via_npy.status_code == via_json.status_code == 200
         assert via_npy.json() == via_json.json(), entry.name
+
+
+@pytest.mark.parametrize(
+    "arr",
+    [np.array(2.5), np.arange(6.0).reshape(2, 3), np.arange(6.0).reshape(2, 3).T, np.ones(3, np.float32)],
+    ids=["scalar", "matrix", "transposed", "float32"],
+)
+def test_write_npy_round_trips(arr: np.ndarray) -> None:
+    from service import binary
+
+    back = load(binary.write_npy(arr))
+    assert back.shape == arr.shape
+    assert back.dtype == arr.dtype
+    np.testing.assert_array_equal(back, arr)

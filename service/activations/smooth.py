@@ -182,17 +182,31 @@ def _ndtr(x: Array, factor: Array | float = 1.0) -> Array:
     as hi + lo; erfcx itself is accurate to ~3 ULP.  The factor enters before
     the last exponential, so x Phi(x) is normal where Phi(x) alone is not.
     """
-    t_hi, t_lo = exact.scale(-np.maximum(np.minimum(x, 0.0), -1e10), INV_SQRT2)
+    tail_mask = x < -1.0
+    out = np.empty_like(x)
+    factor = np.broadcast_to(np.asarray(factor, dtype=np.float64), x.shape)
+    if tail_mask.any():
+        out[tail_mask] = _ndtr_tail(x[tail_mask], factor[tail_mask])
+    body_mask = ~tail_mask
+    if body_mask.any():
+        xb = x[body_mask]
+        # 1 + erf(x/sqrt 2) for x >= 0; erfc(-x/sqrt 2), which does not cancel, on [-1, 0).
+        t = xb * INV_SQRT2[0]
+        out[body_mask] = factor[body_mask] * np.where(
+            xb >= 0, 0.5 * (1.0 + special.erf(t)), 0.5 * special.erfc(-t)
+        )
+    return out
+
+
+def _ndtr_tail(x: Array, factor: Array) -> Array:
+    """factor * Phi(x) for x < -1 (see _ndtr)."""
+    t_hi, t_lo = exact.scale(-np.maximum(x, -1e10), INV_SQRT2)
     s_hi, s_lo = exact.square(t_hi)
     s_lo = s_lo + 2.0 * t_hi * t_lo
     e = special.erfcx(t_hi)
     # erfcx(t + dt) ~ erfcx(t) (1 + dt (2t - 2/(sqrt(pi) erfcx(t))))
     e = e * (1.0 + t_lo * (2.0 * t_hi - 1.1283791670955126 / e))
-    tail = exact.exp_neg(s_hi, s_lo, 0.5 * e * factor)
-    # Above -1: 1 + erf(x/sqrt 2) for x >= 0, and erfc(-x/sqrt 2), which does not cancel, below.
-    t = x * INV_SQRT2[0]
-    body = np.where(x >= 0, 0.5 * (1.0 + special.erf(t)), 0.5 * special.erfc(-t))
-    return np.where(x < -1.0, tail, factor * body)
+    return exact.exp_neg(s_hi, s_lo, 0.5 * e * factor)
 
 
 def gelu(x: Array) -> Array:
@@ -213,6 +227,7 @@ register(
     Activation(
         name="gelu",
         kind="elementwise",
+        blocked=True,
         forward=gelu,
         derivative=gelu_derivative,
         second=gelu_second,
@@ -281,6 +296,7 @@ register(
     Activation(
         name="gelu_tanh",
         kind="elementwise",
+        blocked=True,
         forward=gelu_tanh,
         derivative=gelu_tanh_derivative,
         second=gelu_tanh_second,
@@ -299,7 +315,14 @@ register(
 
 
 def _swish(x: Array, z_hi: Array, z_lo: Array) -> Array:
-    return exact.expit_times(z_hi, z_lo, x)
+    # x sigma(z) (1 + lo sigma(-z)); where sigma(z) is subnormal (z < -708) the
+    # product x sigma(z) may still be normal, so those elements are redone in halves.
+    s = special.expit(z_hi)
+    y = x * (s + s * (z_lo * (1.0 - s)))
+    deep = z_hi < -700.0
+    if deep.any():
+        y[deep] = exact.expit_times(z_hi[deep], z_lo[deep], x[deep])
+    return y
 
 
 def _swish_bracket(z: Array, z_lo: Array) -> Array:
@@ -325,10 +348,11 @@ register(
     Activation(
         name="silu",
         kind="elementwise",
-        forward=lambda x, beta: _swish(x, *exact.two_prod(beta, x)),
-        derivative=lambda x, beta: _swish_derivative(x, *exact.two_prod(beta, x)),
-        second=lambda x, beta: _swish_second(x, *exact.two_prod(beta, x), beta),
-        param_grads=lambda x, beta: {"beta": x * exact.dexpit_times(*exact.two_prod(beta, x), x)},
+        blocked=True,
+        forward=lambda x, beta: _swish(x, *exact.scale(x, beta)),
+        derivative=lambda x, beta: _swish_derivative(x, *exact.scale(x, beta)),
+        second=lambda x, beta: _swish_second(x, *exact.scale(x, beta), beta),
+        param_grads=lambda x, beta: {"beta": x * exact.dexpit_times(*exact.scale(x, beta), x)},
         params=(
             Param(
                 name="beta",
@@ -353,6 +377,7 @@ register(
     Activation(
         name="quick_gelu",
         kind="elementwise",
+        blocked=True,
         forward=lambda x: _swish(x, *exact.scale(x, QUICK_GELU_BETA)),
         derivative=lambda x: _swish_derivative(x, *exact.scale(x, QUICK_GELU_BETA)),
         second=lambda x: _swish_second(x, *exact.scale(x, QUICK_GELU_BETA), QUICK_GELU_BETA[0]),
@@ -371,8 +396,8 @@ register(
 
 
 def _softplus(x: Array) -> Array:
-    # logaddexp(x, 0) = max(x, 0) + log1p(exp(-|x|)): no overflow, no threshold switch.
-    return np.logaddexp(x, 0.0)
+    # max(x, 0) + log1p(exp(-|x|)): no overflow, no threshold switch.
+    return np.maximum(x, 0.0) + np.log1p(np.exp(-np.abs(x)))
 
 
 def mish(x: Array) -> Array:
@@ -418,6 +443,7 @@ register(
     Activation(
         name="mish",
         kind="elementwise",
+        blocked=True,
         forward=mish,
         derivative=mish_derivative,
         second=mish_second,
@@ -435,11 +461,16 @@ register(
 # -- softplus -------------------------------------------------------------------------------------
 
 
-def _softplus_beta(x: Array, beta: float) -> tuple[Array, Array, Array]:
-    z_hi, z_lo = exact.two_prod(beta, x)
-    s = exact.expit(z_hi, z_lo)
-    # log(1 + e^(hi + lo)) ~ log(1 + e^hi) + lo sigma(hi)
-    return _softplus(z_hi) + z_lo * special.expit(z_hi), s, z_hi
+def _softplus_beta(x: Array, beta: float) -> tuple[Array, Array]:
+    """softplus(beta x) and sigma(beta x), with beta x carried as hi + lo.
+
+    log(1 + e^(hi + lo)) ~ log(1 + e^hi) + lo sigma(hi); both from one exp(-|hi|).
+    """
+    z_hi, z_lo = exact.scale(x, beta)
+    e = np.exp(-np.abs(z_hi))
+    s = np.where(z_hi >= 0, 1.0, e) / (1.0 + e)
+    sig = s + s * (z_lo * (1.0 - s))  # sigma(hi + lo) = sigma(hi) (1 + lo sigma(-hi))
+    return (np.maximum(z_hi, 0.0) + np.log1p(e)) + z_lo * s, sig
 
 
 def softplus_beta_grad(x: Array, beta: float) -> Array:
@@ -453,9 +484,10 @@ register(
     Activation(
         name="softplus",
         kind="elementwise",
+        blocked=True,
         forward=lambda x, beta: _softplus_beta(x, beta)[0] / beta,
         derivative=lambda x, beta: _softplus_beta(x, beta)[1],
-        second=lambda x, beta: exact.dexpit_times(*exact.two_prod(beta, x), beta),
+        second=lambda x, beta: exact.dexpit_times(*exact.scale(x, beta), beta),
         param_grads=lambda x, beta: {"beta": softplus_beta_grad(x, beta)},
         params=(
             Param(name="beta", default=1.0, minimum=0.0, exclusive_minimum=True, description="sharpness"),
@@ -511,7 +543,8 @@ register(
     Activation(
         name="log_sigmoid",
         kind="elementwise",
-        forward=special.log_expit,
+        # min(x, 0) - log1p(exp(-|x|)): both terms <= 0, so nothing cancels.
+        forward=lambda x: np.minimum(x, 0.0) - np.log1p(np.exp(-np.abs(x))),
         derivative=lambda x: special.expit(-x),
         second=lambda x: -special.expit(x) * special.expit(-x),
         formula=r"f(x) = \log \sigma(x) = -\log(1 + e^{-x})",
@@ -566,6 +599,7 @@ register(
     Activation(
         name="tanhshrink",
         kind="elementwise",
+        blocked=True,
         forward=tanhshrink,
         derivative=lambda x: np.square(np.tanh(x)),
         second=lambda x: 2.0 * np.tanh(x) * sech2(x),
@@ -584,28 +618,29 @@ register(
 
 
 def _squareplus_root(x: Array, b: float) -> Array:
-    # sqrt(x^2 + b) without overflow for |x| > 1.3e154.
-    return np.hypot(x, np.sqrt(b))
+    """sqrt(x^2 + b); hypot only when x^2 could overflow."""
+    if x.size and float(np.max(np.abs(x))) > 1e150:
+        return np.hypot(x, np.sqrt(b))
+    return np.sqrt(x * x + b)
 
 
 def squareplus(x: Array, b: float) -> Array:
-    # For x < 0, (x + s)/2 cancels; b / (2 (s - x)) is the same number.  Each
-    # branch sees only its own half-line, so neither overflows nor divides by 0.
-    pos, neg = np.maximum(x, 0.0), np.minimum(x, 0.0)
-    s_neg = _squareplus_root(neg, b)
-    return np.where(x >= 0, 0.5 * pos + 0.5 * _squareplus_root(pos, b), b / (2.0 * (s_neg - neg)))
+    # For x < 0, (x + s)/2 cancels; b / (2 (s + |x|)) is the same number and its
+    # denominator is at least sqrt(b) > 0.
+    s = _squareplus_root(x, b)
+    return np.where(x >= 0, 0.5 * x + 0.5 * s, b / (2.0 * (s + np.abs(x))))
 
 
 def squareplus_derivative(x: Array, b: float) -> Array:
-    pos, neg = np.maximum(x, 0.0), np.minimum(x, 0.0)
-    s_neg = _squareplus_root(neg, b)
-    return np.where(x >= 0, 0.5 * (1.0 + pos / _squareplus_root(pos, b)), b / (2.0 * s_neg * (s_neg - neg)))
+    s = _squareplus_root(x, b)
+    return np.where(x >= 0, 0.5 + 0.5 * (x / s), b / (2.0 * s * (s + np.abs(x))))
 
 
 register(
     Activation(
         name="squareplus",
         kind="elementwise",
+        blocked=True,
         forward=squareplus,
         derivative=squareplus_derivative,
         second=lambda x, b: (

@@ -12,7 +12,7 @@ from numpy.typing import NDArray
 from scipy import special
 
 from . import exact
-from .registry import Activation, ActivationError, Array, Example, Kink, Param, register
+from .registry import CHUNK, Activation, ActivationError, Array, Example, Kink, Param, register
 
 # -- softmax -----------------------------------------------------------------------
 
@@ -45,6 +45,11 @@ def _shift(x: Array, temperature: float) -> tuple[Array, Array]:
     about 2^-106 relative, and exp(hi + lo) = exp(hi) (1 + lo).
     """
     m = np.max(x, axis=-1, keepdims=True)
+    if temperature == 1.0 and float(np.max(m - np.min(x, axis=-1, keepdims=True))) < 1e308:
+        # The common case, with no difference beyond the float64 range: TwoSum only.
+        d = x - m
+        v = d - x
+        return d, (x - (d - v)) + (-m - v)
     # Differences beyond 1.8e308 overflow to -inf, and quotients by a small T may;
     # exp of those is 0 whatever their error term, which is then dropped.
     with np.errstate(over="ignore", invalid="ignore"):
@@ -60,7 +65,43 @@ def _shift(x: Array, temperature: float) -> tuple[Array, Array]:
 
 def _exp_shifted(x: Array, temperature: float) -> Array:
     hi, lo = _shift(x, temperature)
-    return np.exp(hi) * (1.0 + lo)
+    e = np.exp(hi)
+    e += e * lo
+    return e
+
+
+def _blocks(x: Array) -> list[tuple[slice, slice]]:
+    """(rows, columns) blocks of about CHUNK elements over a 2-D array."""
+    rows, n = x.shape
+    if n >= CHUNK:
+        return [(slice(r, r + 1), slice(c, c + CHUNK)) for r in range(rows) for c in range(0, n, CHUNK)]
+    step = max(1, CHUNK // n)
+    return [(slice(r, r + step), slice(None)) for r in range(0, rows, step)]
+
+
+def _exp_shifted_blocked(x: Array, temperature: float) -> tuple[Array, Array]:
+    """exp((x - max)/T) and its row sums, computed block by block in cache."""
+    flat = x.reshape(-1, x.shape[-1])
+    if temperature != 1.0 or flat.size <= 2 * CHUNK:
+        e = _exp_shifted(flat, temperature)
+        return e.reshape(x.shape), np.sum(e, axis=-1, keepdims=True).reshape((*x.shape[:-1], 1))
+    m = np.max(flat, axis=-1, keepdims=True)
+    if float(np.max(m - np.min(flat, axis=-1, keepdims=True))) >= 1e308:
+        e = _exp_shifted(flat, temperature)
+        return e.reshape(x.shape), np.sum(e, axis=-1, keepdims=True).reshape((*x.shape[:-1], 1))
+    e = np.empty_like(flat)
+    sums = np.zeros((flat.shape[0], 1))
+    for rows, cols in _blocks(flat):
+        xb = flat[rows, cols]
+        mb = m[rows]
+        d = xb - mb
+        v = d - xb
+        r = (xb - (d - v)) + (-mb - v)
+        eb = np.exp(d)
+        eb += eb * r
+        e[rows, cols] = eb
+        sums[rows] += np.sum(eb, axis=-1, keepdims=True)
+    return e.reshape(x.shape), sums.reshape((*x.shape[:-1], 1))
 
 
 def _extended(x: Array, temperature: float) -> tuple[Extended, Extended]:
@@ -98,9 +139,10 @@ def _centred(s: Extended, g: Extended) -> Extended:
 
 
 def softmax(x: Array, temperature: float) -> Array:
-    e = _exp_shifted(x, temperature)
+    e, total = _exp_shifted_blocked(x, temperature)
     # The maximum contributes exp(0) = 1, so the sum is at least 1: no 0/0.
-    return e / np.sum(e, axis=-1, keepdims=True)
+    e /= total
+    return e
 
 
 def softmax_jacobian(x: Array, temperature: float) -> Array:

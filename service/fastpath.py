@@ -1,0 +1,113 @@
+"""POST /activate and /derivative served as plain ASGI, in front of FastAPI.
+
+FastAPI's per-request machinery (routing, dependency solving, the Request
+object, exception middleware) costs about as much as a whole /healthz call;
+for a 10-element activation it would be most of the time.  This layer reads
+the body into one buffer sized from Content-Length, runs the same request
+pipeline as the FastAPI routes (``api.compute_*``) and answers through the
+same error shape.  Everything else, and the OpenAPI description of these two
+operations, stays with FastAPI.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import parse_qsl
+
+from anyio import to_thread
+from starlette.responses import Response
+
+from . import api
+from .activations import ActivationError
+from .problems import RequestError, from_error, problem
+from .schemas import ActivateRequest, DerivativeRequest
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+logger = logging.getLogger("service")
+
+#: The largest request body accepted (bytes).
+MAX_BODY_BYTES = 64 * 2**20
+
+
+class ComputeEndpoints:
+    """Serve the compute operations directly; pass every other request to ``app``."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.routes = {
+            "/activate": (ActivateRequest, api.compute_activate),
+            "/derivative": (DerivativeRequest, api.compute_derivative),
+        }
+
+    def __getattr__(self, name: str) -> Any:
+        # openapi(), routes, state ... of the FastAPI application behind.
+        return getattr(self.app, name)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = self.routes.get(scope.get("path", "")) if scope["type"] == "http" else None
+        if route is None or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        try:
+            response = await self._serve(scope, receive, *route)
+        except RequestError as exc:
+            response = from_error(exc)
+        except ActivationError as exc:
+            response = problem(422, [(exc.field, exc.reason)])
+        except Exception:
+            logger.exception("unhandled error on POST %s", scope["path"])
+            response = problem(500, [("", "internal error; the request was not processed")])
+        await response(scope, receive, send)
+
+    async def _serve(self, scope: Scope, receive: Receive, model: Any, compute: api.Compute) -> Response:
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        parse = api.parser_for(
+            model,
+            headers.get("content-type", api.JSON_MEDIA_TYPE),
+            dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"))),
+        )
+        npy_out = api.NPY_MEDIA_TYPE in headers.get("accept", "")
+        holder = [await read_body(receive, headers.get("content-length"))]
+
+        def pipeline() -> Response:
+            # The body leaves the holder as it is parsed, so it can be freed
+            # before the result is computed and serialised.
+            return api.respond(compute(parse(holder.pop())), npy_out)
+
+        if len(holder[0]) <= api.INLINE_BODY_BYTES:
+            return pipeline()
+        return await to_thread.run_sync(pipeline)
+
+
+async def read_body(receive: Receive, content_length: str | None) -> bytes | bytearray:
+    """The request body in one buffer; 413 as soon as it exceeds the limit."""
+    declared = int(content_length) if content_length and content_length.isdigit() else None
+    if declared is not None and declared > MAX_BODY_BYTES:
+        raise RequestError.one(413, "body", f"is {declared} bytes; the limit is {MAX_BODY_BYTES}")
+    message = await receive()
+    chunk = message.get("body", b"")
+    if not message.get("more_body", False):
+        return bytes(chunk)  # the whole body in one message: no copy for bytes
+    body = bytearray(declared or 0)
+    size = 0
+    while True:
+        end = size + len(chunk)
+        if end > MAX_BODY_BYTES:
+            raise RequestError.one(413, "body", f"exceeds the limit of {MAX_BODY_BYTES} bytes")
+        body[size:end] = chunk  # within the declared size, or growing a chunked body
+        size = end
+        if not message.get("more_body", False):
+            break
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise RequestError.one(400, "body", "the client disconnected before sending the whole body")
+        chunk = message.get("body", b"")
+    del body[size:]
+    return body
