@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -95,3 +96,11 @@ def test_fast_path_reads_a_large_matrix_without_python_floats() -> None:
     assert envelope == {"activation": "relu"}
     np.testing.assert_array_equal(arrays["x"], x)
     np.testing.assert_array_equal(arrays["grad"], x[:, ::-1])
+
+
+@pytest.mark.parametrize("shape", [(200_000,), (3, 100_000), (100_000, 3), (1, 1, 200_000), (2, 70_000, 2)])
+def test_serialising_in_pieces_writes_the_same_bytes(shape: tuple[int, ...]) -> None:
+    arr = np.random.default_rng(2).standard_normal(shape)
+    payload = {"activation": "relu", "y": arr, "shape": list(shape)}
+    assert arr.size > codec.SERIALIZE_PIECE
+    assert codec.dumps(payload) == orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)

@@ -317,7 +317,7 @@ register(
 def _swish(x: Array, z_hi: Array, z_lo: Array) -> Array:
     # x sigma(z) (1 + lo sigma(-z)); where sigma(z) is subnormal (z < -708) the
     # product x sigma(z) may still be normal, so those elements are redone in halves.
-    s = special.expit(z_hi)
+    s = exact.logistic(z_hi)
     y = x * (s + s * (z_lo * (1.0 - s)))
     deep = z_hi < -700.0
     if deep.any():
@@ -420,7 +420,7 @@ def _sech2_softplus(x: Array) -> Array:
 
 
 def mish_derivative(x: Array) -> Array:
-    return np.tanh(_softplus(x)) + x * _sech2_softplus(x) * special.expit(x)
+    return np.tanh(_softplus(x)) + x * _sech2_softplus(x) * exact.logistic(x)
 
 
 def mish_second(x: Array) -> Array:
@@ -467,6 +467,9 @@ def _softplus_beta(x: Array, beta: float) -> tuple[Array, Array]:
     log(1 + e^(hi + lo)) ~ log(1 + e^hi) + lo sigma(hi); both from one exp(-|hi|).
     """
     z_hi, z_lo = exact.scale(x, beta)
+    if exact.is_power_of_two(beta):  # beta x is exact: no correction to carry
+        e = np.exp(-np.abs(z_hi))
+        return np.maximum(z_hi, 0.0) + np.log1p(e), np.where(z_hi >= 0, 1.0, e) / (1.0 + e)
     e = np.exp(-np.abs(z_hi))
     s = np.where(z_hi >= 0, 1.0, e) / (1.0 + e)
     sig = s + s * (z_lo * (1.0 - s))  # sigma(hi + lo) = sigma(hi) (1 + lo sigma(-hi))
@@ -477,7 +480,7 @@ def softplus_beta_grad(x: Array, beta: float) -> Array:
     # d/dbeta [softplus(beta x) / beta] = (z sigma(z) - softplus(z)) / beta^2, z = beta x;
     # the bracket is -(|z| sigma(-|z|) + log1p(e^-|z|)): a sum of like signs.
     z = np.abs(beta * x)
-    return -(z * special.expit(-z) + np.log1p(np.exp(-z))) / beta / beta
+    return -(z * exact.logistic(-z) + np.log1p(np.exp(-z))) / beta / beta
 
 
 register(
@@ -545,8 +548,8 @@ register(
         kind="elementwise",
         # min(x, 0) - log1p(exp(-|x|)): both terms <= 0, so nothing cancels.
         forward=lambda x: np.minimum(x, 0.0) - np.log1p(np.exp(-np.abs(x))),
-        derivative=lambda x: special.expit(-x),
-        second=lambda x: -special.expit(x) * special.expit(-x),
+        derivative=lambda x: exact.logistic(-x),
+        second=lambda x: -exact.logistic(x) * exact.logistic(-x),
         formula=r"f(x) = \log \sigma(x) = -\log(1 + e^{-x})",
         derivative_formula=r"f'(x) = \sigma(-x)",
         range="(-inf, 0)",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import special
 
 from . import exact
 from .registry import CHUNK, Activation, ActivationError, Array, Example, Kink, Param, register
@@ -299,7 +298,7 @@ def _halves(x: Array) -> tuple[Array, Array]:
 
 def glu(x: Array) -> Array:
     a, b = _halves(x)
-    return a * special.expit(b)
+    return a * exact.logistic(b)
 
 
 def glu_jacobian(x: Array) -> Array:
@@ -308,14 +307,14 @@ def glu_jacobian(x: Array) -> Array:
     h = a.shape[-1]
     jac = np.zeros((*a.shape, 2 * h))
     idx = np.arange(h)
-    jac[..., idx, idx] = special.expit(b)
-    jac[..., idx, h + idx] = a * special.expit(b) * special.expit(-b)
+    jac[..., idx, idx] = exact.logistic(b)
+    jac[..., idx, h + idx] = a * exact.logistic(b) * exact.logistic(-b)
     return jac
 
 
 def glu_vjp(x: Array, g: Array) -> Array:
     a, b = _halves(x)
-    return np.concatenate([g * special.expit(b), g * a * special.expit(b) * special.expit(-b)], axis=-1)
+    return np.concatenate([g * exact.logistic(b), g * a * exact.logistic(b) * exact.logistic(-b)], axis=-1)
 
 
 register(
