@@ -247,8 +247,11 @@ def _envelope(
 _RESULTS = ("y", "dydx", "grad_x", "d2ydx2")
 
 
-def respond(payload: dict[str, Any], npy: bool = False) -> Response:
-    """JSON, or with ``npy`` the result array as an .npy body and the rest in headers."""
+def encode(
+    payload: dict[str, Any], npy: bool = False
+) -> tuple[str, dict[str, str], list[bytes | memoryview]]:
+    """Media type, extra headers and body pieces: JSON, or with ``npy`` the result
+    array as an .npy body with the rest of the envelope in headers."""
     result = next((k for k in _RESULTS if k in payload), None)
     if npy and result is not None:
         headers = {
@@ -256,11 +259,17 @@ def respond(payload: dict[str, Any], npy: bool = False) -> Response:
             "x-activation-params": orjson.dumps(payload["params"]).decode(),
             "x-activation-result": result,
         }
-        return Response(binary.write_npy(payload[result]), media_type=binary.NPY_MEDIA_TYPE, headers=headers)
+        return binary.NPY_MEDIA_TYPE, headers, binary.npy_parts(payload[result])
     wire = {k: codec.wire(v) if isinstance(v, np.ndarray) else v for k, v in payload.items()}
     if "dydparams" in payload:
         wire["dydparams"] = {k: codec.wire(v) for k, v in payload["dydparams"].items()}
-    return Response(codec.dumps(wire), media_type=JSON_MEDIA_TYPE)
+    return JSON_MEDIA_TYPE, {}, list(codec.dump_parts(wire))
+
+
+def respond(payload: dict[str, Any], npy: bool = False) -> Response:
+    """The encoded payload as one Response (the FastAPI routes and in-process use)."""
+    media_type, headers, parts = encode(payload, npy)
+    return Response(b"".join(parts), media_type=media_type, headers=headers)
 
 
 _DTYPES: dict[str, type[np.float32] | type[np.float64]] = {"float32": np.float32, "float64": np.float64}

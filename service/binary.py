@@ -120,10 +120,20 @@ def _header(stream: Any, field: str, max_elements: int) -> tuple[tuple[int, ...]
     return shape, fortran, dtype
 
 
-def write_npy(arr: Array) -> bytes:
-    """``arr`` as an ``.npy`` file: the header, then the data copied once."""
+#: Size of the slices an .npy response is sent in.
+SEND_PIECE = 1 << 20
+
+
+def npy_parts(arr: Array) -> list[bytes | memoryview]:
+    """``arr`` as an ``.npy`` file: the header, then slices of the array's own memory."""
     if not arr.flags.c_contiguous:
         arr = arr.copy(order="C")  # (ascontiguousarray would make a 0-d array 1-d)
     header = io.BytesIO()
     npy_format.write_array_header_1_0(header, npy_format.header_data_from_array_1_0(arr))
-    return b"".join((header.getvalue(), arr.data.cast("B")))
+    data = arr.data.cast("B")
+    return [header.getvalue(), *(data[i : i + SEND_PIECE] for i in range(0, len(data), SEND_PIECE))]
+
+
+def write_npy(arr: Array) -> bytes:
+    """``arr`` as an ``.npy`` file (one bytes object)."""
+    return b"".join(npy_parts(arr))

@@ -254,9 +254,14 @@ _PLACEHOLDER = "\x00array:{}\x00"
 
 def dumps(payload: dict[str, Any]) -> bytes:
     """Serialise a response payload; ndarrays are written directly by orjson."""
+    return b"".join(dump_parts(payload))
+
+
+def dump_parts(payload: dict[str, Any]) -> list[bytes]:
+    """The JSON of ``payload`` as consecutive pieces, large arrays split up."""
     big = [k for k, v in payload.items() if isinstance(v, np.ndarray) and v.size > SERIALIZE_PIECE]
     if not big:
-        return orjson.dumps(payload, option=_DUMPS_OPTIONS)
+        return [orjson.dumps(payload, option=_DUMPS_OPTIONS)]
     marked = payload | {k: _PLACEHOLDER.format(i) for i, k in enumerate(big)}
     text = orjson.dumps(marked, option=_DUMPS_OPTIONS)
     parts: list[bytes] = []
@@ -265,7 +270,7 @@ def dumps(payload: dict[str, Any]) -> bytes:
         parts.append(head)
         _array_pieces(payload[key], parts)
     parts.append(text)
-    return b"".join(parts)
+    return parts
 
 
 def _array_pieces(arr: Array, out: list[bytes]) -> None:

@@ -17,7 +17,6 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from anyio import to_thread
-from starlette.responses import Response
 
 from . import api
 from .activations import ActivationError
@@ -56,7 +55,7 @@ class ComputeEndpoints:
             await self.app(scope, receive, send)
             return
         try:
-            response = await self._serve(scope, receive, *route)
+            reply = await self._serve(scope, receive, *route)
         except RequestError as exc:
             response = from_error(exc)
         except ActivationError as exc:
@@ -64,9 +63,12 @@ class ComputeEndpoints:
         except Exception:
             logger.exception("unhandled error on POST %s", scope["path"])
             response = problem(500, [("", "internal error; the request was not processed")])
+        else:
+            await send_pieces(send, *reply)
+            return
         await response(scope, receive, send)
 
-    async def _serve(self, scope: Scope, receive: Receive, model: Any, compute: api.Compute) -> Response:
+    async def _serve(self, scope: Scope, receive: Receive, model: Any, compute: api.Compute) -> Reply:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         parse = api.parser_for(
             model,
@@ -76,14 +78,31 @@ class ComputeEndpoints:
         npy_out = api.NPY_MEDIA_TYPE in headers.get("accept", "")
         holder = [await read_body(receive, headers.get("content-length"))]
 
-        def pipeline() -> Response:
+        def pipeline() -> Reply:
             # The body leaves the holder as it is parsed, so it can be freed
             # before the result is computed and serialised.
-            return api.respond(compute(parse(holder.pop())), npy_out)
+            return api.encode(compute(parse(holder.pop())), npy_out)
 
         if len(holder[0]) <= api.INLINE_BODY_BYTES:
             return pipeline()
         return await to_thread.run_sync(pipeline)
+
+
+Reply = tuple[str, dict[str, str], list[bytes | memoryview]]
+
+
+async def send_pieces(
+    send: Send, media_type: str, extra: dict[str, str], parts: list[bytes | memoryview]
+) -> None:
+    """Send a 200 response piece by piece: no joined copy of a large body, and
+    uvicorn waits for the socket to drain between pieces instead of buffering."""
+    length = sum(len(p) for p in parts)
+    headers = [(b"content-type", media_type.encode()), (b"content-length", str(length).encode())]
+    headers += [(k.encode(), v.encode()) for k, v in extra.items()]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    last = len(parts) - 1
+    for i, part in enumerate(parts):
+        await send({"type": "http.response.body", "body": part, "more_body": i < last})
 
 
 async def read_body(receive: Receive, content_length: str | None) -> bytes | bytearray:

@@ -80,3 +80,29 @@ def test_server_serves_docs_and_openapi(server: str) -> None:
     assert httpx.get(f"{server}/docs", timeout=10).status_code == 200
     doc = httpx.get(f"{server}/openapi.json", timeout=10).json()
     assert doc["paths"]["/activate"]["post"]["operationId"] == "activate"
+
+
+def test_server_streams_a_large_npy_result(server: str) -> None:
+    import io
+
+    import numpy as np
+
+    x = np.random.default_rng(4).standard_normal((700, 1000))
+    body = io.BytesIO()
+    np.save(body, x, allow_pickle=False)
+    r = httpx.post(
+        f"{server}/activate?activation=tanh",
+        content=body.getvalue(),
+        headers={"content-type": "application/x-npy", "accept": "application/x-npy"},
+        timeout=30,
+    )
+    assert r.status_code == 200
+    assert int(r.headers["content-length"]) == len(r.content)
+    np.testing.assert_array_equal(np.load(io.BytesIO(r.content)), np.tanh(x))
+
+
+def test_server_streams_a_large_json_result(server: str) -> None:
+    x = [[(i % 23) - 11.0 for i in range(1000)] for _ in range(300)]
+    r = httpx.post(f"{server}/activate", json={"activation": "relu", "x": x}, timeout=30)
+    assert r.status_code == 200
+    assert r.json()["y"][299][999] == max(0.0, (999 % 23) - 11.0)

@@ -488,7 +488,7 @@ register(
         name="softplus",
         kind="elementwise",
         blocked=True,
-        forward=lambda x, beta: _softplus_beta(x, beta)[0] / beta,
+        forward=lambda x, beta: _softplus(x) if beta == 1.0 else _softplus_beta(x, beta)[0] / beta,
         derivative=lambda x, beta: _softplus_beta(x, beta)[1],
         second=lambda x, beta: exact.dexpit_times(*exact.scale(x, beta), beta),
         param_grads=lambda x, beta: {"beta": softplus_beta_grad(x, beta)},
