@@ -118,8 +118,11 @@ def logistic(z: Array) -> Array:
     than scipy's expit, and it is as accurate (no cancellation; exp(-z)
     overflows to inf for z < -709, giving the correct 0 without a warning).
     """
+    out = np.negative(z)
     with np.errstate(over="ignore"):
-        return 1.0 / (1.0 + np.exp(-z))
+        np.exp(out, out=out)
+    out += 1.0
+    return np.reciprocal(out, out=out)  # in place: one array, not three
 
 
 #: sigma(z) is exactly 0 or 1 in float64 beyond this |z|.
