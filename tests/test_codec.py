@@ -104,3 +104,40 @@ def test_serialising_in_pieces_writes_the_same_bytes(shape: tuple[int, ...]) -> 
     payload = {"activation": "relu", "y": arr, "shape": list(shape)}
     assert arr.size > codec.SERIALIZE_PIECE
     assert codec.dumps(payload) == orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+LARGE = 200_000  # numbers: a body above 1 MiB takes the segmented path
+
+
+def _exact_outcome(body: bytes) -> tuple[Any, ...]:
+    try:
+        return outcome(codec.load_json(body))
+    except RequestError as exc:  # malformed JSON: a 400 on either path
+        return ("error", exc.detail)
+
+
+def _outcome_of(body: bytes) -> tuple[Any, ...]:
+    fast = codec.load_json_fast(body)
+    return _exact_outcome(body) if fast is None else outcome(fast[0] | fast[1])
+
+
+def test_large_flat_array_is_parsed_in_segments_exactly() -> None:
+    x = np.random.default_rng(3).standard_normal(LARGE) * 1e3
+    body = orjson.dumps({"activation": "relu", "x": x, "params": {"a": 1}}, option=orjson.OPT_SERIALIZE_NUMPY)
+    assert len(body) > 1 << 20
+    segmented = codec._fast_flat_segments(body)
+    assert segmented is not None
+    envelope, arrays = segmented
+    assert envelope == {"activation": "relu", "params": {"a": 1}}
+    assert arrays["x"].tobytes() == x.tobytes()
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [b",true", b',"a"', b",null", b",,1", b",", b",[1]", b",1e999", b",NaN", b', "]"'],
+    ids=["bool", "string", "null", "empty", "trailing-comma", "nested", "overflow", "nan", "bracket-string"],
+)
+def test_large_bodies_agree_with_the_exact_path(tail: bytes) -> None:
+    numbers = b",".join([b"1.25"] * LARGE)
+    body = b'{"activation": "relu", "x": [' + numbers + tail + b"]}"
+    assert _outcome_of(body) == _exact_outcome(body)

@@ -118,7 +118,7 @@ def logistic(z: Array) -> Array:
     than scipy's expit, and it is as accurate (no cancellation; exp(-z)
     overflows to inf for z < -709, giving the correct 0 without a warning).
     """
-    out = np.negative(z)
+    out = np.negative(z, out=np.empty_like(z))  # (without out=, a 0-d input gives a scalar)
     with np.errstate(over="ignore"):
         np.exp(out, out=out)
     out += 1.0
