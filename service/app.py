@@ -11,7 +11,7 @@ from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from . import __version__, api
+from . import __version__, api, pages
 from .activations import ActivationError
 from .fastpath import ComputeEndpoints
 from .problems import RequestError, from_error, problem
@@ -42,6 +42,8 @@ def create_app() -> ComputeEndpoints:
 
 def create_fastapi_app() -> FastAPI:
     app = FastAPI(
+        docs_url=None,
+        redoc_url=None,
         title="activation-service",
         version=__version__,
         description=DESCRIPTION,
@@ -52,6 +54,8 @@ def create_fastapi_app() -> FastAPI:
         ],
     )
     app.include_router(api.router)
+    app.include_router(pages.router)
+    pages.mount_static(app)
     app.add_exception_handler(RequestError, _request_error)
     app.add_exception_handler(ActivationError, _activation_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

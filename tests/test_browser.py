@@ -1,0 +1,200 @@
+"""The pages in a real browser: Debian's chromium driven by Playwright, every non-loopback request blocked.
+
+Screenshots are saved under artifacts/screenshots/ (git-ignored).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, Route, sync_playwright
+
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if shutil.which(CHROMIUM) is None:
+        pytest.fail("the browser tests need Debian's chromium at /usr/bin/chromium: bash .ci/run installs it")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+        )  # fmt: skip
+        yield browser
+        browser.close()
+
+
+class Visit:
+    """A page whose every request off the loopback is aborted and recorded."""
+
+    def __init__(self, browser: Browser, width: int = 1100) -> None:
+        self.context = browser.new_context(viewport={"width": width, "height": 900})
+        self.external: list[str] = []
+        self.errors: list[str] = []
+        self.context.route("**/*", self._guard)
+        self.page: Page = self.context.new_page()
+        self.page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+
+    def _guard(self, route: Route) -> None:
+        url = route.request.url
+        if url.startswith(("data:", "blob:")) or urlparse(url).hostname in LOOPBACK:
+            route.continue_()
+        else:
+            self.external.append(url)
+            route.abort()
+
+    def shot(self, name: str) -> None:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+    def close(self) -> None:
+        # Every page must work with nothing but the service itself.
+        assert self.external == []
+        assert self.errors == []
+        self.context.close()
+
+
+@pytest.fixture
+def visit(browser: Browser) -> Iterator[Visit]:
+    v = Visit(browser)
+    yield v
+    v.close()
+
+
+def test_docs_render_every_operation_offline(visit: Visit, server: str) -> None:
+    page = visit.page
+    page.goto(f"{server}/docs")
+    page.wait_for_selector(".opblock", timeout=20_000)
+    paths = page.locator(".opblock-summary-path").all_inner_texts()
+    doc = httpx.get(f"{server}/openapi.json").json()
+    assert {p.replace("\u200b", "") for p in paths} == set(doc["paths"])
+    visit.shot("docs")
+
+
+def test_docs_try_it_out_on_activate_answers_200(visit: Visit, server: str) -> None:
+    page = visit.page
+    page.goto(f"{server}/docs")
+    block = page.locator(".opblock-post").filter(has_text="/activate").first
+    block.locator(".opblock-summary").click()
+    block.get_by_role("button", name="Execute").click()
+    status = block.locator(".live-responses-table tr.response .response-col_status").first
+    status.wait_for(timeout=20_000)
+    assert status.inner_text().strip() == "200"
+    visit.shot("docs-try-it-out")
+
+
+def test_redoc_renders(visit: Visit, server: str) -> None:
+    page = visit.page
+    page.goto(f"{server}/redoc")
+    page.locator("h2", has_text="Evaluate an activation function").first.wait_for(timeout=30_000)
+    visit.shot("redoc")
+
+
+def _canvas_pixels(page: Page) -> dict[str, Any]:
+    """How many pixels carry each curve's colour, and the image itself."""
+    return page.evaluate(
+        """() => {
+        const c = document.getElementById('plot');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        const near = (i, r, g, b) => Math.abs(d[i]-r) < 40 && Math.abs(d[i+1]-g) < 40 && Math.abs(d[i+2]-b) < 40;
+        let f = 0, d1 = 0;
+        for (let i = 0; i < d.length; i += 4) { if (near(i, 31, 111, 209)) f++; if (near(i, 224, 118, 26)) d1++; }
+        return {f, d1, url: c.toDataURL()};
+    }"""
+    )
+
+
+def _open_playground(visit: Visit, server: str) -> Page:
+    page = visit.page
+    page.goto(f"{server}/")
+    page.wait_for_function("document.getElementById('plot').dataset.activation === 'sigmoid'", timeout=20_000)
+    return page
+
+
+def test_playground_draws_sigmoid_and_its_derivative(visit: Visit, server: str) -> None:
+    page = _open_playground(visit, server)
+    pixels = _canvas_pixels(page)
+    assert pixels["f"] > 300
+    assert pixels["d1"] > 300
+    assert page.locator("#plot").get_attribute("data-curves") == "2"
+    assert "0.25" in page.locator("#info-notes").inner_text()
+    visit.shot("playground-sigmoid")
+
+
+def test_playground_switching_to_relu_changes_the_curves(visit: Visit, server: str) -> None:
+    page = _open_playground(visit, server)
+    before = _canvas_pixels(page)["url"]
+    page.select_option("select[name=activation]", "relu")
+    page.wait_for_function("document.getElementById('plot').dataset.activation === 'relu'")
+    assert _canvas_pixels(page)["url"] != before
+    assert page.locator("#info-name").inner_text().startswith("relu")
+
+
+def _hover_readout(page: Page, fraction: float) -> dict[str, float]:
+    box = page.locator("#plot").bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] * fraction, box["y"] + box["height"] / 2)
+    readout = page.get_by_test_id("readout")
+    return {k: float(readout.get_attribute(f"data-{k}") or "nan") for k in ("x", "y", "dydx")}
+
+
+def test_playground_reflects_a_leaky_relu_slope(visit: Visit, server: str) -> None:
+    page = _open_playground(visit, server)
+    page.select_option("select[name=activation]", "leaky_relu")
+    page.wait_for_function("document.getElementById('plot').dataset.activation === 'leaky_relu'")
+    page.fill("input[name=negative_slope]", "0.3")
+    page.wait_for_function(
+        "JSON.parse(document.getElementById('plot').dataset.params).negative_slope === 0.3"
+    )
+    point = _hover_readout(page, 0.2)
+    assert point["x"] < 0
+    assert point["y"] == pytest.approx(0.3 * point["x"], rel=1e-12)
+    assert point["dydx"] == 0.3
+    visit.shot("playground-leaky-relu")
+
+
+def test_playground_readout_matches_the_api(visit: Visit, server: str) -> None:
+    page = _open_playground(visit, server)
+    point = _hover_readout(page, 0.63)
+    assert "f(x)" in page.get_by_test_id("readout").inner_text()
+    y = httpx.post(f"{server}/activate", json={"activation": "sigmoid", "x": [point["x"]]}).json()["y"][0]
+    dydx = httpx.post(f"{server}/derivative", json={"activation": "sigmoid", "x": [point["x"]]}).json()[
+        "dydx"
+    ][0]
+    assert (point["y"], point["dydx"]) == (y, dydx)
+
+
+def test_playground_fits_a_phone_screen(browser: Browser, server: str) -> None:
+    phone = Visit(browser, width=390)
+    try:
+        phone.page.goto(f"{server}/")
+        phone.page.wait_for_function("document.getElementById('plot').dataset.activation === 'sigmoid'")
+        assert phone.page.evaluate("document.documentElement.scrollWidth") <= 390
+        phone.shot("playground-phone")
+    finally:
+        phone.close()
+
+
+def test_playground_sends_the_api_key(visit: Visit, server: str) -> None:
+    # The key typed in the page goes out as a bearer token on every API call.
+    seen: list[str] = []
+    visit.page.on(
+        "request", lambda r: seen.append(r.headers.get("authorization", "")) if "/activate" in r.url else None
+    )
+    page = _open_playground(visit, server)
+    page.fill("input[name=api_key]", "secret-key")
+    page.wait_for_timeout(500)
+    assert "Bearer secret-key" in seen
+    assert json.loads(page.locator("#plot").get_attribute("data-params") or "{}") == {}
