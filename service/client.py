@@ -1,0 +1,295 @@
+"""A typed Python client for activation-service, sync and async, over httpx.
+
+    from service.client import ActivationClient
+
+    with ActivationClient("http://127.0.0.1:8000") as client:
+        y = client.activate("gelu", x)                     # x: any NumPy array
+        dydx = client.derivative("softmax", x, axis=-1)    # the Jacobian
+        grad_x = client.derivative("tanh", x, grad=g)      # g^T J
+
+Arrays travel as .npy (and .npz with a gradient) when the server accepts them,
+as JSON otherwise; results come back as NumPy arrays in the input's float
+type (float32 stays float32).  Errors raise :class:`ActivationServiceError`
+carrying the server's message and field errors; a 503 is retried with
+backoff (honouring Retry-After) before it is raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+import numpy as np
+
+NPY = "application/x-npy"
+NPZ = "application/x-npz"
+
+
+class ActivationServiceError(Exception):
+    """A request the service refused or could not serve."""
+
+    def __init__(self, status: int, detail: str, errors: list[dict[str, str]] | None = None) -> None:
+        super().__init__(f"{status}: {detail}")
+        self.status = status
+        self.detail = detail
+        self.errors = errors or []
+
+
+class ClientError(ActivationServiceError):
+    """4xx: the request itself was wrong (the message names the field)."""
+
+
+class ServerError(ActivationServiceError):
+    """5xx: the service failed or stayed unavailable through every retry."""
+
+
+def _npy(arr: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    np.save(out, arr, allow_pickle=False)
+    return out.getvalue()
+
+
+def _npz(x: np.ndarray, grad: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    np.savez(out, x=x, grad=grad)
+    return out.getvalue()
+
+
+def _as_float(x: Any) -> np.ndarray:
+    arr = np.asarray(x)
+    if arr.dtype not in (np.float32, np.float64):
+        arr = arr.astype(np.float64)
+    return arr
+
+
+class _Requests:
+    """What the sync and async clients share: how a call becomes a request, and a response a result."""
+
+    def __init__(self, base_url: str, api_key: str | None, binary: bool) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+        self.binary = binary
+
+    def build(
+        self, path: str, name: str, x: Any, grad: Any, fields: Mapping[str, Any], params: Mapping[str, float]
+    ) -> dict[str, Any]:
+        arr = _as_float(x)
+        fields = {k: v for k, v in fields.items() if v is not None}
+        if self.binary:
+            content = _npy(arr) if grad is None else _npz(arr, _as_float(grad).astype(arr.dtype))
+            return {
+                "method": "POST",
+                "url": f"{self.base_url}{path}",
+                "params": {"activation": name, **fields, **params},
+                "content": content,
+                "headers": self.headers | {"content-type": NPY if grad is None else NPZ, "accept": NPY},
+            }
+        body: dict[str, Any] = {"activation": name, "x": arr.tolist(), "params": dict(params), **fields}
+        body.setdefault("dtype", arr.dtype.name)
+        if grad is not None:
+            body["grad"] = _as_float(grad).tolist()
+        return {"method": "POST", "url": f"{self.base_url}{path}", "json": body, "headers": self.headers}
+
+    @staticmethod
+    def result(response: httpx.Response) -> Any:
+        if response.headers.get("content-type", "").startswith(NPY):
+            return np.load(io.BytesIO(response.content), allow_pickle=False)
+        data = response.json()
+        dtype = np.float32 if data.get("dtype") == "float32" else np.float64
+        for key in ("y", "dydx", "grad_x", "d2ydx2"):
+            if key in data:
+                return np.asarray(data[key], dtype=dtype)
+        if "dydparams" in data:
+            return {k: np.asarray(v, dtype=dtype) for k, v in data["dydparams"].items()}
+        return dict(data["grad_params"])
+
+    @staticmethod
+    def error(response: httpx.Response) -> ActivationServiceError:
+        try:
+            body = response.json()
+            detail, errors = str(body.get("detail", response.reason_phrase)), list(body.get("errors", []))
+        except ValueError:
+            detail, errors = response.text[:500] or response.reason_phrase, []
+        kind = ClientError if response.status_code < 500 else ServerError
+        return kind(response.status_code, detail, errors)
+
+    @staticmethod
+    def wait(response: httpx.Response, attempt: int) -> float:
+        retry_after = response.headers.get("retry-after", "")
+        return float(retry_after) if retry_after.isdigit() else min(0.1 * 2**attempt, 5.0)
+
+
+class ActivationClient:
+    """Synchronous client. ``binary=False`` forces JSON on the wire."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        *,
+        timeout: float = 30.0,
+        retries: int = 3,
+        binary: bool = True,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._requests = _Requests(base_url, api_key, binary)
+        self._retries = retries
+        self._http = httpx.Client(timeout=timeout, transport=transport)
+
+    def __enter__(self) -> ActivationClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def activate(
+        self, name: str, x: Any, *, axis: int | None = None, dtype: str | None = None, **params: float
+    ) -> np.ndarray:
+        """f(x) for a NumPy array (or anything np.asarray takes)."""
+        return self._call("/activate", name, x, None, {"axis": axis, "dtype": dtype}, params)  # type: ignore[no-any-return]
+
+    def derivative(
+        self,
+        name: str,
+        x: Any,
+        *,
+        grad: Any = None,
+        order: int = 1,
+        wrt: str = "x",
+        axis: int | None = None,
+        dtype: str | None = None,
+        **params: float,
+    ) -> Any:
+        """f'(x) (or the Jacobian), g^T J with ``grad``, f'' with ``order=2``; with
+        ``wrt="params"`` a dict of parameter gradients."""
+        fields = {
+            "axis": axis,
+            "dtype": dtype,
+            "order": order if order != 1 else None,
+            "wrt": wrt if wrt != "x" else None,
+        }
+        return self._call("/derivative", name, x, grad, fields, params)
+
+    def catalog(self) -> list[dict[str, Any]]:
+        """The catalog entries (GET /activations)."""
+        response = self._send(
+            {
+                "method": "GET",
+                "url": f"{self._requests.base_url}/activations",
+                "headers": self._requests.headers,
+            }
+        )
+        return list(response.json()["activations"])
+
+    def _call(
+        self, path: str, name: str, x: Any, grad: Any, fields: Mapping[str, Any], params: Mapping[str, float]
+    ) -> Any:
+        request = self._requests.build(path, name, x, grad, fields, params)
+        try:
+            return _Requests.result(self._send(request))
+        except ClientError as exc:
+            if exc.status != 415 or not self._requests.binary:
+                raise
+            self._requests.binary = False  # a server without the binary path: JSON from now on
+            return self._call(path, name, x, grad, fields, params)
+
+    def _send(self, request: dict[str, Any]) -> httpx.Response:
+        for attempt in range(self._retries + 1):
+            response = self._http.request(**request)
+            if response.status_code != 503 or attempt == self._retries:
+                break
+            time.sleep(_Requests.wait(response, attempt))
+        if response.is_error:
+            raise _Requests.error(response)
+        return response
+
+
+class AsyncActivationClient:
+    """Asynchronous client with the same methods as :class:`ActivationClient`."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        *,
+        timeout: float = 30.0,
+        retries: int = 3,
+        binary: bool = True,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._requests = _Requests(base_url, api_key, binary)
+        self._retries = retries
+        self._http = httpx.AsyncClient(timeout=timeout, transport=transport)
+
+    async def __aenter__(self) -> AsyncActivationClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def activate(
+        self, name: str, x: Any, *, axis: int | None = None, dtype: str | None = None, **params: float
+    ) -> np.ndarray:
+        return await self._call("/activate", name, x, None, {"axis": axis, "dtype": dtype}, params)  # type: ignore[no-any-return]
+
+    async def derivative(
+        self,
+        name: str,
+        x: Any,
+        *,
+        grad: Any = None,
+        order: int = 1,
+        wrt: str = "x",
+        axis: int | None = None,
+        dtype: str | None = None,
+        **params: float,
+    ) -> Any:
+        fields = {
+            "axis": axis,
+            "dtype": dtype,
+            "order": order if order != 1 else None,
+            "wrt": wrt if wrt != "x" else None,
+        }
+        return await self._call("/derivative", name, x, grad, fields, params)
+
+    async def catalog(self) -> list[dict[str, Any]]:
+        response = await self._send(
+            {
+                "method": "GET",
+                "url": f"{self._requests.base_url}/activations",
+                "headers": self._requests.headers,
+            }
+        )
+        return list(response.json()["activations"])
+
+    async def _call(
+        self, path: str, name: str, x: Any, grad: Any, fields: Mapping[str, Any], params: Mapping[str, float]
+    ) -> Any:
+        request = self._requests.build(path, name, x, grad, fields, params)
+        try:
+            return _Requests.result(await self._send(request))
+        except ClientError as exc:
+            if exc.status != 415 or not self._requests.binary:
+                raise
+            self._requests.binary = False
+            return await self._call(path, name, x, grad, fields, params)
+
+    async def _send(self, request: dict[str, Any]) -> httpx.Response:
+        for attempt in range(self._retries + 1):
+            response = await self._http.request(**request)
+            if response.status_code != 503 or attempt == self._retries:
+                break
+            await asyncio.sleep(_Requests.wait(response, attempt))
+        if response.is_error:
+            raise _Requests.error(response)
+        return response

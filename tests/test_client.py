@@ -1,0 +1,134 @@
+"""The Python client, against the app through ASGI and against a real uvicorn on loopback."""
+
+from __future__ import annotations
+
+import httpx
+import numpy as np
+import pytest
+
+from service import activations
+from service.app import create_app
+from service.client import ActivationClient, AsyncActivationClient, ClientError, ServerError
+
+
+def asgi_client(**kwargs: object) -> AsyncActivationClient:
+    return AsyncActivationClient(
+        "http://service.test", transport=httpx.ASGITransport(app=create_app()), **kwargs
+    )  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["npy", "json"])
+async def test_async_client_activate_and_derivatives(binary: bool) -> None:
+    x = np.random.default_rng(1).standard_normal((4, 5))
+    gelu = activations.get("gelu")
+    async with asgi_client(binary=binary) as client:
+        np.testing.assert_array_equal(await client.activate("gelu", x), gelu.value(x, {}))
+        np.testing.assert_array_equal(await client.derivative("gelu", x), gelu.jacobian(x, {}))
+        np.testing.assert_array_equal(
+            await client.derivative("gelu", x, order=2), gelu.second_derivative(x, {})
+        )
+        g = np.cos(x)
+        softmax = activations.get("softmax")
+        expected = softmax.vector_jacobian_product(x, g, softmax.bind())
+        np.testing.assert_array_equal(await client.derivative("softmax", x, grad=g), expected)
+        leaky = await client.activate("leaky_relu", [-2.0, 3.0], negative_slope=0.1)
+        np.testing.assert_array_equal(leaky, [-0.2, 3.0])
+
+
+async def test_async_client_keeps_float32() -> None:
+    x = np.linspace(-3, 3, 7, dtype=np.float32)
+    async with asgi_client() as client:
+        y = await client.activate("sigmoid", x)
+    assert y.dtype == np.float32
+    np.testing.assert_array_equal(
+        y, activations.get("sigmoid").value(x.astype(np.float64), {}, dtype=np.float32)
+    )
+
+
+async def test_async_client_parameter_gradients() -> None:
+    async with asgi_client() as client:
+        grads = await client.derivative("elu", [-1.0, 2.0], wrt="params")
+        totals = await client.derivative("elu", [-1.0, 2.0], wrt="params", grad=[1.0, 1.0])
+    assert set(grads) == {"alpha"}
+    assert totals["alpha"] == pytest.approx(float(np.expm1(-1.0)), rel=1e-15)
+
+
+async def test_async_client_raises_the_servers_message() -> None:
+    async with asgi_client() as client:
+        with pytest.raises(ClientError) as info:
+            await client.activate("leaky_relu", [1.0], negative_slope=5.0)
+    assert info.value.status == 422
+    assert info.value.errors[0]["field"] == "params.negative_slope"
+    assert "at most 1" in info.value.detail
+
+
+class RefusesBinary(httpx.AsyncBaseTransport):
+    """A server without the binary path: 415 for .npy bodies, the real app otherwise."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.ASGITransport(app=create_app())
+        self.refused = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.headers.get("content-type", "").startswith("application/x-np"):
+            self.refused += 1
+            return httpx.Response(415, json={"status": 415, "detail": "no", "errors": []})
+        return await self.inner.handle_async_request(request)
+
+
+async def test_async_client_falls_back_to_json() -> None:
+    transport = RefusesBinary()
+    async with AsyncActivationClient("http://service.test", transport=transport) as client:
+        assert (await client.activate("relu", [-1.0, 2.0])).tolist() == [0.0, 2.0]
+        assert (await client.activate("relu", [3.0])).tolist() == [3.0]
+    assert transport.refused == 1
+
+
+def test_sync_client_retries_503_then_succeeds() -> None:
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        if len(calls) < 3:
+            return httpx.Response(
+                503, headers={"retry-after": "0"}, json={"status": 503, "detail": "busy", "errors": []}
+            )
+        return httpx.Response(
+            200, json={"activation": "relu", "params": {}, "dtype": "float64", "shape": [1], "y": [1.0]}
+        )
+
+    with ActivationClient("http://x", binary=False, transport=httpx.MockTransport(handler)) as client:
+        assert client.activate("relu", [1.0]).tolist() == [1.0]
+    assert len(calls) == 3
+
+
+def test_sync_client_gives_up_after_its_retries() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            503, headers={"retry-after": "0"}, json={"status": 503, "detail": "draining", "errors": []}
+        )
+
+    with (
+        ActivationClient("http://x", retries=2, transport=httpx.MockTransport(handler)) as client,
+        pytest.raises(ServerError) as info,
+    ):
+        client.activate("relu", [1.0])
+    assert info.value.status == 503
+    assert info.value.detail == "draining"
+
+
+def test_sync_client_against_a_real_server(server: str) -> None:
+    x = np.random.default_rng(2).standard_normal(1000)
+    with ActivationClient(server) as client:
+        np.testing.assert_array_equal(client.activate("tanh", x), np.tanh(x))
+        assert "relu" in {entry["name"] for entry in client.catalog()}
+        with pytest.raises(ClientError) as info:
+            client.activate("rleu", x)
+    assert info.value.errors[0]["field"] == "activation"
+
+
+async def test_async_client_against_a_real_server(server: str) -> None:
+    x = np.random.default_rng(3).standard_normal((10, 8))
+    async with AsyncActivationClient(server) as client:
+        y = await client.activate("softmax", x, axis=0)
+    np.testing.assert_allclose(y.sum(axis=0), 1.0)
