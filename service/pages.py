@@ -1,8 +1,9 @@
 """Pages for people: the activation playground at / and the API docs, all served locally.
 
 Swagger UI (/docs) and ReDoc (/redoc) load their JavaScript, CSS and favicon
-from this service (the files the ``fastapi-offline`` package ships: Swagger UI
-5.x and ReDoc 2.x, both Apache-2.0/MIT, package MIT), with Google fonts,
+from this service: the files the ``fastapi-offline`` package ships (pinned in
+deploy/requirements.lock; Swagger UI 5, Apache-2.0; ReDoc 2, MIT; the package
+itself MIT), with Google fonts,
 Swagger's online validator and ReDoc's remote logo turned off, so the pages
 work in an air-gapped cluster.
 """
