@@ -18,9 +18,12 @@ RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin app
 COPY --from=build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1
+    PYTHONUNBUFFERED=1 \
+    ACTIVATION_HOST=0.0.0.0 \
+    ACTIVATION_PORT=8000
 USER 10001
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
-  CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2).status != 200)"]
-CMD ["python", "-m", "service", "--host", "0.0.0.0", "--port", "8000"]
+  CMD ["python", "-c", "import os, sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ['ACTIVATION_PORT'], timeout=2).status != 200)"]
+# Settings come from ACTIVATION_* variables (no flags here, so operators can override every one).
+CMD ["python", "-m", "service"]

@@ -1,21 +1,49 @@
-"""`python -m service`: serve the API with uvicorn."""
+"""`python -m service`: serve the API with uvicorn.
+
+Every setting comes from its ACTIVATION_* environment variable (see
+service/settings.py and the README); a command-line flag overrides it.  The
+flags are exported as those variables, so every worker process reads the same.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 
 import uvicorn
 
+from .settings import Settings
+
+
+def parse_settings(argv: list[str] | None = None) -> Settings:
+    """Settings from the environment, overridden by command-line flags (exported for the workers)."""
+    parser = argparse.ArgumentParser(prog="python -m service", description=__doc__.split("\n\n")[0])
+    for name, field in Settings.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        help_text = f"{field.description or ''} (env ACTIVATION_{name.upper()})".strip()
+        if name in ("api_keys", "cors_origins"):
+            parser.add_argument(flag, help=f"comma-separated; {help_text}")
+        else:
+            parser.add_argument(flag, help=help_text)
+    args = parser.parse_args(argv)
+    for name in Settings.model_fields:
+        value = getattr(args, name)
+        if value is not None:
+            os.environ[f"ACTIVATION_{name.upper()}"] = str(value)
+    return Settings()  # validates the environment and the flags together
+
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m service", description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
-    parser.add_argument(
-        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+    settings = parse_settings(argv)
+    uvicorn.run(
+        "service.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level=settings.log_level,
+        root_path=settings.root_path,
     )
-    args = parser.parse_args(argv)
-    uvicorn.run("service.app:app", host=args.host, port=args.port, log_level=args.log_level)
 
 
 if __name__ == "__main__":

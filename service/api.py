@@ -8,7 +8,9 @@ threadpool so that a big request never blocks the event loop for others.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from enum import Enum
 from functools import partial
 from typing import Any, TypeVar
@@ -39,8 +41,19 @@ from .schemas import (
 INLINE_BODY_BYTES = 64 * 1024
 JSON_MEDIA_TYPE = "application/json"
 NPY_MEDIA_TYPE = binary.NPY_MEDIA_TYPE
-#: Largest array a request may carry (elements).
-MAX_ELEMENTS = 16_000_000
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask for (the ACTIVATION_MAX_* settings)."""
+
+    max_body_bytes: int = 64 * 2**20
+    max_elements: int = 16_000_000
+    max_jacobian_elements: int = 25_000_000
+
+
+DEFAULT_LIMITS = Limits()
+MAX_ELEMENTS = DEFAULT_LIMITS.max_elements
 
 router = APIRouter()
 M = TypeVar("M", bound=BaseModel)
@@ -122,7 +135,12 @@ _NPY_RESPONSE: dict[int | str, dict[str, Any]] = {
 
 COMPUTE_ERRORS: dict[int | str, dict[str, Any]] = {
     400: _problem("The body is not valid JSON, or a binary body is damaged or truncated."),
-    413: _problem(f"An array has more than {MAX_ELEMENTS} elements."),
+    401: _problem("An API key is required (when ACTIVATION_API_KEYS is set) and was missing or wrong."),
+    413: _problem(
+        "The body is over ACTIVATION_MAX_BODY_BYTES (default 64 MiB), an array over "
+        "ACTIVATION_MAX_ELEMENTS (default 16,000,000 elements), or a Jacobian over "
+        "ACTIVATION_MAX_JACOBIAN_ELEMENTS (default 25,000,000; send grad instead)."
+    ),
     415: _problem("The body is neither JSON, .npy nor .npz."),
     422: _problem(
         "A field is invalid: unknown activation or parameter, a value out of bounds, "
@@ -137,14 +155,14 @@ COMPUTE_ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 def parser_for(
-    model: type[ActivateRequest], content_type: str, query: dict[str, str]
+    model: type[ActivateRequest], content_type: str, query: dict[str, str], max_elements: int = MAX_ELEMENTS
 ) -> Callable[[bytes | bytearray], ActivateRequest]:
     """The body parser for a content type: JSON, or .npy/.npz with the rest in the query string."""
     media_type = _media_type(content_type)
     if media_type == JSON_MEDIA_TYPE or media_type.endswith("+json"):
         return partial(_parse, model)
     if media_type in (binary.NPY_MEDIA_TYPE, binary.NPZ_MEDIA_TYPE):
-        return partial(_parse_binary, model, media_type, query)
+        return partial(_parse_binary, model, media_type, query, max_elements)
     raise RequestError.one(
         415,
         "content-type",
@@ -184,12 +202,14 @@ def _parse(model: type[M], body: bytes | bytearray) -> M:
         raise RequestError(422, [_field_error(e, model) for e in exc.errors()]) from None
 
 
-def _parse_binary(model: type[M], media_type: str, query: dict[str, str], body: bytes | bytearray) -> M:
+def _parse_binary(
+    model: type[M], media_type: str, query: dict[str, str], max_elements: int, body: bytes | bytearray
+) -> M:
     """A request from an .npy/.npz body and the query string (activation, axis, ... and parameters)."""
     if media_type == binary.NPY_MEDIA_TYPE:
-        arrays = {"x": binary.read_npy(body, "x", MAX_ELEMENTS)}
+        arrays = {"x": binary.read_npy(body, "x", max_elements)}
     else:
-        arrays = binary.read_npz(body, MAX_ELEMENTS)
+        arrays = binary.read_npz(body, max_elements)
     data: dict[str, Any] = {"dtype": np.dtype(arrays["x"][1]).name}
     fields = set(model.model_fields) - {"x", "grad", "params"}
     params: dict[str, Any] = {}
@@ -275,25 +295,29 @@ def respond(payload: dict[str, Any], npy: bool = False) -> Response:
 _DTYPES: dict[str, type[np.float32] | type[np.float64]] = {"float32": np.float32, "float64": np.float64}
 
 
-def _inputs(req: ActivateRequest) -> tuple[Activation, dict[str, float], Array, int, type]:
+def _inputs(req: ActivateRequest, limits: Limits) -> tuple[Activation, dict[str, float], Array, int, type]:
     """The activation, its bound parameters, x as float64, the axis and the dtype of a request."""
     entry = activations.get(req.activation)
     params = entry.bind(req.params)
     dtype = _DTYPES[req.dtype]
     x = codec.to_array(req.x, "x", dtype)
+    if x.size > limits.max_elements:
+        raise RequestError.one(
+            413, "x", f"has {x.size} elements; the limit is {limits.max_elements} (ACTIVATION_MAX_ELEMENTS)"
+        )
     axis = entry.check_axis(x, req.axis) if entry.kind == "vector" else req.axis
     return entry, params, x, axis, dtype
 
 
-def compute_activate(req: ActivateRequest) -> dict[str, Any]:
-    entry, params, x, axis, dtype = _inputs(req)
+def compute_activate(req: ActivateRequest, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
+    entry, params, x, axis, dtype = _inputs(req, limits)
     y = entry.value(x, params, axis, dtype)
     return _envelope(entry, params, axis, req.dtype, y.shape) | {"y": y}
 
 
-def compute_derivative(req: ActivateRequest) -> dict[str, Any]:
+def compute_derivative(req: ActivateRequest, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
     assert isinstance(req, DerivativeRequest)
-    entry, params, x, axis, dtype = _inputs(req)
+    entry, params, x, axis, dtype = _inputs(req, limits)
     head = partial(_envelope, entry, params, axis, req.dtype)
     if req.order == 2:
         if req.grad is not None:
@@ -308,6 +332,15 @@ def compute_derivative(req: ActivateRequest) -> dict[str, Any]:
         if req.wrt == "params":
             grads = entry.parameter_jacobian(x, params, axis, dtype)
             return head(entry.output_shape(x.shape, axis)) | {"dydparams": grads}
+        if entry.kind == "vector":
+            size = math.prod(entry.output_shape(x.shape, axis)) * x.shape[axis]
+            if size > limits.max_jacobian_elements:
+                raise RequestError.one(
+                    413,
+                    "x",
+                    f"the Jacobian would have {size} elements; the limit is {limits.max_jacobian_elements} "
+                    "(ACTIVATION_MAX_JACOBIAN_ELEMENTS): send grad to get the vector-Jacobian product instead",
+                )
         dydx = entry.jacobian(x, params, axis, dtype)
         return head(dydx.shape) | {"dydx": dydx}
     g = codec.to_array(req.grad, "grad", dtype)
@@ -387,7 +420,7 @@ _CATALOG = {entry.name: ActivationInfo.of(entry) for entry in activations.entrie
     operation_id="list_activations",
     summary="The catalog of activation functions",
     response_model=Catalog,
-    responses={422: _problem("Unknown value of `use`.")},
+    responses={401: COMPUTE_ERRORS[401], 422: _problem("Unknown value of `use`.")},
     tags=["catalog"],
 )
 def list_activations(
@@ -404,7 +437,7 @@ def list_activations(
     operation_id="get_activation",
     summary="One activation function",
     response_model=ActivationInfo,
-    responses={404: _problem("No activation has this name or alias.")},
+    responses={401: COMPUTE_ERRORS[401], 404: _problem("No activation has this name or alias.")},
     tags=["catalog"],
 )
 def get_activation(name: str) -> ActivationInfo:

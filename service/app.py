@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 
 from . import __version__, api, pages
@@ -16,6 +17,8 @@ from .activations import ActivationError
 from .fastpath import ComputeEndpoints
 from .problems import RequestError, from_error, problem
 from .schemas import NUMBER_ARRAY_SCHEMA, ActivateRequest, DerivativeRequest, Problem
+from .security import PROTECTED, ApiKeyAuth
+from .settings import Settings
 
 logger = logging.getLogger("service")
 
@@ -35,13 +38,28 @@ Every error is `application/problem+json` with the offending field and the reaso
 """
 
 
-def create_app() -> ComputeEndpoints:
-    """The ASGI application: the compute endpoints in front of the FastAPI app."""
-    return ComputeEndpoints(create_fastapi_app())
+def create_app(settings: Settings | None = None) -> Any:
+    """The ASGI application: CORS and auth (when configured), the compute endpoints, FastAPI."""
+    settings = settings or Settings()
+    limits = api.Limits(settings.max_body_bytes, settings.max_elements, settings.max_jacobian_elements)
+    app: Any = ComputeEndpoints(create_fastapi_app(settings), limits)
+    if settings.api_keys:
+        app = ApiKeyAuth(app, settings.api_keys)
+    if settings.cors_origins:
+        app = CORSMiddleware(
+            app,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["authorization", "content-type", "accept", "x-request-id"],
+            expose_headers=["x-activation", "x-activation-params", "x-activation-result", "x-request-id"],
+        )
+    return app
 
 
-def create_fastapi_app() -> FastAPI:
+def create_fastapi_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
     app = FastAPI(
+        root_path=settings.root_path,
         docs_url=None,
         redoc_url=None,
         title="activation-service",
@@ -124,9 +142,18 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     components.pop("HTTPValidationError", None)
     components.pop("ValidationError", None)
     components.update(extra.get("$defs", {}))
+    # The Authorize button of /docs: a bearer key, required only when ACTIVATION_API_KEYS is set.
+    schema["components"]["securitySchemes"] = {
+        "bearer": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "An ACTIVATION_API_KEYS key, when keys are set.",
+        }
+    }
+    for path, item in schema["paths"].items():
+        if path.startswith(PROTECTED):
+            for operation in item.values():
+                operation["security"] = [{"bearer": []}, {}]
     components["NumberArray"] = NUMBER_ARRAY_SCHEMA
     app.openapi_schema = schema
     return schema
-
-
-app = create_app()

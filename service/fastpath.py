@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -31,18 +32,16 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 logger = logging.getLogger("service")
 
-#: The largest request body accepted (bytes).
-MAX_BODY_BYTES = 64 * 2**20
-
 
 class ComputeEndpoints:
     """Serve the compute operations directly; pass every other request to ``app``."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, limits: api.Limits = api.DEFAULT_LIMITS) -> None:
         self.app = app
+        self.limits = limits
         self.routes = {
-            "/activate": (ActivateRequest, api.compute_activate),
-            "/derivative": (DerivativeRequest, api.compute_derivative),
+            "/activate": (ActivateRequest, partial(api.compute_activate, limits=limits)),
+            "/derivative": (DerivativeRequest, partial(api.compute_derivative, limits=limits)),
         }
 
     def __getattr__(self, name: str) -> Any:
@@ -74,9 +73,10 @@ class ComputeEndpoints:
             model,
             headers.get("content-type", api.JSON_MEDIA_TYPE),
             dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"))),
+            self.limits.max_elements,
         )
         npy_out = api.NPY_MEDIA_TYPE in headers.get("accept", "")
-        holder = [await read_body(receive, headers.get("content-length"))]
+        holder = [await read_body(receive, headers.get("content-length"), self.limits.max_body_bytes)]
 
         def pipeline() -> Reply:
             # The body leaves the holder as it is parsed, so it can be freed
@@ -105,11 +105,13 @@ async def send_pieces(
         await send({"type": "http.response.body", "body": part, "more_body": i < last})
 
 
-async def read_body(receive: Receive, content_length: str | None) -> bytes | bytearray:
-    """The request body in one buffer; 413 as soon as it exceeds the limit."""
+async def read_body(receive: Receive, content_length: str | None, limit: int) -> bytes | bytearray:
+    """The request body in one buffer; 413 as soon as it exceeds ``limit`` bytes."""
     declared = int(content_length) if content_length and content_length.isdigit() else None
-    if declared is not None and declared > MAX_BODY_BYTES:
-        raise RequestError.one(413, "body", f"is {declared} bytes; the limit is {MAX_BODY_BYTES}")
+    if declared is not None and declared > limit:
+        raise RequestError.one(
+            413, "body", f"is {declared} bytes; the limit is {limit} (ACTIVATION_MAX_BODY_BYTES)"
+        )
     message = await receive()
     chunk = message.get("body", b"")
     if not message.get("more_body", False):
@@ -118,8 +120,10 @@ async def read_body(receive: Receive, content_length: str | None) -> bytes | byt
     size = 0
     while True:
         end = size + len(chunk)
-        if end > MAX_BODY_BYTES:
-            raise RequestError.one(413, "body", f"exceeds the limit of {MAX_BODY_BYTES} bytes")
+        if end > limit:
+            raise RequestError.one(
+                413, "body", f"exceeds the limit of {limit} bytes (ACTIVATION_MAX_BODY_BYTES)"
+            )
         body[size:end] = chunk  # within the declared size, or growing a chunked body
         size = end
         if not message.get("more_body", False):

@@ -10,11 +10,13 @@ import httpx
 import pytest
 
 from service.app import create_app
+from service.settings import Settings
 
 
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app())
+    # The defaults, whatever this machine's ACTIVATION_* variables say.
+    transport = httpx.ASGITransport(app=create_app(Settings.model_construct()))
     async with httpx.AsyncClient(transport=transport, base_url="http://service.test") as c:
         yield c
 

@@ -9,11 +9,14 @@ import pytest
 from service import activations
 from service.app import create_app
 from service.client import ActivationClient, AsyncActivationClient, ClientError, ServerError
+from service.settings import Settings
 
 
 def asgi_client(**kwargs: object) -> AsyncActivationClient:
     return AsyncActivationClient(
-        "http://service.test", transport=httpx.ASGITransport(app=create_app()), **kwargs
+        "http://service.test",
+        transport=httpx.ASGITransport(app=create_app(Settings.model_construct())),
+        **kwargs,
     )  # type: ignore[arg-type]
 
 
@@ -66,7 +69,7 @@ class RefusesBinary(httpx.AsyncBaseTransport):
     """A server without the binary path: 415 for .npy bodies, the real app otherwise."""
 
     def __init__(self) -> None:
-        self.inner = httpx.ASGITransport(app=create_app())
+        self.inner = httpx.ASGITransport(app=create_app(Settings.model_construct()))
         self.refused = 0
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
