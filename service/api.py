@@ -160,6 +160,7 @@ def parser_for(
     """The body parser for a content type: JSON, or .npy/.npz with the rest in the query string."""
     media_type = _media_type(content_type)
     if media_type == JSON_MEDIA_TYPE or media_type.endswith("+json"):
+        _check_query(model, query)  # documented for binary bodies; sent anyway, it must still be valid
         return partial(_parse, model)
     if media_type in (binary.NPY_MEDIA_TYPE, binary.NPZ_MEDIA_TYPE):
         return partial(_parse_binary, model, media_type, query, max_elements)
@@ -227,6 +228,28 @@ def _parse_binary(
         return model.model_validate(data)
     except ValidationError as exc:
         raise RequestError(422, [_field_error(e, model) for e in exc.errors()]) from None
+
+
+_QUERY_CHOICES = {"dtype": ("float32", "float64"), "wrt": ("x", "params"), "order": ("1", "2")}
+
+
+def _check_query(model: type[BaseModel], query: dict[str, str]) -> None:
+    """Refuse query parameters a binary body would refuse (with a JSON body they are unused)."""
+    for key, text in query.items():
+        if key == "activation":
+            try:
+                activations.get(text)
+            except activations.UnknownActivation as exc:
+                raise RequestError.one(422, "query.activation", exc.reason) from None
+        elif key in _QUERY_CHOICES and key in model.model_fields:
+            if text not in _QUERY_CHOICES[key]:
+                raise RequestError.one(
+                    422, f"query.{key}", f"must be one of {', '.join(_QUERY_CHOICES[key])}"
+                )
+        elif key == "axis":
+            _query_number("query.axis", text, int)
+        else:
+            _query_number(f"query.{key}", text, float)
 
 
 def _query_number(field: str, text: str, kind: type[int] | type[float]) -> int | float:

@@ -72,7 +72,7 @@ class ComputeEndpoints:
         parse = api.parser_for(
             model,
             headers.get("content-type", api.JSON_MEDIA_TYPE),
-            dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"))),
+            dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)),
             self.limits.max_elements,
         )
         npy_out = api.NPY_MEDIA_TYPE in headers.get("accept", "")

@@ -229,3 +229,23 @@ def test_write_npy_round_trips(arr: np.ndarray) -> None:
     assert back.shape == arr.shape
     assert back.dtype == arr.dtype
     np.testing.assert_array_equal(back, arr)
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [("dtype=AAA", "query.dtype"), ("wrt=", "query.wrt"), ("negative_slope=", "query.negative_slope"),
+     ("activation=rleu", "query.activation"), ("axis=1.5", "query.axis")],
+)  # fmt: skip
+async def test_invalid_query_parameters_are_refused_with_json_too(
+    client: httpx.AsyncClient, query: str, field: str
+) -> None:
+    # Found by schemathesis: documented query parameters must be valid whenever they are sent.
+    r = await client.post(f"/derivative?{query}", json={"activation": "relu", "x": [1.0]})
+    assert_problem(r, 422, field)
+
+
+async def test_valid_query_parameters_with_json_are_unused(client: httpx.AsyncClient) -> None:
+    r = await client.post("/activate?activation=tanh&dtype=float32", json={"activation": "relu", "x": [-1.0]})
+    assert r.status_code == 200
+    assert r.json()["activation"] == "relu"
+    assert r.json()["dtype"] == "float64"
