@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 
 import uvicorn
 
+from .observe import log_config
 from .settings import Settings
 
 
@@ -35,6 +37,9 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
 
 def main(argv: list[str] | None = None) -> None:
     settings = parse_settings(argv)
+    if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Each worker writes its metrics here; /metrics in any worker sums them all.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="activation-metrics-")
     uvicorn.run(
         "service.app:create_app",
         factory=True,
@@ -43,6 +48,8 @@ def main(argv: list[str] | None = None) -> None:
         workers=settings.workers,
         log_level=settings.log_level,
         root_path=settings.root_path,
+        log_config=log_config(settings.log_level, settings.log_format),
+        access_log=False,  # service.observe writes one structured line per request instead
     )
 
 

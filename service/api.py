@@ -318,9 +318,16 @@ def respond(payload: dict[str, Any], npy: bool = False) -> Response:
 _DTYPES: dict[str, type[np.float32] | type[np.float64]] = {"float32": np.float32, "float64": np.float64}
 
 
-def _inputs(req: ActivateRequest, limits: Limits) -> tuple[Activation, dict[str, float], Array, int, type]:
-    """The activation, its bound parameters, x as float64, the axis and the dtype of a request."""
+def _inputs(
+    req: ActivateRequest, limits: Limits, info: dict[str, Any] | None = None
+) -> tuple[Activation, dict[str, float], Array, int, type]:
+    """The activation, its bound parameters, x as float64, the axis and the dtype of a request.
+
+    ``info`` (the access log's record of the request) gets the activation and the element count.
+    """
     entry = activations.get(req.activation)
+    if info is not None:
+        info["activation"] = entry.name
     params = entry.bind(req.params)
     dtype = _DTYPES[req.dtype]
     x = codec.to_array(req.x, "x", dtype)
@@ -328,19 +335,25 @@ def _inputs(req: ActivateRequest, limits: Limits) -> tuple[Activation, dict[str,
         raise RequestError.one(
             413, "x", f"has {x.size} elements; the limit is {limits.max_elements} (ACTIVATION_MAX_ELEMENTS)"
         )
+    if info is not None:
+        info["elements"] = int(x.size)
     axis = entry.check_axis(x, req.axis) if entry.kind == "vector" else req.axis
     return entry, params, x, axis, dtype
 
 
-def compute_activate(req: ActivateRequest, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
-    entry, params, x, axis, dtype = _inputs(req, limits)
+def compute_activate(
+    req: ActivateRequest, limits: Limits = DEFAULT_LIMITS, info: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    entry, params, x, axis, dtype = _inputs(req, limits, info)
     y = entry.value(x, params, axis, dtype)
     return _envelope(entry, params, axis, req.dtype, y.shape) | {"y": y}
 
 
-def compute_derivative(req: ActivateRequest, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
+def compute_derivative(
+    req: ActivateRequest, limits: Limits = DEFAULT_LIMITS, info: dict[str, Any] | None = None
+) -> dict[str, Any]:
     assert isinstance(req, DerivativeRequest)
-    entry, params, x, axis, dtype = _inputs(req, limits)
+    entry, params, x, axis, dtype = _inputs(req, limits, info)
     head = partial(_envelope, entry, params, axis, req.dtype)
     if req.order == 2:
         if req.grad is not None:
@@ -478,6 +491,27 @@ _OK = codec.dumps(Health(status="ok").model_dump())
 async def healthz() -> Response:
     """200 while the process serves requests."""
     return Response(_OK, media_type=JSON_MEDIA_TYPE)
+
+
+@router.get(
+    "/metrics",
+    operation_id="metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "Prometheus text format.",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
+    tags=["health"],
+)
+def metrics() -> Response:
+    """Requests by route, status and activation; latency; elements computed; requests in flight."""
+    from .observe import metrics_text
+
+    body, media_type = metrics_text()
+    return Response(body, media_type=media_type)
 
 
 @router.get("/readyz", operation_id="readyz", summary="Readiness", response_model=Health, tags=["health"])

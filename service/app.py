@@ -15,6 +15,7 @@ from starlette.responses import Response
 from . import __version__, api, pages
 from .activations import ActivationError
 from .fastpath import ComputeEndpoints
+from .observe import Observe
 from .problems import RequestError, from_error, problem
 from .schemas import NUMBER_ARRAY_SCHEMA, ActivateRequest, DerivativeRequest, Problem
 from .security import PROTECTED, ApiKeyAuth
@@ -39,7 +40,8 @@ Every error is `application/problem+json` with the offending field and the reaso
 
 
 def create_app(settings: Settings | None = None) -> Any:
-    """The ASGI application: CORS and auth (when configured), the compute endpoints, FastAPI."""
+    """The ASGI application: request ids, logs and metrics; CORS and auth (when
+    configured); the compute endpoints; FastAPI for the rest."""
     settings = settings or Settings()
     limits = api.Limits(settings.max_body_bytes, settings.max_elements, settings.max_jacobian_elements)
     app: Any = ComputeEndpoints(create_fastapi_app(settings), limits)
@@ -53,7 +55,7 @@ def create_app(settings: Settings | None = None) -> Any:
             allow_headers=["authorization", "content-type", "accept", "x-request-id"],
             expose_headers=["x-activation", "x-activation-params", "x-activation-result", "x-request-id"],
         )
-    return app
+    return Observe(app)
 
 
 def create_fastapi_app(settings: Settings | None = None) -> FastAPI:

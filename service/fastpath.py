@@ -29,6 +29,7 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+Compute = Callable[..., dict[str, Any]]
 
 logger = logging.getLogger("service")
 
@@ -67,7 +68,7 @@ class ComputeEndpoints:
             return
         await response(scope, receive, send)
 
-    async def _serve(self, scope: Scope, receive: Receive, model: Any, compute: api.Compute) -> Reply:
+    async def _serve(self, scope: Scope, receive: Receive, model: Any, compute: Compute) -> Reply:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         parse = api.parser_for(
             model,
@@ -77,11 +78,12 @@ class ComputeEndpoints:
         )
         npy_out = api.NPY_MEDIA_TYPE in headers.get("accept", "")
         holder = [await read_body(receive, headers.get("content-length"), self.limits.max_body_bytes)]
+        info = scope.get("state", {}).get("observe")
 
         def pipeline() -> Reply:
             # The body leaves the holder as it is parsed, so it can be freed
             # before the result is computed and serialised.
-            return api.encode(compute(parse(holder.pop())), npy_out)
+            return api.encode(compute(parse(holder.pop()), info=info), npy_out)
 
         if len(holder[0]) <= api.INLINE_BODY_BYTES:
             return pipeline()

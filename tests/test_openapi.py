@@ -29,6 +29,7 @@ def test_operation_ids_are_stable() -> None:
         "get_activation",
         "healthz",
         "readyz",
+        "metrics",
     }
 
 
