@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
+import sys
 import tempfile
 
 import uvicorn
@@ -40,6 +42,9 @@ def main(argv: list[str] | None = None) -> None:
     if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Each worker writes its metrics here; /metrics in any worker sums them all.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="activation-metrics-")
+    # uvicorn drains on SIGTERM, then restores the handler it found and raises the
+    # signal again: finding this one, the process exits 0 once it has drained.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvicorn.run(
         "service.app:create_app",
         factory=True,
@@ -50,6 +55,9 @@ def main(argv: list[str] | None = None) -> None:
         root_path=settings.root_path,
         log_config=log_config(settings.log_level, settings.log_format),
         access_log=False,  # service.observe writes one structured line per request instead
+        # On SIGTERM in-flight requests finish (service.lifecycle turns /readyz to 503 meanwhile);
+        # with workers, uvicorn's supervisor also restarts a worker that dies, even by SIGKILL.
+        timeout_graceful_shutdown=settings.drain_seconds,
     )
 
 

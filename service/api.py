@@ -25,6 +25,7 @@ from starlette.responses import Response
 
 from . import activations, binary, codec
 from .activations import Activation, ActivationError, Array
+from .lifecycle import DRAINING
 from .problems import PROBLEM_MEDIA_TYPE, RequestError
 from .schemas import (
     ActivateRequest,
@@ -142,6 +143,7 @@ COMPUTE_ERRORS: dict[int | str, dict[str, Any]] = {
         "ACTIVATION_MAX_JACOBIAN_ELEMENTS (default 25,000,000; send grad instead)."
     ),
     415: _problem("The body is neither JSON, .npy nor .npz."),
+    503: _problem("Over ACTIVATION_MAX_CONCURRENCY requests in progress: retry after Retry-After seconds."),
     422: _problem(
         "A field is invalid: unknown activation or parameter, a value out of bounds, "
         "x or grad not a finite rectangular array (or beyond the float32 range with dtype float32), "
@@ -514,7 +516,16 @@ def metrics() -> Response:
     return Response(body, media_type=media_type)
 
 
-@router.get("/readyz", operation_id="readyz", summary="Readiness", response_model=Health, tags=["health"])
+@router.get(
+    "/readyz",
+    operation_id="readyz",
+    summary="Readiness",
+    response_model=Health,
+    responses={503: _problem("Draining after SIGTERM: in-flight requests finish, new ones go elsewhere.")},
+    tags=["health"],
+)
 async def readyz() -> Response:
-    """200 when the service is ready to take traffic."""
+    """200 when the service is ready to take traffic; 503 while it drains."""
+    if DRAINING.is_set():
+        raise RequestError(503, [("", "draining: the process is shutting down")], {"retry-after": "1"})
     return Response(_OK, media_type=JSON_MEDIA_TYPE)

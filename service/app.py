@@ -44,7 +44,7 @@ def create_app(settings: Settings | None = None) -> Any:
     configured); the compute endpoints; FastAPI for the rest."""
     settings = settings or Settings()
     limits = api.Limits(settings.max_body_bytes, settings.max_elements, settings.max_jacobian_elements)
-    app: Any = ComputeEndpoints(create_fastapi_app(settings), limits)
+    app: Any = ComputeEndpoints(create_fastapi_app(settings), limits, settings.max_concurrency)
     if settings.api_keys:
         app = ApiKeyAuth(app, settings.api_keys)
     if settings.cors_origins:

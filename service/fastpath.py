@@ -37,9 +37,11 @@ logger = logging.getLogger("service")
 class ComputeEndpoints:
     """Serve the compute operations directly; pass every other request to ``app``."""
 
-    def __init__(self, app: Any, limits: api.Limits = api.DEFAULT_LIMITS) -> None:
+    def __init__(self, app: Any, limits: api.Limits = api.DEFAULT_LIMITS, max_concurrency: int = 64) -> None:
         self.app = app
         self.limits = limits
+        self.max_concurrency = max_concurrency
+        self.active = 0
         self.routes = {
             "/activate": (ActivateRequest, partial(api.compute_activate, limits=limits)),
             "/derivative": (DerivativeRequest, partial(api.compute_derivative, limits=limits)),
@@ -54,6 +56,12 @@ class ComputeEndpoints:
         if route is None or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
+        if self.active >= self.max_concurrency:
+            # Shed load rather than queue without bound; the client retries after a second.
+            reason = f"busy: {self.active} requests in progress (ACTIVATION_MAX_CONCURRENCY); retry shortly"
+            await problem(503, [("", reason)], {"retry-after": "1"})(scope, receive, send)
+            return
+        self.active += 1
         try:
             reply = await self._serve(scope, receive, *route)
         except RequestError as exc:
@@ -66,6 +74,8 @@ class ComputeEndpoints:
         else:
             await send_pieces(send, *reply)
             return
+        finally:
+            self.active -= 1
         await response(scope, receive, send)
 
     async def _serve(self, scope: Scope, receive: Receive, model: Any, compute: Compute) -> Reply:

@@ -30,6 +30,12 @@ class Settings(BaseSettings):
         default_factory=list, description="Origins allowed by CORS; empty: CORS off."
     )
     root_path: str = Field("", description="Path prefix when served behind a proxy.")
+    max_concurrency: int = Field(
+        64, ge=1, description="Compute requests served at once per process; more get 503 with Retry-After."
+    )
+    drain_seconds: int = Field(
+        20, ge=1, description="On SIGTERM, how long in-flight requests may take to finish."
+    )
 
     @field_validator("api_keys", "cors_origins", mode="before")
     @classmethod
