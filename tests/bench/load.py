@@ -1,0 +1,216 @@
+"""Load and fault script (not a test): the real server under wrk, on loopback, bounded in time.
+
+    python -m tests.bench.load            # about 1 minute
+    python -m tests.bench.load --seconds 10
+
+1. Mixed load: 64 connections for 30 s, alternating valid and invalid
+   requests (unknown activation, a string in x, malformed JSON, an axis out of
+   range); counts responses by class (the valid ones must all be 2xx, the
+   invalid ones 4xx, none 5xx), p50/p99 latency, server RSS before and after.
+2. SIGTERM under load: the server is told to stop 3 s in; every request it
+   accepted must be answered (refused connections afterwards are expected).
+3. A worker killed by SIGKILL under load (--workers 2): the failures around it.
+   Parts 2 and 3 use one connection per request, so that a refused connect
+   (never accepted) is told apart from a request that was accepted and lost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.bench.__main__ import free_port, server
+
+HOST = "127.0.0.1"
+
+LUA = r"""
+local bodies = {
+  {200, '{"activation": "gelu", "x": [[-1.5, 0, 0.5, 2], [3, -3, 1, 0.25]]}'},
+  {422, '{"activation": "rleu", "x": [1, 2]}'},
+  {200, '{"activation": "softmax", "x": [1, 2, 3, 4], "axis": -1}'},
+  {422, '{"activation": "relu", "x": [1, "two"]}'},
+  {200, '{"activation": "sigmoid", "x": 0.5}'},
+  {400, '{"activation": "relu", "x": [1,'},
+  {200, '{"activation": "leaky_relu", "x": [-2, 0, 2], "params": {"negative_slope": 0.1}}'},
+  {422, '{"activation": "softmax", "x": [1, 2], "axis": 3}'},
+}
+local counter = 0
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function init(args) ok2 = 0; c4 = 0; c5 = 0; other = 0 end
+function request()
+  counter = counter + 1
+  local pick = bodies[(counter % #bodies) + 1]
+  return wrk.format("POST", "/activate", {["Content-Type"] = "application/json"}, pick[2])
+end
+function response(status, headers, body)
+  if status >= 200 and status < 300 then ok2 = ok2 + 1
+  elseif status >= 400 and status < 500 then c4 = c4 + 1
+  elseif status >= 500 then c5 = c5 + 1
+  else other = other + 1 end
+end
+function done(summary, latency, requests)
+  local t = {ok2 = 0, c4 = 0, c5 = 0, other = 0}
+  for _, thread in ipairs(threads) do
+    for k, _ in pairs(t) do t[k] = t[k] + (thread:get(k) or 0) end
+  end
+  io.write(string.format("CLASSES 2xx=%d 4xx=%d 5xx=%d other=%d\n", t.ok2, t.c4, t.c5, t.other))
+  io.write(string.format("LATENCY p50=%.2fms p99=%.2fms\n", latency:percentile(50) / 1000, latency:percentile(99) / 1000))
+  local e = summary.errors
+  io.write(string.format("SOCKET connect=%d read=%d write=%d timeout=%d\n", e.connect, e.read, e.write, e.timeout))
+  io.write(string.format("TOTAL %d\n", summary.requests))
+end
+"""
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of the process and its children (workers), MiB."""
+    total = 0
+    pids = [pid]
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if children.exists():
+        pids += [int(p) for p in children.read_text().split()]
+    for p in pids:
+        try:
+            status = Path(f"/proc/{p}/status").read_text()
+        except FileNotFoundError:
+            continue
+        match = re.search(r"VmRSS:\s+(\d+) kB", status)
+        total += int(match.group(1)) if match else 0
+    return total / 1024
+
+
+def hammer(base: str, until: Callable[[], bool], limit: float, threads: int = 8) -> dict[str, int]:
+    """Valid requests from several threads, each on a new connection, until ``until()`` or ``limit`` s.
+
+    A refused connection was never accepted; any other failure is a request the
+    server accepted and did not answer: that is what must not happen.
+    """
+    import httpx
+
+    counts = {"ok": 0, "bad_status": 0, "failed": 0, "refused": 0}
+    lock = threading.Lock()
+    deadline = time.monotonic() + limit
+    body = {"activation": "gelu", "x": [[-1.5, 0, 0.5, 2], [3, -3, 1, 0.25]]}
+
+    def worker() -> None:
+        with httpx.Client(timeout=30, limits=httpx.Limits(max_keepalive_connections=0)) as client:
+            while not until() and time.monotonic() < deadline:
+                try:
+                    r = client.post(f"{base}/activate", json=body)
+                    key = "ok" if r.status_code == 200 else "bad_status"
+                except httpx.ConnectError:
+                    key = "refused"
+                    time.sleep(0.01)
+                except httpx.TransportError:
+                    key = "failed"
+                with lock:
+                    counts[key] += 1
+
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    return counts
+
+
+def run_wrk(url: str, seconds: int, connections: int, script: Path) -> dict[str, int | float]:
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(script), url],
+        capture_output=True, text=True, timeout=seconds + 60, check=False,
+    ).stdout  # fmt: skip
+    result: dict[str, int | float] = {}
+    for key, value in re.findall(
+        r"(\w+)=([\d.]+)", " ".join(line for line in out.splitlines() if line.isupper() or "=" in line)
+    ):
+        result[key] = float(value) if "." in value else int(value)
+    total = re.search(r"TOTAL (\d+)", out)
+    result["total"] = int(total.group(1)) if total else 0
+    return result
+
+
+def start_service(*args: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = os.environ | {"ACTIVATION_LOG_LEVEL": "warning"}
+    proc = subprocess.Popen([sys.executable, "-m", "service", "--port", str(port), *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    import httpx
+
+    base = f"http://{HOST}:{port}"
+    for _ in range(300):
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return proc, base
+        except httpx.TransportError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("the service did not start")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.bench.load", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=int, default=30, help="length of the mixed load (default 30)")
+    args = parser.parse_args(argv)
+    if shutil.which("wrk") is None:
+        print("wrk is not installed: apt-get install wrk", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "mix.lua"
+        script.write_text(LUA)
+
+        print(f"## 1. Mixed valid/invalid load: 64 connections, {args.seconds} s")
+        with server("service") as (base, pid):
+            before = rss_mb(pid)
+            r = run_wrk(f"{base}/activate", args.seconds, 64, script)
+            after = rss_mb(pid)
+        print(f"requests {r['total']}: 2xx {r.get('2xx', 0)}, 4xx {r.get('4xx', 0)}, 5xx {r.get('5xx', 0)}, "
+              f"other {r.get('other', 0)} (half the bodies are valid, half invalid: 2xx must equal 4xx, "
+              f"{'they do' if abs(r.get('2xx', 0) - r.get('4xx', 0)) <= 64 else 'THEY DO NOT'})")  # fmt: skip
+        print(
+            f"socket errors: connect {r.get('connect')}, read {r.get('read')}, write {r.get('write')}, timeout {r.get('timeout')}"
+        )
+        print(f"latency p50 {r.get('p50')} ms, p99 {r.get('p99')} ms")
+        print(
+            f"server RSS {before:.1f} MiB at start, {after:.1f} MiB at end ({(after - before) / before * 100:+.1f}%)"
+        )
+
+        print("\n## 2. SIGTERM 3 s into the load (single process), one connection per request")
+        proc, base = start_service("--drain-seconds", "20")
+        threading.Timer(3.0, proc.send_signal, args=(signal.SIGTERM,)).start()
+        outcome = hammer(base, until=lambda: proc.poll() is not None, limit=15.0)
+        code = proc.wait(timeout=30)
+        print(f"answered {outcome['ok']} (all 200: {outcome['bad_status'] == 0}); failed after being accepted: "
+              f"{outcome['failed']}; refused once the listener closed (expected): {outcome['refused']}; "
+              f"exit code {code}")  # fmt: skip
+
+        print("\n## 3. A worker killed by SIGKILL 3 s into a 10 s load (--workers 2)")
+        proc, base = start_service("--workers", "2")
+        try:
+            children = [
+                int(p) for p in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+            ]
+            workers = [p for p in children if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
+            threading.Timer(3.0, os.kill, args=(workers[0], signal.SIGKILL)).start()
+            started = time.monotonic()
+            outcome = hammer(base, until=lambda: time.monotonic() - started > 10, limit=15.0)
+            print(f"answered {outcome['ok']}; failed (accepted, then the worker died): {outcome['failed']}; "
+                  f"refused: {outcome['refused']}; other than 200: {outcome['bad_status']}")  # fmt: skip
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
