@@ -6,7 +6,6 @@ import io
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ import pytest
 from service import lifecycle
 from service.app import create_app
 from service.settings import Settings
-from tests.conftest import _free_port
+from tests import servers
 from tests.test_api import assert_problem
 
 
@@ -46,38 +45,16 @@ async def test_readiness_turns_503_while_draining(client: httpx.AsyncClient) -> 
         lifecycle.DRAINING.clear()
 
 
-def _start(*args: str) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    env = os.environ | {"ACTIVATION_LOG_LEVEL": "warning"}
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "service", "--port", str(port), *args],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return proc, base
-        except httpx.TransportError:
-            time.sleep(0.1)
-    proc.kill()
-    raise AssertionError("server did not start")
-
-
 @pytest.fixture
 def stop() -> Iterator[list[subprocess.Popen[bytes]]]:
     started: list[subprocess.Popen[bytes]] = []
     yield started
     for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        servers.stop(proc)
 
 
 def test_sigterm_lets_the_request_in_flight_finish(stop: list[subprocess.Popen[bytes]]) -> None:
-    proc, base = _start("--drain-seconds", "20")
+    proc, base = servers.start("--drain-seconds", "20")
     stop.append(proc)
     body = io.BytesIO()
     np.save(body, np.linspace(-5, 5, 4_000_000))
@@ -118,7 +95,7 @@ def _children(pid: int) -> set[int]:
 
 
 def test_a_killed_worker_is_replaced(stop: list[subprocess.Popen[bytes]]) -> None:
-    proc, base = _start("--workers", "2")
+    proc, base = servers.start("--workers", "2")
     stop.append(proc)
     deadline = time.monotonic() + 20
     while len(_children(proc.pid)) < 2 and time.monotonic() < deadline:

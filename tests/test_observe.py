@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
-import subprocess
 import sys
-import time
 
 import httpx
 import pytest
 
 from service.observe import JsonFormatter
-from tests.conftest import _free_port
+from tests import servers
 
 
 async def test_request_id_is_generated_and_returned(client: httpx.AsyncClient) -> None:
@@ -98,30 +95,11 @@ async def test_metrics_count_requests_by_route_status_and_activation(client: htt
         assert name in r.text
 
 
-def test_metrics_sum_over_several_workers(tmp_path: object) -> None:
-    port = _free_port()
-    env = os.environ | {"ACTIVATION_LOG_LEVEL": "warning"}
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "service", "--port", str(port), "--workers", "2"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
-        with httpx.Client(base_url=base, timeout=10) as http:
-            for _ in range(40):  # new connections, so both workers take some
-                httpx.post(
-                    f"{base}/activate", json={"activation": "mish", "x": [1.0]}, timeout=10
-                ).raise_for_status()
-            counts = {_count(http.get("/metrics").text, "mish") for _ in range(6)}
-        assert counts == {40.0}  # whichever worker answers /metrics, it sums them all
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+def test_metrics_sum_over_several_workers() -> None:
+    with servers.running("--workers", "2") as (base, _), httpx.Client(base_url=base, timeout=10) as http:
+        for _ in range(40):  # new connections, so both workers take some
+            httpx.post(
+                f"{base}/activate", json={"activation": "mish", "x": [1.0]}, timeout=10
+            ).raise_for_status()
+        counts = {_count(http.get("/metrics").text, "mish") for _ in range(6)}
+    assert counts == {40.0}  # whichever worker answers /metrics, it sums them all

@@ -30,7 +30,6 @@ import io
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -47,6 +46,7 @@ import numpy as np
 import orjson
 
 from service import activations, api, binary
+from tests import servers
 from tests.bench.tutorial import FORMULAS
 
 HOST = "127.0.0.1"
@@ -65,44 +65,11 @@ TARGETS = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def server(kind: str) -> Iterator[tuple[str, int]]:
-    """Start the service or the baseline on a free loopback port; stop it by PID."""
-    port = free_port()
-    if kind == "service":
-        cmd = [sys.executable, "-m", "service", "--host", HOST, "--port", str(port), "--log-level", "warning"]
-    else:
-        cmd = [sys.executable, "-m", "uvicorn", "tests.bench.naive_app:app", "--host", HOST,
-               "--port", str(port), "--log-level", "warning"]  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    base = f"http://{HOST}:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"{kind} did not start: {proc.stderr.read().decode() if proc.stderr else ''}"
-                )
-            time.sleep(0.1)
-        yield base, proc.pid
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    """The service or the naive baseline on a free loopback port; stopped by PID."""
+    with servers.running(app=None if kind == "service" else "tests.bench.naive_app:app") as running:
+        yield running
 
 
 def median_time(fn: Callable[[], object], runs: int) -> float:

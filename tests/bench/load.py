@@ -29,7 +29,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.bench.__main__ import free_port, server
+from tests import servers
+from tests.bench.__main__ import server
 
 HOST = "127.0.0.1"
 
@@ -140,24 +141,6 @@ def run_wrk(url: str, seconds: int, connections: int, script: Path) -> dict[str,
     return result
 
 
-def start_service(*args: str) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = os.environ | {"ACTIVATION_LOG_LEVEL": "warning"}
-    proc = subprocess.Popen([sys.executable, "-m", "service", "--port", str(port), *args], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    import httpx
-
-    base = f"http://{HOST}:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return proc, base
-        except httpx.TransportError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("the service did not start")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.bench.load", description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=30, help="length of the mixed load (default 30)")
@@ -186,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         )
 
         print("\n## 2. SIGTERM 3 s into the load (single process), one connection per request")
-        proc, base = start_service("--drain-seconds", "20")
+        proc, base = servers.start("--drain-seconds", "20")
         threading.Timer(3.0, proc.send_signal, args=(signal.SIGTERM,)).start()
         outcome = hammer(base, until=lambda: proc.poll() is not None, limit=15.0)
         code = proc.wait(timeout=30)
@@ -195,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
               f"exit code {code}")  # fmt: skip
 
         print("\n## 3. A worker killed by SIGKILL 3 s into a 10 s load (--workers 2)")
-        proc, base = start_service("--workers", "2")
+        proc, base = servers.start("--workers", "2")
         try:
             children = [
                 int(p) for p in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
