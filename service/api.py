@@ -37,6 +37,7 @@ from .schemas import (
     Health,
     request_examples,
 )
+from .settings import Settings
 
 #: Bodies up to this size are handled on the event loop; larger ones in a thread.
 INLINE_BODY_BYTES = 64 * 1024
@@ -48,12 +49,17 @@ NPY_MEDIA_TYPE = binary.NPY_MEDIA_TYPE
 class Limits:
     """What one request may ask for (the ACTIVATION_MAX_* settings)."""
 
-    max_body_bytes: int = 64 * 2**20
-    max_elements: int = 16_000_000
-    max_jacobian_elements: int = 25_000_000
+    max_body_bytes: int
+    max_elements: int
+    max_jacobian_elements: int
+
+    @classmethod
+    def of(cls, settings: Settings) -> Limits:
+        return cls(settings.max_body_bytes, settings.max_elements, settings.max_jacobian_elements)
 
 
-DEFAULT_LIMITS = Limits()
+#: The defaults of the settings, whatever the environment says.
+DEFAULT_LIMITS = Limits.of(Settings.model_construct())
 MAX_ELEMENTS = DEFAULT_LIMITS.max_elements
 
 router = APIRouter()
@@ -387,10 +393,7 @@ def compute_derivative(
         whose = "x's shape" if expected == x.shape else "the shape of y"
         raise ActivationError("grad", f"has shape {list(g.shape)}; it must have {whose} {list(expected)}")
     if req.wrt == "params":
-        totals = entry.parameter_vjp(x, g, params, axis)
-        if dtype is np.float32:
-            totals = {k: float(v) for k, v in _finite_float32(totals).items()}
-        return head(()) | {"grad_params": totals}
+        return head(()) | {"grad_params": entry.parameter_vjp(x, g, params, axis, dtype)}
     grad_x = entry.vector_jacobian_product(x, g, params, axis, dtype)
     return head(grad_x.shape) | {"grad_x": grad_x}
 
@@ -398,17 +401,6 @@ def compute_derivative(
 def activate_json(body: bytes) -> Response:
     """The whole JSON pipeline in-process: parse, compute, serialise (used by the benchmark)."""
     return respond(compute_activate(_parse(ActivateRequest, body)))
-
-
-def _finite_float32(values: dict[str, float]) -> dict[str, np.float32]:
-    out = {}
-    for name, value in values.items():
-        with np.errstate(over="ignore"):
-            rounded = np.float32(value)
-        if not np.isfinite(rounded):
-            raise ActivationError(f"grad_params.{name}", "the true result is too large for float32")
-        out[name] = rounded
-    return out
 
 
 # -- routes ------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from . import __version__, api, pages
 from .activations import ActivationError
 from .fastpath import ComputeEndpoints
 from .observe import Observe
-from .problems import RequestError, from_error, problem
+from .problems import RequestError, problem, response_for
 from .schemas import NUMBER_ARRAY_SCHEMA, ActivateRequest, DerivativeRequest, Problem
 from .security import PROTECTED, ApiKeyAuth
 from .settings import Settings
@@ -43,7 +43,7 @@ def create_app(settings: Settings | None = None) -> Any:
     """The ASGI application: request ids, logs and metrics; CORS and auth (when
     configured); the compute endpoints; FastAPI for the rest."""
     settings = settings or Settings()
-    limits = api.Limits(settings.max_body_bytes, settings.max_elements, settings.max_jacobian_elements)
+    limits = api.Limits.of(settings)
     app: Any = ComputeEndpoints(create_fastapi_app(settings), limits, settings.max_concurrency)
     if settings.api_keys:
         app = ApiKeyAuth(app, settings.api_keys)
@@ -76,23 +76,17 @@ def create_fastapi_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api.router)
     app.include_router(pages.router)
     pages.mount_static(app)
-    app.add_exception_handler(RequestError, _request_error)
-    app.add_exception_handler(ActivationError, _activation_error)
+    app.add_exception_handler(RequestError, _error)
+    app.add_exception_handler(ActivationError, _error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected_error)
+    app.add_exception_handler(Exception, _error)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
 
-async def _request_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RequestError)
-    return from_error(exc)
-
-
-async def _activation_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ActivationError)
-    return problem(422, [(exc.field, exc.reason)])
+async def _error(request: Request, exc: Exception) -> Response:
+    return response_for(exc, f"{request.method} {request.url.path}")
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
@@ -108,12 +102,6 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     reason = exc.detail if isinstance(exc.detail, str) else "request refused"
     return problem(exc.status_code, [("", reason)], exc.headers)
-
-
-async def _unexpected_error(request: Request, exc: Exception) -> Response:
-    # Logged here with the traceback; the client learns nothing about internals.
-    logger.exception("unhandled error on %s %s", request.method, request.url.path)
-    return problem(500, [("", "internal error; the request was not processed")])
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

@@ -11,7 +11,6 @@ operations, stays with FastAPI.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from functools import partial
 from typing import Any
@@ -20,8 +19,7 @@ from urllib.parse import parse_qsl
 from anyio import to_thread
 
 from . import api
-from .activations import ActivationError
-from .problems import RequestError, from_error, problem
+from .problems import RequestError, problem, response_for
 from .schemas import ActivateRequest, DerivativeRequest
 
 Scope = MutableMapping[str, Any]
@@ -30,8 +28,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 Compute = Callable[..., dict[str, Any]]
-
-logger = logging.getLogger("service")
 
 
 class ComputeEndpoints:
@@ -64,13 +60,8 @@ class ComputeEndpoints:
         self.active += 1
         try:
             reply = await self._serve(scope, receive, *route)
-        except RequestError as exc:
-            response = from_error(exc)
-        except ActivationError as exc:
-            response = problem(422, [(exc.field, exc.reason)])
-        except Exception:
-            logger.exception("unhandled error on POST %s", scope["path"])
-            response = problem(500, [("", "internal error; the request was not processed")])
+        except Exception as exc:
+            response = response_for(exc, f"POST {scope['path']}")
         else:
             await send_pieces(send, *reply)
             return

@@ -9,13 +9,17 @@ Every 4xx (and the rare 5xx) answers ``application/problem+json``::
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from http import HTTPStatus
 
 import orjson
 from starlette.responses import Response
 
+from .activations import ActivationError
+
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+logger = logging.getLogger("service")
 
 
 class RequestError(Exception):
@@ -38,7 +42,12 @@ class RequestError(Exception):
 
     @property
     def detail(self) -> str:
-        return "; ".join(f"{field}: {reason}" if field else reason for field, reason in self.errors)
+        return _detail(self.errors)
+
+
+def _detail(pairs: Iterable[tuple[str, str]]) -> str:
+    """All field errors in one line: 'x[3]: is not a finite number; axis: ...'."""
+    return "; ".join(f"{field}: {reason}" if field else reason for field, reason in pairs)
 
 
 def problem(
@@ -51,7 +60,7 @@ def problem(
     body = {
         "status": status,
         "title": HTTPStatus(status).phrase,
-        "detail": "; ".join(f"{f}: {r}" if f else r for f, r in pairs),
+        "detail": _detail(pairs),
         "errors": [{"field": f, "reason": r} for f, r in pairs],
     }
     return Response(orjson.dumps(body), status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
@@ -59,3 +68,18 @@ def problem(
 
 def from_error(exc: RequestError) -> Response:
     return problem(exc.status, exc.errors, exc.headers)
+
+
+def response_for(exc: Exception, where: str) -> Response:
+    """The one mapping of an exception to a response, for every layer that serves requests.
+
+    A refused request keeps its status; a domain error of the core is a 422
+    naming its field; anything else is logged (by type, see service.observe)
+    and answered with a bare 500 that tells the client nothing about internals.
+    """
+    if isinstance(exc, RequestError):
+        return from_error(exc)
+    if isinstance(exc, ActivationError):
+        return problem(422, [(exc.field, exc.reason)])
+    logger.error("unhandled error on %s", where, exc_info=exc)
+    return problem(500, [("", "internal error; the request was not processed")])

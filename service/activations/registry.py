@@ -257,7 +257,7 @@ class Activation:
         return {name: _finite(g, f"dydparams.{name}", dtype) for name, g in grads.items()}
 
     def parameter_vjp(
-        self, x: Array, g: Array, params: Mapping[str, float], axis: int = -1
+        self, x: Array, g: Array, params: Mapping[str, float], axis: int = -1, dtype: DType = np.float64
     ) -> dict[str, float]:
         """``{name: sum(g * dy/dtheta)}``: the update a training loop applies to each parameter."""
         grads = self._param_grads(x, params, axis)
@@ -265,7 +265,7 @@ class Activation:
         for name, dy in grads.items():
             with np.errstate(over="ignore"):
                 total = np.sum(g * dy, dtype=np.float64)
-            out[name] = float(_finite(np.asarray(total), f"grad_params.{name}", np.float64))
+            out[name] = float(_finite(np.asarray(total), f"grad_params.{name}", dtype))
         return out
 
     def _param_grads(self, x: Array, params: Mapping[str, float], axis: int) -> dict[str, Array]:
@@ -320,16 +320,11 @@ def _call_blocks(fn: Callable[..., Any], x: Array, params: Mapping[str, float], 
     if not blocked or x.size <= 2 * CHUNK:
         return _call(fn, x, params)
     flat = x.reshape(-1)
-    first = _call(fn, flat[:CHUNK], params)
-    if isinstance(first, dict):
-        outs = {k: np.empty(flat.size) for k in first}
-    else:
-        outs = {"": np.empty(flat.size)}
-        first = {"": first}
+    outs: dict[str, Array] = {}
     for start in range(0, flat.size, CHUNK):
-        block = first if start == 0 else _call(fn, flat[start : start + CHUNK], params)
-        for key, value in block.items() if isinstance(block, dict) else [("", block)]:
-            outs[key][start : start + CHUNK] = value
+        block = _call(fn, flat[start : start + CHUNK], params)
+        for key, value in (block if isinstance(block, dict) else {"": block}).items():
+            outs.setdefault(key, np.empty(flat.size))[start : start + CHUNK] = value
     shaped = {k: v.reshape(x.shape) for k, v in outs.items()}
     return shaped.get("", shaped)
 
