@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 
-from . import __version__, api, pages
+from . import __version__, api, lifecycle, pages
 from .activations import ActivationError
 from .fastpath import ComputeEndpoints
 from .observe import Observe
@@ -62,6 +62,7 @@ def create_fastapi_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     app = FastAPI(
         root_path=settings.root_path,
+        lifespan=lifecycle.lifespan,  # chains the SIGTERM handler that starts the drain
         docs_url=None,
         redoc_url=None,
         title="activation-service",
