@@ -14,7 +14,9 @@ import sys
 import tempfile
 
 import uvicorn
+from uvicorn.supervisors import Multiprocess
 
+from . import lifecycle
 from .observe import log_config
 from .settings import Settings
 
@@ -42,10 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Each worker writes its metrics here; /metrics in any worker sums them all.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="activation-metrics-")
-    # uvicorn drains on SIGTERM, then restores the handler it found and raises the
-    # signal again: finding this one, the process exits 0 once it has drained.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    uvicorn.run(
+    config = uvicorn.Config(
         "service.app:create_app",
         factory=True,
         host=settings.host,
@@ -55,10 +54,26 @@ def main(argv: list[str] | None = None) -> None:
         root_path=settings.root_path,
         log_config=log_config(settings.log_level, settings.log_format),
         access_log=False,  # service.observe writes one structured line per request instead
+        http=lifecycle.DrainingHttpProtocol,
         # On SIGTERM in-flight requests finish (service.lifecycle turns /readyz to 503 meanwhile);
         # with workers, uvicorn's supervisor also restarts a worker that dies, even by SIGKILL.
         timeout_graceful_shutdown=settings.drain_seconds,
     )
+    # The socket is bound here, so that the process owning it drains its accept queue on SIGTERM.
+    sock = config.bind_socket()
+    if settings.workers > 1:
+        supervisor = Multiprocess(config, sockets=[sock])
+        signal.signal(signal.SIGTERM, lifecycle.on_sigterm(signal.getsignal(signal.SIGTERM), [sock]))
+        supervisor.run()
+        return
+    lifecycle.LISTENERS.append(sock)
+    # uvicorn drains on SIGTERM, then restores the handler it found and raises the
+    # signal again: finding this one, the process exits 0 once it has drained.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    server = uvicorn.Server(config)
+    server.run(sockets=[sock])
+    if not server.started:
+        sys.exit(3)  # as uvicorn.run: the application failed to start
 
 
 if __name__ == "__main__":

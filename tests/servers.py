@@ -6,8 +6,10 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -67,3 +69,74 @@ def running(*args: str, app: str | None = None) -> Iterator[tuple[str, int]]:
         yield base, proc.pid
     finally:
         stop(proc)
+
+
+def hammer(
+    base: str, until: Callable[[], bool], limit: float, threads: int = 8, keepalive: bool = False
+) -> Counter[str]:
+    """Valid requests from several threads until ``until()`` or ``limit`` seconds: outcomes counted.
+
+    "refused": the connection was never accepted (expected once a server stops
+    listening); "failed": a request sent to a server that accepted its
+    connection and did not answer it in full.  Without ``keepalive`` each request
+    goes on its own connection, over a plain socket (as fast as a client gets,
+    so the server's accept queue fills); with it, over httpx's keep-alive pool.
+    """
+    counts: Counter[str] = Counter()
+    lock = threading.Lock()
+    deadline = time.monotonic() + limit
+    body = b'{"activation": "gelu", "x": [[-1.5, 0, 0.5, 2], [3, -3, 1, 0.25]]}'
+    host, port = base.removeprefix("http://").split(":")
+    request = (
+        b"POST /activate HTTP/1.1\r\nHost: %b\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\nConnection: close\r\n\r\n%b" % (host.encode(), len(body), body)
+    )
+
+    def one_connection() -> str:
+        try:
+            sock = socket.create_connection((host, int(port)), timeout=30)
+        except ConnectionRefusedError:
+            time.sleep(0.01)
+            return "refused"
+        response = b""
+        with sock:
+            try:
+                sock.sendall(request)
+                while chunk := sock.recv(65536):
+                    response += chunk
+            except OSError:
+                return "failed"
+        head, _, content = response.partition(b"\r\n\r\n")
+        length = next(
+            (int(h[15:]) for h in head.lower().split(b"\r\n") if h.startswith(b"content-length:")), -1
+        )
+        if len(content) != length:
+            return "failed"  # closed before the whole answer
+        return "ok" if head.startswith(b"HTTP/1.1 200 ") else f"status {head[9:12].decode()}"
+
+    def keepalive_worker() -> None:
+        with httpx.Client(timeout=30) as client:
+            while not until() and time.monotonic() < deadline:
+                try:
+                    status = client.post(f"{base}/activate", content=body).status_code
+                    key = "ok" if status == 200 else f"status {status}"
+                except httpx.ConnectError:
+                    key = "refused"
+                    time.sleep(0.01)
+                except httpx.TransportError:
+                    key = "failed"
+                with lock:
+                    counts[key] += 1
+
+    def worker() -> None:
+        while not until() and time.monotonic() < deadline:
+            key = one_connection()
+            with lock:
+                counts[key] += 1
+
+    pool = [threading.Thread(target=keepalive_worker if keepalive else worker) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    return counts

@@ -9,9 +9,11 @@
    invalid ones 4xx, none 5xx), p50/p99 latency, server RSS before and after.
 2. SIGTERM under load: the server is told to stop 3 s in; every request it
    accepted must be answered (refused connections afterwards are expected).
+   Once with a new connection per request, so that a refused connect (never
+   accepted) is told apart from a request that was accepted and lost; once
+   with keep-alive connections, which the server must not close under a
+   request on its way.
 3. A worker killed by SIGKILL under load (--workers 2): the failures around it.
-   Parts 2 and 3 use one connection per request, so that a refused connect
-   (never accepted) is told apart from a request that was accepted and lost.
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from tests import servers
@@ -91,41 +92,6 @@ def rss_mb(pid: int) -> float:
     return total / 1024
 
 
-def hammer(base: str, until: Callable[[], bool], limit: float, threads: int = 8) -> dict[str, int]:
-    """Valid requests from several threads, each on a new connection, until ``until()`` or ``limit`` s.
-
-    A refused connection was never accepted; any other failure is a request the
-    server accepted and did not answer: that is what must not happen.
-    """
-    import httpx
-
-    counts = {"ok": 0, "bad_status": 0, "failed": 0, "refused": 0}
-    lock = threading.Lock()
-    deadline = time.monotonic() + limit
-    body = {"activation": "gelu", "x": [[-1.5, 0, 0.5, 2], [3, -3, 1, 0.25]]}
-
-    def worker() -> None:
-        with httpx.Client(timeout=30, limits=httpx.Limits(max_keepalive_connections=0)) as client:
-            while not until() and time.monotonic() < deadline:
-                try:
-                    r = client.post(f"{base}/activate", json=body)
-                    key = "ok" if r.status_code == 200 else "bad_status"
-                except httpx.ConnectError:
-                    key = "refused"
-                    time.sleep(0.01)
-                except httpx.TransportError:
-                    key = "failed"
-                with lock:
-                    counts[key] += 1
-
-    pool = [threading.Thread(target=worker) for _ in range(threads)]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
-    return counts
-
-
 def run_wrk(url: str, seconds: int, connections: int, script: Path) -> dict[str, int | float]:
     out = subprocess.run(
         ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(script), url],
@@ -168,14 +134,19 @@ def main(argv: list[str] | None = None) -> int:
             f"server RSS {before:.1f} MiB at start, {after:.1f} MiB at end ({(after - before) / before * 100:+.1f}%)"
         )
 
-        print("\n## 2. SIGTERM 3 s into the load (single process), one connection per request")
-        proc, base = servers.start("--drain-seconds", "20")
-        threading.Timer(3.0, proc.send_signal, args=(signal.SIGTERM,)).start()
-        outcome = hammer(base, until=lambda: proc.poll() is not None, limit=15.0)
-        code = proc.wait(timeout=30)
-        print(f"answered {outcome['ok']} (all 200: {outcome['bad_status'] == 0}); failed after being accepted: "
-              f"{outcome['failed']}; refused once the listener closed (expected): {outcome['refused']}; "
-              f"exit code {code}")  # fmt: skip
+        print("\n## 2. SIGTERM 3 s into the load (single process, 8 client threads)")
+        for keepalive in (False, True):
+            proc, base = servers.start("--drain-seconds", "20")
+            threading.Timer(3.0, proc.send_signal, args=(signal.SIGTERM,)).start()
+            outcome = servers.hammer(
+                base, until=lambda proc=proc: proc.poll() is not None, limit=15.0, keepalive=keepalive
+            )
+            code = proc.wait(timeout=30)
+            label = "keep-alive connections" if keepalive else "a new connection per request"
+            print(f"{label}: answered {outcome['ok']}; other statuses "
+                  f"{sum(v for k, v in outcome.items() if k.startswith('status'))}; "
+                  f"failed after being accepted: {outcome['failed']}; "
+                  f"refused (never accepted, expected): {outcome['refused']}; exit code {code}")  # fmt: skip
 
         print("\n## 3. A worker killed by SIGKILL 3 s into a 10 s load (--workers 2)")
         proc, base = servers.start("--workers", "2")
@@ -186,9 +157,10 @@ def main(argv: list[str] | None = None) -> int:
             workers = [p for p in children if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
             threading.Timer(3.0, os.kill, args=(workers[0], signal.SIGKILL)).start()
             started = time.monotonic()
-            outcome = hammer(base, until=lambda: time.monotonic() - started > 10, limit=15.0)
+            outcome = servers.hammer(base, until=lambda: time.monotonic() - started > 10, limit=15.0)
             print(f"answered {outcome['ok']}; failed (accepted, then the worker died): {outcome['failed']}; "
-                  f"refused: {outcome['refused']}; other than 200: {outcome['bad_status']}")  # fmt: skip
+                  f"refused: {outcome['refused']}; other than 200: "
+                  f"{sum(v for k, v in outcome.items() if k.startswith('status'))}")  # fmt: skip
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=30)
