@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -41,9 +42,7 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
 
 def main(argv: list[str] | None = None) -> None:
     settings = parse_settings(argv)
-    if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        # Each worker writes its metrics here; /metrics in any worker sums them all.
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="activation-metrics-")
+    metrics_dir = shared_metrics_dir() if settings.workers > 1 else None
     config = uvicorn.Config(
         "service.app:create_app",
         factory=True,
@@ -59,12 +58,17 @@ def main(argv: list[str] | None = None) -> None:
         # with workers, uvicorn's supervisor also restarts a worker that dies, even by SIGKILL.
         timeout_graceful_shutdown=settings.drain_seconds,
     )
-    # The socket is bound here, so that the process owning it drains its accept queue on SIGTERM.
+    # The socket is bound here, so that the process owning it drains its accept queue on SIGTERM:
+    # uvicorn's supervisor with --workers, else the server itself.
     sock = config.bind_socket()
     if settings.workers > 1:
-        supervisor = Multiprocess(config, sockets=[sock])
-        signal.signal(signal.SIGTERM, lifecycle.on_sigterm(signal.getsignal(signal.SIGTERM), [sock]))
-        supervisor.run()
+        try:
+            supervisor = Multiprocess(config, sockets=[sock])
+            signal.signal(signal.SIGTERM, lifecycle.on_sigterm(signal.getsignal(signal.SIGTERM), [sock]))
+            supervisor.run()
+        finally:
+            if metrics_dir:
+                shutil.rmtree(metrics_dir, ignore_errors=True)
         return
     lifecycle.LISTENERS.append(sock)
     # uvicorn drains on SIGTERM, then restores the handler it found and raises the
@@ -74,6 +78,24 @@ def main(argv: list[str] | None = None) -> None:
     server.run(sockets=[sock])
     if not server.started:
         sys.exit(3)  # as uvicorn.run: the application failed to start
+
+
+def shared_metrics_dir() -> str | None:
+    """Where the workers write their metrics (/metrics in any worker sums them all).
+
+    PROMETHEUS_MULTIPROC_DIR if set; else a new temp directory, returned so it is removed at exit.
+    """
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return None
+    try:
+        path = tempfile.mkdtemp(prefix="activation-metrics-")
+    except OSError:
+        sys.exit(
+            "python -m service: with --workers, the workers' metrics need a writable directory "
+            "and the temp directory is not (read-only root?): set PROMETHEUS_MULTIPROC_DIR to one"
+        )
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    return path
 
 
 if __name__ == "__main__":

