@@ -62,6 +62,18 @@ def start(
         time.sleep(0.1)
 
 
+def workers(pid: int) -> set[int]:
+    """The worker processes of a ``--workers`` server (multiprocessing also starts a resource tracker)."""
+    found = set()
+    for child in map(int, Path(f"/proc/{pid}/task/{pid}/children").read_text().split()):
+        try:
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.add(child)
+        except FileNotFoundError:
+            pass
+    return found
+
+
 def stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.terminate()

@@ -10,7 +10,6 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -82,26 +81,13 @@ def test_sigterm_lets_the_request_in_flight_finish(stop: list[subprocess.Popen[b
     assert time.monotonic() - started < 20
 
 
-def _children(pid: int) -> set[int]:
-    """The worker processes (multiprocessing also starts a resource tracker: not a worker)."""
-    text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    workers = set()
-    for child in map(int, text.split()):
-        try:
-            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
-                workers.add(child)
-        except FileNotFoundError:
-            pass
-    return workers
-
-
 def test_a_killed_worker_is_replaced(stop: list[subprocess.Popen[bytes]]) -> None:
     proc, base = servers.start("--workers", "2")
     stop.append(proc)
     deadline = time.monotonic() + 20
-    while len(_children(proc.pid)) < 2 and time.monotonic() < deadline:
+    while len(servers.workers(proc.pid)) < 2 and time.monotonic() < deadline:
         time.sleep(0.1)
-    workers = _children(proc.pid)
+    workers = servers.workers(proc.pid)
     assert len(workers) == 2
     victim = min(workers)
     os.kill(victim, signal.SIGKILL)
@@ -113,12 +99,12 @@ def test_a_killed_worker_is_replaced(stop: list[subprocess.Popen[bytes]]) -> Non
             failures += r.status_code != 200
         except httpx.TransportError:
             failures += 1
-        now = _children(proc.pid)
+        now = servers.workers(proc.pid)
         if len(now) == 2 and victim not in now:
             break
         time.sleep(0.05)
-    assert len(_children(proc.pid)) == 2
-    assert victim not in _children(proc.pid)
+    assert len(servers.workers(proc.pid)) == 2
+    assert victim not in servers.workers(proc.pid)
     # The surviving worker kept answering; the closed socket may cost the odd request.
     assert failures <= 2
     proc.send_signal(signal.SIGTERM)
