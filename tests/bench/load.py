@@ -171,8 +171,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"answered {outcome['ok']}; failed (accepted, then the worker died): {outcome['failed']}; "
                   f"refused: {outcome['refused']}; other than 200: "
                   f"{sum(v for k, v in outcome.items() if k.startswith('status'))}; "
-                  f"replacement worker started {gap[0] if gap else float('nan'):.2f} s after the kill "
-                  "(the other worker serves meanwhile)")  # fmt: skip
+                  f"replacement process spawned {gap[0] if gap else float('nan'):.2f} s after the kill "
+                  "(the other worker serves while it starts up)")  # fmt: skip
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=30)
