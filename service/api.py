@@ -9,7 +9,7 @@ threadpool so that a big request never blocks the event loop for others.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from enum import Enum
 from functools import partial
@@ -17,8 +17,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 import orjson
+from anyio import to_thread
 from fastapi import APIRouter, Query, Request
-from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 from starlette.responses import Response
@@ -64,7 +64,7 @@ MAX_ELEMENTS = DEFAULT_LIMITS.max_elements
 
 router = APIRouter()
 M = TypeVar("M", bound=BaseModel)
-Compute = Callable[[ActivateRequest], dict[str, Any]]
+Compute = Callable[..., dict[str, Any]]
 
 
 # -- documentation helpers ------------------------------------------------------------
@@ -179,17 +179,68 @@ def parser_for(
     )
 
 
-async def _dispatch(request: Request, model: type[ActivateRequest], compute: Compute) -> Response:
-    # Reached only when the FastAPI application is served without the
-    # ComputeEndpoints layer in front (service.fastpath); same pipeline.
-    parse = parser_for(
-        model, request.headers.get("content-type", JSON_MEDIA_TYPE), dict(request.query_params)
-    )
-    npy_out = NPY_MEDIA_TYPE in request.headers.get("accept", "")
-    body = await request.body()
-    if len(body) <= INLINE_BODY_BYTES:
-        return respond(compute(parse(body)), npy_out)
-    return await run_in_threadpool(lambda: respond(compute(parse(body)), npy_out))
+Reply = tuple[str, dict[str, str], list[bytes | memoryview]]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+
+
+async def serve(
+    model: type[ActivateRequest],
+    compute: Callable[..., dict[str, Any]],
+    headers: Mapping[str, str],
+    query: dict[str, str],
+    receive: Receive,
+    limits: Limits,
+    info: dict[str, Any] | None = None,
+) -> Reply:
+    """One compute request, from its ASGI ``receive`` to the encoded reply.
+
+    ``headers`` are looked up by lower-case name.  The body is read within the
+    limits, then parsed, computed and encoded in one pipeline: inline for small
+    bodies, in a worker thread for large ones.
+    """
+    parse = parser_for(model, headers.get("content-type", JSON_MEDIA_TYPE), query, limits.max_elements)
+    npy_out = NPY_MEDIA_TYPE in headers.get("accept", "")
+    holder = [await read_body(receive, headers.get("content-length"), limits.max_body_bytes)]
+
+    def pipeline() -> Reply:
+        # The body leaves the holder as it is parsed, so it can be freed
+        # before the result is computed and serialised.
+        return encode(compute(parse(holder.pop()), limits=limits, info=info), npy_out)
+
+    if len(holder[0]) <= INLINE_BODY_BYTES:
+        return pipeline()
+    return await to_thread.run_sync(pipeline)
+
+
+async def read_body(receive: Receive, content_length: str | None, limit: int) -> bytes | bytearray:
+    """The request body in one buffer; 413 as soon as it exceeds ``limit`` bytes."""
+    declared = int(content_length) if content_length and content_length.isdigit() else None
+    if declared is not None and declared > limit:
+        raise RequestError.one(
+            413, "body", f"is {declared} bytes; the limit is {limit} (ACTIVATION_MAX_BODY_BYTES)"
+        )
+    message = await receive()
+    chunk = message.get("body", b"")
+    if not message.get("more_body", False):
+        return bytes(chunk)  # the whole body in one message: no copy for bytes
+    body = bytearray(declared or 0)
+    size = 0
+    while True:
+        end = size + len(chunk)
+        if end > limit:
+            raise RequestError.one(
+                413, "body", f"exceeds the limit of {limit} bytes (ACTIVATION_MAX_BODY_BYTES)"
+            )
+        body[size:end] = chunk  # within the declared size, or growing a chunked body
+        size = end
+        if not message.get("more_body", False):
+            break
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise RequestError.one(400, "body", "the client disconnected before sending the whole body")
+        chunk = message.get("body", b"")
+    del body[size:]
+    return body
 
 
 def _media_type(header: str) -> str:
@@ -418,7 +469,7 @@ def activate_json(body: bytes) -> Response:
 )
 async def activate(request: Request) -> Response:
     """y = f(x) for every element of x (vector functions such as softmax: along `axis`)."""
-    return await _dispatch(request, ActivateRequest, compute_activate)
+    return await _route(request, ActivateRequest, compute_activate)
 
 
 @router.post(
@@ -438,7 +489,16 @@ async def derivative(request: Request) -> Response:
     along `axis` (shape x.shape + [n]) for vector functions. With `grad` (dL/dy, x's
     shape): `grad_x` = gᵀJ, the vector-Jacobian product that backpropagation needs.
     """
-    return await _dispatch(request, DerivativeRequest, compute_derivative)
+    return await _route(request, DerivativeRequest, compute_derivative)
+
+
+async def _route(request: Request, model: type[ActivateRequest], compute: Compute) -> Response:
+    # service.fastpath serves these two operations in front of FastAPI; this
+    # runs when the FastAPI application is served alone.  Same pipeline.
+    limits = getattr(request.app.state, "limits", DEFAULT_LIMITS)
+    query = dict(request.query_params)
+    media_type, headers, parts = await serve(model, compute, request.headers, query, request.receive, limits)
+    return Response(b"".join(parts), media_type=media_type, headers=headers)
 
 
 UseTag = Enum("UseTag", {tag: tag for tag in activations.USES}, type=str)  # type: ignore[misc]

@@ -74,6 +74,7 @@ def create_fastapi_app(settings: Settings | None = None) -> FastAPI:
             {"name": "health", "description": "Probes for orchestrators."},
         ],
     )
+    app.state.limits = api.Limits.of(settings)  # for the compute routes when FastAPI is served alone
     app.include_router(api.router)
     app.include_router(pages.router)
     pages.mount_static(app)

@@ -2,24 +2,21 @@
 
 FastAPI's per-request machinery (routing, dependency solving, the Request
 object, exception middleware) costs about as much as a whole /healthz call;
-for a 10-element activation it would be most of the time.  This layer reads
-the body into one buffer sized from Content-Length, runs the same request
-pipeline as the FastAPI routes (``api.compute_*``) and answers through the
-same error shape.  Everything else, and the OpenAPI description of these two
+for a 10-element activation it would be most of the time.  This layer runs
+the same request pipeline as the FastAPI routes (``api.serve``: the body read
+into one buffer within the limits, parsed, computed, encoded), sends the reply
+in pieces and answers errors in the same shape.  Everything else, and the OpenAPI description of these two
 operations, stays with FastAPI.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
-from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl
 
-from anyio import to_thread
-
 from . import api
-from .problems import RequestError, problem, response_for
+from .problems import problem, response_for
 from .schemas import ActivateRequest, DerivativeRequest
 
 Scope = MutableMapping[str, Any]
@@ -27,7 +24,6 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-Compute = Callable[..., dict[str, Any]]
 
 
 class ComputeEndpoints:
@@ -39,8 +35,8 @@ class ComputeEndpoints:
         self.max_concurrency = max_concurrency
         self.active = 0
         self.routes = {
-            "/activate": (ActivateRequest, partial(api.compute_activate, limits=limits)),
-            "/derivative": (DerivativeRequest, partial(api.compute_derivative, limits=limits)),
+            "/activate": (ActivateRequest, api.compute_activate),
+            "/derivative": (DerivativeRequest, api.compute_derivative),
         }
 
     def __getattr__(self, name: str) -> Any:
@@ -59,7 +55,10 @@ class ComputeEndpoints:
             return
         self.active += 1
         try:
-            reply = await self._serve(scope, receive, *route)
+            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+            query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
+            info = scope.get("state", {}).get("observe")
+            reply = await api.serve(*route, headers, query, receive, self.limits, info)
         except Exception as exc:
             response = response_for(exc, f"POST {scope['path']}")
         else:
@@ -68,30 +67,6 @@ class ComputeEndpoints:
         finally:
             self.active -= 1
         await response(scope, receive, send)
-
-    async def _serve(self, scope: Scope, receive: Receive, model: Any, compute: Compute) -> Reply:
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        parse = api.parser_for(
-            model,
-            headers.get("content-type", api.JSON_MEDIA_TYPE),
-            dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)),
-            self.limits.max_elements,
-        )
-        npy_out = api.NPY_MEDIA_TYPE in headers.get("accept", "")
-        holder = [await read_body(receive, headers.get("content-length"), self.limits.max_body_bytes)]
-        info = scope.get("state", {}).get("observe")
-
-        def pipeline() -> Reply:
-            # The body leaves the holder as it is parsed, so it can be freed
-            # before the result is computed and serialised.
-            return api.encode(compute(parse(holder.pop()), info=info), npy_out)
-
-        if len(holder[0]) <= api.INLINE_BODY_BYTES:
-            return pipeline()
-        return await to_thread.run_sync(pipeline)
-
-
-Reply = tuple[str, dict[str, str], list[bytes | memoryview]]
 
 
 async def send_pieces(
@@ -106,34 +81,3 @@ async def send_pieces(
     last = len(parts) - 1
     for i, part in enumerate(parts):
         await send({"type": "http.response.body", "body": part, "more_body": i < last})
-
-
-async def read_body(receive: Receive, content_length: str | None, limit: int) -> bytes | bytearray:
-    """The request body in one buffer; 413 as soon as it exceeds ``limit`` bytes."""
-    declared = int(content_length) if content_length and content_length.isdigit() else None
-    if declared is not None and declared > limit:
-        raise RequestError.one(
-            413, "body", f"is {declared} bytes; the limit is {limit} (ACTIVATION_MAX_BODY_BYTES)"
-        )
-    message = await receive()
-    chunk = message.get("body", b"")
-    if not message.get("more_body", False):
-        return bytes(chunk)  # the whole body in one message: no copy for bytes
-    body = bytearray(declared or 0)
-    size = 0
-    while True:
-        end = size + len(chunk)
-        if end > limit:
-            raise RequestError.one(
-                413, "body", f"exceeds the limit of {limit} bytes (ACTIVATION_MAX_BODY_BYTES)"
-            )
-        body[size:end] = chunk  # within the declared size, or growing a chunked body
-        size = end
-        if not message.get("more_body", False):
-            break
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise RequestError.one(400, "body", "the client disconnected before sending the whole body")
-        chunk = message.get("body", b"")
-    del body[size:]
-    return body

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from service.__main__ import parse_settings
-from service.app import create_app
+from service.app import create_app, create_fastapi_app
 from service.settings import Settings
 from tests.test_api import assert_problem
 
@@ -151,3 +151,39 @@ def test_openapi_documents_the_security_scheme_and_401() -> None:
         if path.startswith(("/activate", "/derivative", "/activations")):
             assert "401" in op["responses"], path
             assert {"bearer": []} in op["security"]
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+_SAME_ANSWER_CASES = {  # path, request, the status both must answer
+    "json": ("/activate", {"json": {"activation": "relu", "x": [-1.0, 2.5]}}, 200),
+    "jacobian": ("/derivative", {"json": {"activation": "softmax", "x": [[1.0, 2.0, 3.0]]}}, 200),
+    "npy": (
+        "/activate?activation=gelu",
+        {"content": _npy(np.array([-1.0, 0.5])), "headers": {"content-type": "application/x-npy", "accept": "application/x-npy"}},
+        200,
+    ),
+    "too many elements": ("/activate", {"json": {"activation": "relu", "x": list(range(11))}}, 413),
+    "body too large": ("/activate", {"content": b"[" + b"1," * 600 + b"1]", "headers": {"content-type": "application/json"}}, 413),
+    "unknown activation": ("/activate", {"json": {"activation": "rleu", "x": [1.0]}}, 422),
+    "media type": ("/activate", {"content": b"1", "headers": {"content-type": "text/plain"}}, 415),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", _SAME_ANSWER_CASES, ids=list(_SAME_ANSWER_CASES))
+async def test_fastapi_alone_answers_as_the_service_does(case: str) -> None:
+    # The compute routes are served in front of FastAPI; FastAPI's own routes run the
+    # same pipeline with the same limits, should the FastAPI application be served alone.
+    settings = Settings.model_construct(max_body_bytes=1024, max_elements=10)
+    path, request, status = _SAME_ANSWER_CASES[case]
+    answers = []
+    for app in (create_app(settings), create_fastapi_app(settings)):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+            r = await client.post(path, **request)  # type: ignore[arg-type]
+        answers.append((r.status_code, r.headers["content-type"], r.content))
+    assert answers[0] == answers[1]
+    assert answers[0][0] == status
