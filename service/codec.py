@@ -28,7 +28,7 @@ import numpy as np
 import orjson
 import simdjson
 
-from .activations import Array
+from .activations import Array, first_non_finite
 from .problems import RequestError
 
 #: Deeper nesting than this is refused before it reaches NumPy.
@@ -218,14 +218,12 @@ def to_array(value: Any, field: str, dtype: type = np.float64) -> Array:
         raise RequestError.one(
             422, field, f"must be a number or a nested list of numbers, not {_kind(value)}"
         )
-    if not np.isfinite(arr).all():
-        index = np.argwhere(~np.isfinite(arr))[0]
+    if (index := first_non_finite(arr)) is not None:
         raise RequestError.one(422, _name(field, index), "is not a finite number")
     if dtype is not np.float64:
         with np.errstate(over="ignore"):
             rounded: Array = arr.astype(dtype)
-        if not np.isfinite(rounded).all():
-            index = np.argwhere(~np.isfinite(rounded))[0]
+        if (index := first_non_finite(rounded)) is not None:
             limit = float(np.finfo(dtype).max)
             raise RequestError.one(
                 422, _name(field, index), f"is beyond the {np.dtype(dtype).name} range (+-{limit:.4g})"

@@ -18,6 +18,7 @@ from .registry import (
     UnknownActivation,
     all_names,
     entries,
+    first_non_finite,
     get,
     names,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "UnknownActivation",
     "all_names",
     "entries",
+    "first_non_finite",
     "get",
     "names",
 ]

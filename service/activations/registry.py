@@ -334,15 +334,22 @@ def _finite(y: Array, name: str, dtype: DType = np.float64) -> Array:
     if dtype is not np.float64:
         with np.errstate(over="ignore"):
             y = y.astype(dtype)
-    # One pass: the sum is inf or NaN whenever an element is; only when it is
-    # (or when finite values sum past the range) are the elements inspected.
-    with np.errstate(over="ignore", invalid="ignore"):
-        total = np.sum(y, dtype=np.float64)
-    if np.isfinite(total) or np.isfinite(y).all():
+    index = first_non_finite(y)
+    if index is None:
         return y
-    index = np.argwhere(~np.isfinite(y))[0]
     where = name + "".join(f"[{i}]" for i in index)
     raise ResultOverflow(where, f"the true result is too large for {np.dtype(dtype).name}")
+
+
+def first_non_finite(a: Array) -> tuple[int, ...] | None:
+    """The index of the first inf or NaN in ``a``, or None when every element is finite."""
+    # One pass and no temporary: the sum is inf or NaN whenever an element is; only
+    # when it is (or when finite values sum past the range) are the elements inspected.
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = np.sum(a, dtype=np.float64)
+    if np.isfinite(total) or np.isfinite(a).all():
+        return None
+    return tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
 
 
 def _power_of_two_scale(g: Array) -> float:
