@@ -1,6 +1,6 @@
 """Load and fault script (not a test): the real server under wrk, on loopback, bounded in time.
 
-    python -m tests.bench.load            # about 1 minute
+    python -m tests.bench.load            # about 90 s
     python -m tests.bench.load --seconds 10
 
 1. Mixed load: 64 connections for 30 s, alternating valid and invalid
