@@ -17,7 +17,6 @@ from typing import Any, TypeVar
 
 import numpy as np
 import orjson
-from anyio import to_thread
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
@@ -25,7 +24,7 @@ from starlette.responses import Response
 
 from . import activations, binary, codec
 from .activations import Activation, ActivationError, Array
-from .lifecycle import DRAINING
+from .lifecycle import DRAINING, in_daemon_thread
 from .problems import PROBLEM_MEDIA_TYPE, RequestError
 from .schemas import (
     ActivateRequest,
@@ -149,7 +148,10 @@ COMPUTE_ERRORS: dict[int | str, dict[str, Any]] = {
         "ACTIVATION_MAX_JACOBIAN_ELEMENTS (default 25,000,000; send grad instead)."
     ),
     415: _problem("The body is neither JSON, .npy nor .npz."),
-    503: _problem("Over ACTIVATION_MAX_CONCURRENCY requests in progress: retry after Retry-After seconds."),
+    503: _problem(
+        "Over ACTIVATION_MAX_CONCURRENCY requests in progress, or the server shut down before "
+        "finishing this request (ACTIVATION_DRAIN_SECONDS): retry after Retry-After seconds."
+    ),
     422: _problem(
         "A field is invalid: unknown activation or parameter, a value out of bounds, "
         "x or grad not a finite rectangular array (or beyond the float32 range with dtype float32), "
@@ -209,7 +211,7 @@ async def serve(
 
     if len(holder[0]) <= INLINE_BODY_BYTES:
         return pipeline()
-    return await to_thread.run_sync(pipeline)
+    return await in_daemon_thread(pipeline)
 
 
 async def read_body(receive: Receive, content_length: str | None, limit: int) -> bytes | bytearray:

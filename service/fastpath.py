@@ -11,6 +11,7 @@ operations, stays with FastAPI.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl
@@ -59,6 +60,11 @@ class ComputeEndpoints:
             query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
             info = scope.get("state", {}).get("observe")
             reply = await api.serve(*route, headers, query, receive, self.limits, info)
+        except asyncio.CancelledError:
+            # The drain ran out of time (ACTIVATION_DRAIN_SECONDS) before this request was
+            # answered: say so, so that the client retries elsewhere, and end the request here.
+            reason = "the server shut down before finishing this request (ACTIVATION_DRAIN_SECONDS); retry"
+            response = problem(503, [("", reason)], {"retry-after": "1"})
         except Exception as exc:
             response = response_for(exc, f"POST {scope['path']}")
         else:

@@ -20,6 +20,8 @@ readiness stops routing here.  The gate needs Linux; elsewhere it is skipped.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ctypes
 import signal
 import socket
@@ -29,7 +31,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -42,6 +44,7 @@ QUEUE_WAIT = 2.0  # seconds at most to wait for the accept queue to empty
 LISTENERS: list[socket.socket] = []
 
 Handler = Callable[[int, FrameType | None], Any]
+T = TypeVar("T")
 
 _SO_ATTACH_FILTER = 26  # <asm-generic/socket.h>
 # Classic BPF over the TCP header (struct sock_filter {u16 code; u8 jt, jf; u32 k}): keep
@@ -111,6 +114,39 @@ def on_sigterm(previous: Handler | int | None, listeners: list[socket.socket]) -
             hand_over()
 
     return handler
+
+
+async def in_daemon_thread(work: Callable[[], T]) -> T:
+    """``work()`` in a new daemon thread, awaited.
+
+    When the drain runs out of time (ACTIVATION_DRAIN_SECONDS) uvicorn cancels the
+    requests still in progress; a computation in a pool thread would then hold the
+    process until it finished, as the interpreter joins such threads at exit.  A
+    daemon thread is abandoned instead, so the process exits on time.  One thread
+    per request is affordable: only bodies over api.INLINE_BODY_BYTES come here,
+    and ACTIVATION_MAX_CONCURRENCY bounds how many.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: T | None, error: BaseException | None) -> None:
+        if future.done():  # the request was cancelled meanwhile
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+
+    def run() -> None:
+        try:
+            result, error = work(), None
+        except BaseException as exc:  # handed to the awaiting request, which reports it
+            result, error = None, exc
+        with contextlib.suppress(RuntimeError):  # the event loop has closed: nobody waits any more
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=run, name="compute", daemon=True).start()
+    return await future
 
 
 class DrainingHttpProtocol(HttpToolsProtocol):

@@ -81,6 +81,39 @@ def test_sigterm_lets_the_request_in_flight_finish(stop: list[subprocess.Popen[b
     assert time.monotonic() - started < 20
 
 
+def test_a_request_past_the_drain_timeout_gets_503_and_the_process_exits_on_time(
+    stop: list[subprocess.Popen[bytes]],
+) -> None:
+    # f'' of gelu_tanh on 16M elements computes for seconds; the drain allows one.
+    env = {"ACTIVATION_MAX_BODY_BYTES": str(256 * 2**20)}
+    proc, base = servers.start("--drain-seconds", "1", env=env)
+    stop.append(proc)
+    body = io.BytesIO()
+    np.save(body, np.linspace(-5, 5, 16_000_000))
+    result: dict[str, httpx.Response] = {}
+
+    def slow_request() -> None:
+        result["r"] = httpx.post(
+            f"{base}/derivative?activation=gelu_tanh&order=2",
+            content=body.getvalue(),
+            headers={"content-type": "application/x-npy", "accept": "application/x-npy"},
+            timeout=60,
+        )
+
+    thread = threading.Thread(target=slow_request)
+    thread.start()
+    time.sleep(1.0)  # sent and being computed
+    proc.send_signal(signal.SIGTERM)
+    signalled = time.monotonic()
+    assert proc.wait(timeout=30) == 0
+    # It exits when the drain ends, not when the computation would have (seconds later):
+    # the computation's thread is abandoned, and the request is told to retry.
+    assert time.monotonic() - signalled < 3
+    thread.join(timeout=30)
+    assert_problem(result["r"], 503, "", "ACTIVATION_DRAIN_SECONDS", "retry")
+    assert result["r"].headers["retry-after"] == "1"
+
+
 def test_a_killed_worker_is_replaced(stop: list[subprocess.Popen[bytes]]) -> None:
     proc, base = servers.start("--workers", "2")
     stop.append(proc)
