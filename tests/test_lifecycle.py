@@ -199,17 +199,19 @@ def test_readiness_turns_503_and_an_idle_connection_is_still_answered(
 ) -> None:
     proc, base = servers.start("--drain-seconds", "20")
     stop.append(proc)
-    with httpx.Client(base_url=base, timeout=10) as client:  # one keep-alive connection
-        assert client.get("/readyz").status_code == 200
+    # Two keep-alive connections: one polls readiness, the other stays idle until the drain.
+    with httpx.Client(base_url=base, timeout=10) as poller, httpx.Client(base_url=base, timeout=10) as idle:
+        assert poller.get("/readyz").status_code == 200
+        assert idle.get("/healthz").status_code == 200
         proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + 5
-        while (r := client.get("/readyz")).status_code == 200 and time.monotonic() < deadline:
+        while (r := poller.get("/readyz")).status_code == 200 and time.monotonic() < deadline:
             time.sleep(0.01)
         assert_problem(r, 503, "", "draining")
-        # The server now closes its listener and its idle connections; this one carries
-        # a request shortly after, which is answered (then the connection is closed).
+        # The server then closes its listener and its idle connections, giving each 1 s
+        # for a request already on its way: this one, sent within that second, is answered.
         time.sleep(0.3)
-        r = client.post("/activate", json={"activation": "relu", "x": [-1.0, 2.0]})
+        r = idle.post("/activate", json={"activation": "relu", "x": [-1.0, 2.0]})
         assert r.status_code == 200
         assert r.json()["y"] == [0.0, 2.0]
     assert proc.wait(timeout=30) == 0
