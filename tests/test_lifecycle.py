@@ -180,11 +180,16 @@ def test_drain_waits_until_the_queue_is_accepted() -> None:
             s.close()
 
 
-@pytest.mark.parametrize("keepalive", [False, True], ids=["connection-per-request", "keep-alive"])
+@pytest.mark.parametrize(
+    ("workers", "keepalive"),
+    [("1", False), ("1", True), ("2", False)],
+    ids=["connection-per-request", "keep-alive", "two-workers"],
+)
 def test_sigterm_under_load_loses_no_accepted_request(
-    stop: list[subprocess.Popen[bytes]], keepalive: bool
+    stop: list[subprocess.Popen[bytes]], workers: str, keepalive: bool
 ) -> None:
-    proc, base = servers.start("--drain-seconds", "20")
+    # With --workers the supervisor owns the listening socket and drains it; single, the server.
+    proc, base = servers.start("--drain-seconds", "20", "--workers", workers)
     stop.append(proc)
     threading.Timer(1.0, proc.send_signal, args=(signal.SIGTERM,)).start()
     outcome = servers.hammer(base, until=lambda: proc.poll() is not None, limit=20.0, keepalive=keepalive)
