@@ -87,9 +87,11 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def running(*args: str, app: str | None = None) -> Iterator[tuple[str, int]]:
+def running(
+    *args: str, app: str | None = None, env: Mapping[str, str] | None = None
+) -> Iterator[tuple[str, int]]:
     """A server for the duration of a with-block: (base URL, PID)."""
-    proc, base = start(*args, app=app)
+    proc, base = start(*args, app=app, env=env)
     try:
         yield base, proc.pid
     finally:

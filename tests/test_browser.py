@@ -16,6 +16,8 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, Route, sync_playwright
 
+from tests import servers
+
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -198,3 +200,50 @@ def test_playground_sends_the_api_key(visit: Visit, server: str) -> None:
     page.wait_for_timeout(500)
     assert "Bearer secret-key" in seen
     assert json.loads(page.locator("#plot").get_attribute("data-params") or "{}") == {}
+
+
+KEY = "browser-test-key"
+
+
+@pytest.fixture(scope="module")
+def secured() -> Iterator[str]:
+    with servers.running(env={"ACTIVATION_API_KEYS": KEY}) as (base, _):
+        yield base
+
+
+def _execute(block: Any) -> str:
+    """Click Execute on an expanded operation and read the status it gets."""
+    status = block.locator(".live-responses-table tr.response .response-col_status").first
+    if status.count():
+        block.get_by_role("button", name="Clear").click()
+    block.get_by_role("button", name="Execute").click()
+    status.wait_for(timeout=20_000)
+    return str(status.inner_text().strip())
+
+
+def test_docs_authorize_button_makes_try_it_out_work(visit: Visit, secured: str) -> None:
+    page = visit.page
+    page.goto(f"{secured}/docs")
+    block = page.locator(".opblock-post").filter(has_text="/activate").first
+    block.locator(".opblock-summary").click()
+    assert _execute(block) == "401"  # keys are set and none was given
+    page.locator("button.authorize").first.click()
+    dialog = page.locator(".modal-ux")
+    dialog.locator("#auth-bearer-value").fill(KEY)
+    dialog.get_by_role("button", name="Apply credentials").click()
+    dialog.locator("button.btn-done").click()
+    assert _execute(block) == "200"
+    visit.shot("docs-authorized")
+
+
+def test_playground_works_with_a_key_when_keys_are_set(visit: Visit, secured: str) -> None:
+    page = visit.page
+    page.goto(f"{secured}/")
+    status = page.locator("#status")
+    status.filter(has_text="API key").wait_for(timeout=20_000)  # the catalog needs the key: the page says so
+    page.fill("input[name=api_key]", KEY)
+    page.wait_for_function("document.getElementById('plot').dataset.activation === 'sigmoid'", timeout=20_000)
+    pixels = _canvas_pixels(page)
+    assert pixels["f"] > 200
+    assert pixels["d1"] > 200
+    assert status.inner_text() == ""

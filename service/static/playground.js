@@ -162,6 +162,7 @@ function hover(event) {
 async function start() {
   try {
     const data = await api("activations");
+    select.textContent = "";
     for (const e of data.activations) {
       catalog[e.name] = e;
       const option = document.createElement("option");
@@ -179,7 +180,8 @@ select.addEventListener("change", () => { showParams(); showInfo(); update(); })
 form.addEventListener("input", event => {
   if (event.target === select) return;
   if (event.target.name === "api_key") localStorage.setItem("activation-api-key", event.target.value);
-  update();
+  // Without the catalog (the service wants a key and had none) there is nothing to plot yet.
+  if (entry()) update(); else start();
 });
 form.addEventListener("submit", event => event.preventDefault());
 canvas.addEventListener("pointermove", hover);
