@@ -317,6 +317,13 @@ def _call(fn: Callable[..., Any], x: Array, params: Mapping[str, float], *extra:
 
 def _call_blocks(fn: Callable[..., Any], x: Array, params: Mapping[str, float], blocked: bool) -> Any:
     """An elementwise ``fn``, block by block when ``blocked``; returns what ``fn`` returns."""
+    if x.ndim == 0:
+        # A bare number: the functions assign through masks, which NumPy scalars do not
+        # support (and scalar arithmetic warns where array arithmetic does not): one element.
+        out = _call(fn, x.reshape(1), params)
+        if isinstance(out, dict):
+            return {k: v.reshape(()) for k, v in out.items()}
+        return out.reshape(())
     if not blocked or x.size <= 2 * CHUNK:
         return _call(fn, x, params)
     flat = x.reshape(-1)

@@ -112,13 +112,16 @@ register(
 def _celu_alpha_grad(t: Array) -> Array:
     # d/dalpha [alpha expm1(x/alpha)] = expm1(t) - t e^t with t = x/alpha <= 0.
     # The two terms cancel to -t^2/2 for small t: sum the series there.
-    direct = np.expm1(t) - t * np.exp(t)
-    series = np.zeros_like(t)
-    term = t.copy()  # t^n / n! for n = 1
+    small = np.abs(t) < 0.5
+    out = np.expm1(t) - t * np.exp(t)
+    ts = t[small]  # only there: elsewhere the terms overflow and inf - inf is NaN
+    series = np.zeros_like(ts)
+    term = ts.copy()  # t^n / n! for n = 1
     for n in range(2, 20):
-        term = term * t / n
+        term = term * ts / n
         series = series + (1 - n) * term
-    return np.where(np.abs(t) < 0.5, series, direct)
+    out[small] = series
+    return out
 
 
 def _celu_exp(x: Array, alpha: float) -> Array:
