@@ -2,7 +2,10 @@
 
 Valid and invalid requests, generated from the schema: no response may be a
 5xx, and every response must match its documented status codes, media types
-and schemas.
+and schemas.  Three configurations, so that more documented refusals are met:
+the defaults; a two-element limit (413) with an API key sent; API keys set and
+none sent (401).  The body and Jacobian limits need inputs the generator
+rarely makes; tests/test_production.py covers them.
 """
 
 from __future__ import annotations
@@ -36,4 +39,23 @@ EXCLUDED = [schemathesis.checks.positive_data_acceptance]
 @schema.parametrize()
 @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 def test_every_operation_conforms_to_its_schema(case: schemathesis.Case) -> None:
+    case.call_and_validate(excluded_checks=EXCLUDED)
+
+
+KEY = "fuzz-key"
+TIGHT = Settings.model_construct(
+    max_body_bytes=1024, max_elements=2, max_jacobian_elements=3, api_keys=[KEY]
+)
+tight = schemathesis.openapi.from_asgi("/openapi.json", create_app(TIGHT))
+
+
+@tight.parametrize()
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+def test_every_operation_conforms_under_tight_limits(case: schemathesis.Case) -> None:
+    case.call_and_validate(headers={"authorization": f"Bearer {KEY}"}, excluded_checks=EXCLUDED)
+
+
+@tight.parametrize()
+@settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
+def test_every_operation_conforms_without_the_key(case: schemathesis.Case) -> None:
     case.call_and_validate(excluded_checks=EXCLUDED)
