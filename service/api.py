@@ -13,11 +13,11 @@ from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from enum import Enum
 from functools import partial
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import numpy as np
 import orjson
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 from starlette.responses import Response
@@ -532,7 +532,18 @@ def list_activations(
     responses={401: COMPUTE_ERRORS[401], 404: _problem("No activation has this name or alias.")},
     tags=["catalog"],
 )
-def get_activation(name: str) -> ActivationInfo:
+def get_activation(
+    name: Annotated[
+        str,
+        Path(
+            description="A canonical name or an alias (PyTorch, JAX and Keras spellings).",
+            openapi_examples={
+                "gelu": {"summary": "a canonical name", "value": "gelu"},
+                "SiLU": {"summary": "an alias (PyTorch)", "value": "SiLU"},
+            },
+        ),
+    ],
+) -> ActivationInfo:
     """One catalog entry, by canonical name or alias."""
     try:
         return _CATALOG[activations.get(name).name]
