@@ -2,8 +2,8 @@
 
 ``/activate`` and ``/derivative`` read the raw body and do the rest in one
 synchronous pipeline (parse, validate, compute, serialise).  Small bodies run
-it inline, which is cheaper than a thread hop; larger ones run it in the
-threadpool so that a big request never blocks the event loop for others.
+it inline, which is cheaper than a thread hop; larger ones run it in a
+thread so that a big request never blocks the event loop for others.
 """
 
 from __future__ import annotations
@@ -187,7 +187,7 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 
 async def serve(
     model: type[ActivateRequest],
-    compute: Callable[..., dict[str, Any]],
+    compute: Compute,
     headers: Mapping[str, str],
     query: dict[str, str],
     receive: Receive,
@@ -370,9 +370,9 @@ def encode(
     return JSON_MEDIA_TYPE, {}, list(codec.dump_parts(wire))
 
 
-def respond(payload: dict[str, Any], npy: bool = False) -> Response:
-    """The encoded payload as one Response (the FastAPI routes and in-process use)."""
-    media_type, headers, parts = encode(payload, npy)
+def response_of(reply: Reply) -> Response:
+    """An encoded reply as one Response (the FastAPI routes and in-process use)."""
+    media_type, headers, parts = reply
     return Response(b"".join(parts), media_type=media_type, headers=headers)
 
 
@@ -453,7 +453,7 @@ def compute_derivative(
 
 def activate_json(body: bytes) -> Response:
     """The whole JSON pipeline in-process: parse, compute, serialise (used by the benchmark)."""
-    return respond(compute_activate(_parse(ActivateRequest, body)))
+    return response_of(encode(compute_activate(_parse(ActivateRequest, body))))
 
 
 # -- routes ------------------------------------------------------------------------------
@@ -497,10 +497,9 @@ async def derivative(request: Request) -> Response:
 async def _route(request: Request, model: type[ActivateRequest], compute: Compute) -> Response:
     # service.fastpath serves these two operations in front of FastAPI; this
     # runs when the FastAPI application is served alone.  Same pipeline.
-    limits = getattr(request.app.state, "limits", DEFAULT_LIMITS)
     query = dict(request.query_params)
-    media_type, headers, parts = await serve(model, compute, request.headers, query, request.receive, limits)
-    return Response(b"".join(parts), media_type=media_type, headers=headers)
+    limits = request.app.state.limits  # set by service.app.create_fastapi_app
+    return response_of(await serve(model, compute, request.headers, query, request.receive, limits))
 
 
 UseTag = Enum("UseTag", {tag: tag for tag in activations.USES}, type=str)  # type: ignore[misc]

@@ -5,8 +5,8 @@ object, exception middleware) costs about as much as a whole /healthz call;
 for a 10-element activation it would be most of the time.  This layer runs
 the same request pipeline as the FastAPI routes (``api.serve``: the body read
 into one buffer within the limits, parsed, computed, encoded), sends the reply
-in pieces and answers errors in the same shape.  Everything else, and the OpenAPI description of these two
-operations, stays with FastAPI.
+in pieces and answers errors in the same shape.  Everything else, and the
+OpenAPI description of these two operations, stays with FastAPI.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from .schemas import ActivateRequest, DerivativeRequest
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
+Receive = api.Receive
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
