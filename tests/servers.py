@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -11,6 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import IO
 
@@ -123,7 +125,6 @@ def hammer(
         try:
             sock = socket.create_connection((host, int(port)), timeout=30)
         except ConnectionRefusedError:
-            time.sleep(0.01)
             return "refused"
         response = b""
         with sock:
@@ -141,27 +142,30 @@ def hammer(
             return "failed"  # closed before the whole answer
         return "ok" if head.startswith(b"HTTP/1.1 200 ") else f"status {head[9:12].decode()}"
 
-    def keepalive_worker() -> None:
-        with httpx.Client(timeout=30) as client:
-            while not until() and time.monotonic() < deadline:
-                try:
-                    status = client.post(f"{base}/activate", content=body).status_code
-                    key = "ok" if status == 200 else f"status {status}"
-                except httpx.ConnectError:
-                    key = "refused"
-                    time.sleep(0.01)
-                except httpx.TransportError:
-                    key = "failed"
-                with lock:
-                    counts[key] += 1
+    def on_keepalive(client: httpx.Client) -> str:
+        try:
+            status = client.post(
+                f"{base}/activate", content=body, headers={"content-type": "application/json"}
+            ).status_code
+        except httpx.ConnectError:
+            return "refused"
+        except httpx.TransportError:
+            return "failed"
+        return "ok" if status == 200 else f"status {status}"
 
     def worker() -> None:
-        while not until() and time.monotonic() < deadline:
-            key = one_connection()
-            with lock:
-                counts[key] += 1
+        with contextlib.ExitStack() as stack:
+            send = one_connection
+            if keepalive:
+                send = partial(on_keepalive, stack.enter_context(httpx.Client(timeout=30)))
+            while not until() and time.monotonic() < deadline:
+                key = send()
+                with lock:
+                    counts[key] += 1
+                if key == "refused":
+                    time.sleep(0.01)  # nobody listens: do not spin
 
-    pool = [threading.Thread(target=keepalive_worker if keepalive else worker) for _ in range(threads)]
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
     for t in pool:
         t.start()
     for t in pool:

@@ -53,31 +53,36 @@ def stop() -> Iterator[list[subprocess.Popen[bytes]]]:
         servers.stop(proc)
 
 
-def test_sigterm_lets_the_request_in_flight_finish(stop: list[subprocess.Popen[bytes]]) -> None:
-    proc, base = servers.start("--drain-seconds", "20")
-    stop.append(proc)
+def _slow_request(base: str, elements: int) -> tuple[threading.Thread, dict[str, httpx.Response]]:
+    """f'' of gelu_tanh on ``elements`` numbers (npy), sent from a started thread; its response lands in the dict."""
     body = io.BytesIO()
-    np.save(body, np.linspace(-5, 5, 4_000_000))
-    result: dict[str, object] = {}
+    np.save(body, np.linspace(-5, 5, elements))
+    result: dict[str, httpx.Response] = {}
 
-    def slow_request() -> None:
-        r = httpx.post(
+    def send() -> None:
+        result["r"] = httpx.post(
             f"{base}/derivative?activation=gelu_tanh&order=2",
             content=body.getvalue(),
             headers={"content-type": "application/x-npy", "accept": "application/x-npy"},
             timeout=60,
         )
-        result["status"] = r.status_code
-        result["size"] = np.load(io.BytesIO(r.content)).size if r.status_code == 200 else 0
 
-    thread = threading.Thread(target=slow_request)
+    thread = threading.Thread(target=send)
     thread.start()
+    return thread, result
+
+
+def test_sigterm_lets_the_request_in_flight_finish(stop: list[subprocess.Popen[bytes]]) -> None:
+    proc, base = servers.start("--drain-seconds", "20")
+    stop.append(proc)
+    thread, result = _slow_request(base, 4_000_000)
     time.sleep(0.15)  # the request is being read and computed
     proc.send_signal(signal.SIGTERM)
     started = time.monotonic()
     assert proc.wait(timeout=30) == 0
     thread.join(timeout=30)
-    assert result == {"status": 200, "size": 4_000_000}
+    assert result["r"].status_code == 200
+    assert np.load(io.BytesIO(result["r"].content)).size == 4_000_000
     assert time.monotonic() - started < 20
 
 
@@ -88,20 +93,7 @@ def test_a_request_past_the_drain_timeout_gets_503_and_the_process_exits_on_time
     env = {"ACTIVATION_MAX_BODY_BYTES": str(256 * 2**20)}
     proc, base = servers.start("--drain-seconds", "1", env=env)
     stop.append(proc)
-    body = io.BytesIO()
-    np.save(body, np.linspace(-5, 5, 16_000_000))
-    result: dict[str, httpx.Response] = {}
-
-    def slow_request() -> None:
-        result["r"] = httpx.post(
-            f"{base}/derivative?activation=gelu_tanh&order=2",
-            content=body.getvalue(),
-            headers={"content-type": "application/x-npy", "accept": "application/x-npy"},
-            timeout=60,
-        )
-
-    thread = threading.Thread(target=slow_request)
-    thread.start()
+    thread, result = _slow_request(base, 16_000_000)
     time.sleep(1.0)  # sent and being computed
     proc.send_signal(signal.SIGTERM)
     signalled = time.monotonic()

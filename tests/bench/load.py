@@ -29,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 from tests import servers
@@ -93,6 +94,11 @@ def rss_mb(pid: int) -> float:
     return total / 1024
 
 
+def other_statuses(outcome: Counter[str]) -> int:
+    """How many answers of servers.hammer were not 200."""
+    return sum(n for key, n in outcome.items() if key.startswith("status"))
+
+
 def run_wrk(url: str, seconds: int, connections: int, script: Path) -> dict[str, int | float]:
     out = subprocess.run(
         ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(script), url],
@@ -145,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             code = proc.wait(timeout=30)
             label = "keep-alive connections" if keepalive else "a new connection per request"
             print(f"{label}: answered {outcome['ok']}; other statuses "
-                  f"{sum(v for k, v in outcome.items() if k.startswith('status'))}; "
+                  f"{other_statuses(outcome)}; "
                   f"failed after being accepted: {outcome['failed']}; "
                   f"refused (never accepted, expected): {outcome['refused']}; exit code {code}")  # fmt: skip
 
@@ -170,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
             outcome = servers.hammer(base, until=lambda: time.monotonic() - started > 10, limit=15.0)
             print(f"answered {outcome['ok']}; failed (accepted, then the worker died): {outcome['failed']}; "
                   f"refused: {outcome['refused']}; other than 200: "
-                  f"{sum(v for k, v in outcome.items() if k.startswith('status'))}; "
+                  f"{other_statuses(outcome)}; "
                   f"replacement process spawned {gap[0] if gap else float('nan'):.2f} s after the kill "
                   "(the other worker serves while it starts up)")  # fmt: skip
         finally:
