@@ -3,6 +3,15 @@
 Every setting comes from its ACTIVATION_* environment variable (see
 service/settings.py and the README); a command-line flag overrides it.  The
 flags are exported as those variables, so every worker process reads the same.
+
+Connections are bounded by service.lifecycle (--header-timeout, --idle-timeout,
+--write-timeout, --max-header-bytes, --max-headers), through its uvicorn
+protocol and Config subclasses.  uvicorn's own limit_concurrency is left
+unset: it counts open connections, idle ones included, and would answer real
+requests 503 while sockets sit idle; the idle and header timeouts bound those
+instead, and --max-concurrency bounds the work.  backlog keeps uvicorn's
+2048 (the kernel caps it at net.core.somaxconn): a short queue only turns a
+burst into refused connections, and the drain on SIGTERM empties it anyway.
 """
 
 from __future__ import annotations
@@ -15,7 +24,6 @@ import sys
 import tempfile
 
 import uvicorn
-from uvicorn.supervisors import Multiprocess
 
 from . import lifecycle
 from .observe import log_config
@@ -43,8 +51,9 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
 def main(argv: list[str] | None = None) -> None:
     settings = parse_settings(argv)
     metrics_dir = shared_metrics_dir() if settings.workers > 1 else None
-    config = uvicorn.Config(
+    config = lifecycle.ServiceConfig(
         "service.app:create_app",
+        limits=lifecycle.ConnectionLimits.of(settings),  # idle_timeout becomes timeout_keep_alive
         factory=True,
         host=settings.host,
         port=settings.port,
@@ -55,7 +64,8 @@ def main(argv: list[str] | None = None) -> None:
         access_log=False,  # service.observe writes one structured line per request instead
         http=lifecycle.DrainingHttpProtocol,
         # On SIGTERM in-flight requests finish (service.lifecycle turns /readyz to 503 meanwhile);
-        # with workers, uvicorn's supervisor also restarts a worker that dies, even by SIGKILL.
+        # with workers, the supervisor also restarts a worker that dies, even by SIGKILL (and
+        # drops its in-flight gauge), and a worker exits when the supervisor dies.
         timeout_graceful_shutdown=settings.drain_seconds,
     )
     # The socket is bound here, so that the process owning it drains its accept queue on SIGTERM:
@@ -63,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
     sock = config.bind_socket()
     if settings.workers > 1:
         try:
-            supervisor = Multiprocess(config, sockets=[sock])
+            supervisor = lifecycle.Supervisor(config, sockets=[sock])
             signal.signal(signal.SIGTERM, lifecycle.on_sigterm(signal.getsignal(signal.SIGTERM), [sock]))
             supervisor.run()
         finally:
