@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import decimal
+import importlib
+import subprocess
+import sys
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 
 import mpmath as mp
 import numpy as np
@@ -13,7 +18,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from service import activations
-from service.activations import ActivationError, Kink, ResultOverflow
+from service.activations import ActivationError, Kink, ResultOverflow, exact, smooth, vector
 from tests import accuracy, reference
 
 ENTRIES = list(activations.entries())
@@ -89,6 +94,76 @@ def test_out_of_bounds_parameter_is_refused(value: float) -> None:
     with pytest.raises(ActivationError) as info:
         activations.get("leaky_relu").bind({"negative_slope": value})
     assert info.value.field == "params.negative_slope"
+
+
+# -- exact arithmetic ----------------------------------------------------------------------
+
+
+def test_importing_the_core_leaves_the_decimal_context_alone() -> None:
+    # A fresh interpreter, so that the import really runs the module-level constants.
+    code = (
+        "import decimal\n"
+        "decimal.getcontext().prec = 17\n"
+        "import service.activations\n"
+        "assert decimal.getcontext().prec == 17, decimal.getcontext().prec\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
+
+
+def test_decimal_constants_need_no_particular_context() -> None:
+    digits = "0.70710678118654752440084436210484903928483593768847"
+    with decimal.localcontext() as ctx:
+        ctx.prec = 5  # the caller's precision must neither matter nor change
+        importlib.reload(exact)
+        hi, lo = exact.dd_constant(digits)
+        assert decimal.getcontext().prec == 5
+    assert (hi, lo) == smooth.INV_SQRT2
+    assert hi + lo == hi
+    assert lo != 0.0
+    assert decimal.Decimal(hi) + decimal.Decimal(lo) - decimal.Decimal(digits) < decimal.Decimal("1e-32")
+
+
+def _written_out_shift(x: np.ndarray, temperature: float) -> tuple[np.ndarray, np.ndarray]:
+    """vector._shift as it was before it called exact.two_sum (TwoSum spelled out)."""
+    m = np.max(x, axis=-1, keepdims=True)
+    if temperature == 1.0 and float(np.max(m - np.min(x, axis=-1, keepdims=True))) < 1e308:
+        d = x - m
+        v = d - x
+        return d, (x - (d - v)) + (-m - v)
+    with np.errstate(over="ignore", invalid="ignore"):
+        d = x - m
+        v = d - x
+        r = (x - (d - v)) + (-m - v)
+        hi = np.where(np.isfinite(d), d / temperature, (0.5 * x - 0.5 * m) / (0.5 * temperature))
+        p, p_lo = exact.two_prod(hi, temperature)
+        lo = (((d - p) - p_lo) + r) / temperature
+    return hi, np.where(hi > -800.0, lo, 0.0)
+
+
+def test_two_sum_in_vector_functions_is_bitwise_the_written_out_one() -> None:
+    rng = np.random.default_rng(11)
+    cases = [np.array([40.0, 0.0]), np.array([700.0, -700.0, 0.0, 1.0]), np.array([-1e308, 1e308, 3.0])]
+    cases += [rng.standard_normal((7, 50)) * scale for scale in (1e-300, 1e-8, 1.0, 30.0, 1e5, 1e300)]
+    for x in cases:
+        a, b = x, rng.standard_normal(x.shape) * np.exp(rng.uniform(-30, 30, x.shape))
+        s, e = exact.two_sum(a, b)
+        v = s - a
+        assert s.tobytes() == (a + b).tobytes()
+        assert e.tobytes() == ((a - (s - v)) + (b - v)).tobytes()
+        for temperature in (1.0, 0.7, 3.0):
+            with np.errstate(over="ignore"):  # as the registry calls it: -1e308 - 1e308 overflows
+                got = vector._shift(x, temperature)
+                want = _written_out_shift(x, temperature)
+            assert got[0].tobytes() == want[0].tobytes()
+            assert got[1].tobytes() == want[1].tobytes()
+    # The blocked exponentials (a large batch) against the whole-array ones.
+    x = rng.standard_normal((300, 200)) * 40
+    e, _ = vector._exp_shifted_blocked(x, 1.0)
+    assert e.tobytes() == vector._exp_shifted(x, 1.0).tobytes()
+
+
+def test_one_extended_type() -> None:
+    assert smooth.EXTENDED is vector.EXTENDED is exact.EXTENDED
 
 
 # -- examples: the documented values hold, both in the core and in mpmath ----------------

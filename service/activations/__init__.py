@@ -20,7 +20,9 @@ from .registry import (
     entries,
     first_non_finite,
     get,
+    get_threads,
     names,
+    set_threads,
 )
 
 __all__ = [
@@ -38,5 +40,7 @@ __all__ = [
     "entries",
     "first_non_finite",
     "get",
+    "get_threads",
     "names",
+    "set_threads",
 ]

@@ -15,12 +15,21 @@ NumPy has no fused multiply-add, so products are split with Veltkamp's method.
 from __future__ import annotations
 
 import math
-from decimal import Decimal, getcontext
+from decimal import Context, Decimal
 from fractions import Fraction
 
 import numpy as np
+from numpy.typing import NDArray
 
 from .registry import Array
+
+#: Extended precision for brackets that cancel and for the vector functions'
+#: derivatives: x87 80-bit (64-bit significand) on x86-64, IEEE binary128 on
+#: aarch64 Linux.  Rounding a product or a sum of extended-precision values once
+#: to float64 keeps a result within half an ULP plus a hair, where float64
+#: throughout compounds the rounding errors of its operands.
+EXTENDED = np.longdouble
+Extended = NDArray[np.longdouble]
 
 _SPLITTER = 134217729.0  # 2**27 + 1
 #: Beyond this magnitude a partial product could overflow; such arguments
@@ -30,11 +39,14 @@ _SPLIT_LIMIT = 2.0**510
 
 
 def dd_constant(value: str) -> tuple[float, float]:
-    """A decimal constant (at least 34 significant digits) as hi + lo."""
-    getcontext().prec = 60
-    exact = Decimal(value)
+    """A decimal constant (at least 34 significant digits) as hi + lo.
+
+    The difference is taken in a context of its own (60 digits): the process's
+    decimal context, which belongs to whoever imports the core, is left alone.
+    """
+    exact = Decimal(value)  # exact: the constructor does not round
     hi = float(exact)
-    lo = float(exact - Decimal(hi))
+    lo = float(Context(prec=60).subtract(exact, Decimal(hi)))
     return hi, lo
 
 

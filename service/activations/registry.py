@@ -14,7 +14,10 @@ Entry schema
     the requested axis there and back).
 ``derivative(x, **params)``
     Elementwise: f'(x) with x's shape.  Vector: the Jacobian along the last
-    axis, shape ``x.shape + (n,)`` with ``J[..., i, j] = dy_i / dx_j``.
+    axis, shape ``y.shape + (n,)`` with ``J[..., i, j] = dy_i / dx_j``; vector
+    derivatives also take ``out``, a C-contiguous float64 or float32 array of
+    that shape, and write the Jacobian into it (rounded to float64 first, then
+    to out's dtype) without forming any intermediate of its size.
 ``vjp(x, g, **params)``
     Vector functions only: the vector-Jacobian product ``g^T J`` along the last
     axis (elementwise functions use ``g * f'(x)``).
@@ -34,12 +37,23 @@ result is representable, and must not emit a NumPy warning.  A true result
 that overflows float64 comes back as ``inf`` and is turned into
 :class:`ResultOverflow` by the wrapper methods.
 
+Large elementwise arrays are evaluated in blocks whose boundaries do not
+depend on the number of threads (:func:`set_threads`), so neither do the
+results.  Functions not marked ``blocked`` are evaluated whole up to 2 * BLOCK
+elements and in blocks beyond: their value at an element must depend on that
+element only.
+
 This module is pure NumPy: it never imports the web layer.
 """
 
 from __future__ import annotations
 
+import contextvars
 import math
+import os
+import queue
+import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -159,8 +173,18 @@ class Activation:
     param_grads: Callable[..., dict[str, Array]] | None = None
     constraint: Callable[[Mapping[str, float]], None] | None = None
     output_length: Callable[[int], int] | None = None
-    #: Evaluate in cache-sized blocks (pays off for compensated evaluations that
-    #: make many passes; costs a copy for one-pass functions such as relu).
+    #: Bytes the intermediates of one element take at their peak, by quantity
+    #: (see :meth:`workspace_bytes`; "jacobian_block": per element of a Jacobian
+    #: block); quantities not listed take the defaults in WORKSPACE, the largest
+    #: figures over the registry's functions of the same kind.  Measured by
+    #: ``python -m tests.bench.core_memory --calibrate``.
+    workspace: Mapping[str, float] = field(default_factory=dict)
+    #: Evaluate in cache-sized blocks of CHUNK elements (pays off for compensated
+    #: evaluations that make many passes).  Other functions are evaluated whole up
+    #: to 2 * BLOCK elements and in blocks of BLOCK beyond, which bounds their
+    #: temporaries and lets several threads share the work.  A vector function
+    #: marked ``blocked`` computes its forward in blocks of CHUNK elements itself
+    #: beyond 2 * CHUNK (softmax), which :meth:`workspace_bytes` counts on.
     blocked: bool = False
 
     def __post_init__(self) -> None:
@@ -202,7 +226,7 @@ class Activation:
     ) -> Array:
         """y = f(x) for ``x`` of any shape (vector functions along ``axis``)."""
         if self.kind == "elementwise":
-            return _finite(_call_blocks(self.forward, x, params, self.blocked), "y", dtype)
+            return _finite(_call_blocks(self.forward, x, params, self.block, dtype), "y", dtype)
         ax = self.check_axis(x, axis)
         y = _call(self.forward, np.moveaxis(x, ax, -1), params)
         return _finite(np.moveaxis(y, -1, ax), "y", dtype)
@@ -216,9 +240,13 @@ class Activation:
         appended last axis.
         """
         if self.kind == "elementwise":
-            return _finite(_call_blocks(self.derivative, x, params, self.blocked), "dydx", dtype)
+            return _finite(_call_blocks(self.derivative, x, params, self.block, dtype), "dydx", dtype)
         ax = self.check_axis(x, axis)
-        jac = _call(self.derivative, np.moveaxis(x, ax, -1), params)
+        xm = np.moveaxis(x, ax, -1)
+        n = xm.shape[-1]
+        jac = np.empty((*xm.shape[:-1], self.output_length(n) if self.output_length else n, n), dtype)
+        with np.errstate(over="ignore"):
+            self.derivative(xm, out=jac, **params)
         return _finite(np.moveaxis(jac, -2, ax), "dydx", dtype)
 
     def second_derivative(self, x: Array, params: Mapping[str, float], dtype: DType = np.float64) -> Array:
@@ -229,16 +257,16 @@ class Activation:
                 f"second derivatives are available for elementwise functions; "
                 f"{self.name} is a vector function (use order 1)",
             )
-        return _finite(_call_blocks(self.second, x, params, self.blocked), "d2ydx2", dtype)
+        return _finite(_call_blocks(self.second, x, params, self.block, dtype), "d2ydx2", dtype)
 
     def vector_jacobian_product(
         self, x: Array, g: Array, params: Mapping[str, float], axis: int = -1, dtype: DType = np.float64
     ) -> Array:
         """``g^T J``: the gradient with respect to x of ``sum(g * f(x))``."""
         if self.kind == "elementwise":
-            dydx = _call_blocks(self.derivative, x, params, self.blocked)
+            dydx = _call_blocks(self.derivative, x, params, self.block)
             with np.errstate(over="ignore"):
-                return _finite(g * dydx, "grad_x", dtype)
+                return _finite(_times(g, dydx, x), "grad_x", dtype)
         assert self.vjp is not None
         ax = self.check_axis(x, axis)
         # The product is linear in g: scale g by a power of two (exact) so that
@@ -253,7 +281,7 @@ class Activation:
         self, x: Array, params: Mapping[str, float], axis: int = -1, dtype: DType = np.float64
     ) -> dict[str, Array]:
         """``{name: dy/dtheta}`` for every parameter, each with y's shape."""
-        grads = self._param_grads(x, params, axis)
+        grads = self._param_grads(x, params, axis, dtype)
         return {name: _finite(g, f"dydparams.{name}", dtype) for name, g in grads.items()}
 
     def parameter_vjp(
@@ -264,20 +292,100 @@ class Activation:
         out = {}
         for name, dy in grads.items():
             with np.errstate(over="ignore"):
-                total = np.sum(g * dy, dtype=np.float64)
+                # In place where that sums the same products in the same order.
+                same = self.kind == "elementwise" and g.flags.c_contiguous and dy.flags.c_contiguous
+                total = np.sum(_times(g, dy, x) if same else g * dy, dtype=np.float64)
             out[name] = float(_finite(np.asarray(total), f"grad_params.{name}", dtype))
         return out
 
-    def _param_grads(self, x: Array, params: Mapping[str, float], axis: int) -> dict[str, Array]:
+    def _param_grads(
+        self, x: Array, params: Mapping[str, float], axis: int, dtype: DType = np.float64
+    ) -> dict[str, Array]:
         if self.param_grads is None:
             raise NotSupported("wrt", f"{self.name} has no parameters to differentiate with respect to")
         if self.kind == "elementwise":
-            grads: dict[str, Array] = _call_blocks(self.param_grads, x, params, self.blocked)
+            grads: dict[str, Array] = _call_blocks(self.param_grads, x, params, self.block, dtype)
             return grads
         ax = self.check_axis(x, axis)
         with np.errstate(over="ignore"):
             grads = self.param_grads(np.moveaxis(x, ax, -1), **params)
         return {k: np.moveaxis(np.asarray(v, np.float64), -1, ax) for k, v in grads.items()}
+
+    def workspace_bytes(self, quantity: str, shape: tuple[int, ...], axis: int) -> int:
+        """A conservative upper estimate of the bytes the core allocates at peak for one call.
+
+        ``quantity`` is one of QUANTITIES; ``shape`` is x's shape and ``axis``
+        the axis of a vector function (ignored for elementwise ones).  The
+        result arrays are included, the input ``x`` (and ``grad``) are not; it
+        holds for float64 and float32 results and for the current
+        :func:`set_threads`.  Raises what the call would raise before any work
+        for a quantity the function does not have, ValueError for an unknown one.
+        """
+        fixed, elements = self._workspace_terms(quantity, shape, axis)
+        if quantity in ("derivative", "jacobian"):  # one quantity, named after the kind
+            quantity = "jacobian" if self.kind == "vector" else "derivative"
+        return (
+            math.ceil(WORKSPACE_MARGIN * (fixed + self._per_element(quantity) * elements)) + WORKSPACE_FLOOR
+        )
+
+    def _per_element(self, quantity: str) -> float:
+        key = self.kind + (" blocked" if self.kind == "elementwise" and self.blocked else "")
+        return self.workspace.get(quantity, WORKSPACE[key].get(quantity, 0.0))
+
+    def _workspace_terms(self, quantity: str, shape: tuple[int, ...], axis: int) -> tuple[int, int]:
+        """(bytes of the results and of copies of x, elements whose intermediates are alive at once)."""
+        if quantity not in QUANTITIES:
+            raise ValueError(f"unknown quantity {quantity!r}; expected one of {', '.join(QUANTITIES)}")
+        if quantity == "second_derivative" and self.second is None:
+            self.second_derivative(np.zeros(1), {})  # raises NotSupported
+        if quantity.startswith("parameter_") and self.param_grads is None:
+            self._param_grads(np.zeros(1), {}, -1)  # raises NotSupported
+        size = math.prod(shape)
+        k = len(self.params)
+        # Results in float64; 4 bytes more where a float32 copy is made of a float64 result.
+        results = {
+            "value": 12,
+            "derivative": 12,
+            "jacobian": 12,
+            "second_derivative": 12,
+            "vjp": 12,
+            "parameter_jacobian": 8 * k + 4,
+            "parameter_vjp": 8 * k + 8,
+        }[quantity]
+        if self.kind == "elementwise":
+            if size <= 2 * self.block:
+                return results * size, size  # evaluated whole
+            # In blocks, written straight into results of the output dtype: no float32 copy
+            # (but the product with a gradient is formed from a float64 derivative).
+            results -= 0 if quantity in ("vjp", "parameter_vjp") else 4
+            return results * size, min(size, self.block * (_threads if size > PARALLEL_MIN else 1))
+        ax = self._normalise_axis(shape, axis)
+        n = shape[ax]
+        m = self.output_length(n) if self.output_length is not None else n
+        out = size // n * m if n else 0
+        if quantity == "value" and self.blocked:
+            # Blocks of about CHUNK elements of a contiguous copy of x, and a few numbers per row.
+            copy = 8 * size if ax != len(shape) - 1 and size > n else 0
+            return results * out + copy + 32 * (size // n if n else 0), size if size <= 2 * CHUNK else CHUNK
+        if quantity in ("value", "parameter_jacobian", "parameter_vjp"):
+            return results * out, size
+        if quantity == "vjp":
+            return results * size, size
+        # The Jacobian: its float64 result, a few numbers per vector of the batch (such
+        # as the row maxima and minima), one block's intermediates, and the per-vector
+        # state of a group of vectors, or, for an axis other than the last, of the
+        # whole batch (with a contiguous copy of x).
+        block = self._per_element("jacobian_block") * min(JACOBIAN_BLOCK, out * n)
+        fixed = 8 * out * n + 24 * (size // n if n else 0) + math.ceil(block)
+        if ax != len(shape) - 1 and size > n:
+            return fixed + 8 * size, size
+        group = max(1, JACOBIAN_BLOCK // max(1, m * n)) if m * n <= JACOBIAN_BLOCK else 1
+        return fixed, min(size, group * n)
+
+    @property
+    def block(self) -> int:
+        """The elements of one block when an elementwise array is evaluated in blocks."""
+        return CHUNK if self.blocked else BLOCK
 
     def output_shape(self, shape: tuple[int, ...], axis: int) -> tuple[int, ...]:
         """The shape of y for an input of ``shape`` (``axis`` already normalised)."""
@@ -289,20 +397,90 @@ class Activation:
 
     def check_axis(self, x: Array, axis: int) -> int:
         """Normalise ``axis`` for ``x``; vector functions need at least one dimension."""
-        if x.ndim == 0:
+        return self._normalise_axis(x.shape, axis)
+
+    def _normalise_axis(self, shape: tuple[int, ...], axis: int) -> int:
+        ndim = len(shape)
+        if ndim == 0:
             raise ActivationError("x", f"{self.name} works along an axis; send a list, not a single number")
-        if not -x.ndim <= axis < x.ndim:
-            raise ActivationError("axis", f"axis {axis} is out of range for x with {x.ndim} dimension(s)")
-        ax = axis % x.ndim
+        if not -ndim <= axis < ndim:
+            raise ActivationError("axis", f"axis {axis} is out of range for x with {ndim} dimension(s)")
+        ax = axis % ndim
         if self.output_length is not None:
-            self.output_length(x.shape[ax])
+            self.output_length(shape[ax])
         return ax
 
 
-#: Elementwise functions run over blocks of this many elements: a compensated
-#: evaluation makes a dozen passes over its intermediates, which then stay in
-#: cache (128 kB a block) instead of streaming 8 MB arrays through memory.
+#: Elementwise functions marked ``blocked`` run over blocks of this many elements:
+#: a compensated evaluation makes a dozen passes over its intermediates, which
+#: then stay in cache (128 kB a block) instead of streaming 8 MB arrays through memory.
 CHUNK = 16384
+#: The blocks of the other elementwise functions: large enough that the copy
+#: and the Python overhead of a block cost little, small enough to bound their
+#: temporaries (a few MB) and to share an array between threads.
+BLOCK = 4 * CHUNK
+#: Elementwise arrays of more elements than this are shared between threads,
+PARALLEL_MIN = 262144
+#: when a block takes at least this long (the first one is timed).  Threads hand
+#: the GIL over between NumPy calls; for a cheap block (silu, softplus: a dozen
+#: calls of ~10 us on 16k elements) the hand-offs cost more than the second core
+#: gains, and the blocks run faster in the calling thread alone.
+PARALLEL_BLOCK_SECONDS = 0.0005
+#: A vector function's Jacobian is built in blocks of at most this many elements
+#: (whole vectors, or rows of one); their extended-precision intermediates take
+#: 16 bytes an element, a few at a time.
+JACOBIAN_BLOCK = 65536
+
+# -- memory estimates ---------------------------------------------------------------------
+
+#: The quantities :meth:`Activation.workspace_bytes` estimates.
+QUANTITIES = (
+    "value",
+    "derivative",
+    "second_derivative",
+    "jacobian",
+    "vjp",
+    "parameter_jacobian",
+    "parameter_vjp",
+)
+#: Bytes of intermediates per element at the peak, for functions that declare
+#: none of their own (``Activation.workspace``): elementwise per element of the
+#: blocks in flight (marked ``blocked``: compensated evaluations in extended
+#: precision; others), vector per element of x (for the Jacobian: of the vectors
+#: whose state is formed at once; "jacobian_block": per element of a block).  The
+#: largest figures that ``python -m tests.bench.core_memory --calibrate`` prints
+#: over the registry, rounded up; f' is "derivative" for elementwise functions,
+#: "jacobian" for vector ones.
+WORKSPACE: Mapping[str, Mapping[str, float]] = {
+    "elementwise blocked": {
+        "value": 136.0,
+        "derivative": 136.0,
+        "second_derivative": 176.0,
+        "vjp": 116.0,
+        "parameter_jacobian": 76.0,
+        "parameter_vjp": 52.0,
+    },
+    "elementwise": {
+        "value": 28.0,
+        "derivative": 70.0,
+        "second_derivative": 70.0,
+        "vjp": 60.0,
+        "parameter_jacobian": 50.0,
+        "parameter_vjp": 28.0,
+    },
+    "vector": {
+        "value": 90.0,
+        "jacobian": 70.0,
+        "jacobian_block": 20.0,
+        "vjp": 98.0,
+        "parameter_jacobian": 80.0,
+        "parameter_vjp": 76.0,
+    },
+}
+#: The estimates' margin over the measured figures, and a floor for the small
+#: allocations of any call (Python objects, NumPy scalars).
+WORKSPACE_MARGIN = 1.25
+WORKSPACE_FLOOR = 65536
 
 
 def _call(fn: Callable[..., Any], x: Array, params: Mapping[str, float], *extra: Array) -> Any:
@@ -315,8 +493,20 @@ def _call(fn: Callable[..., Any], x: Array, params: Mapping[str, float], *extra:
     return np.asarray(out, dtype=np.float64)
 
 
-def _call_blocks(fn: Callable[..., Any], x: Array, params: Mapping[str, float], blocked: bool) -> Any:
-    """An elementwise ``fn``, block by block when ``blocked``; returns what ``fn`` returns."""
+def _call_blocks(
+    fn: Callable[..., Any],
+    x: Array,
+    params: Mapping[str, float],
+    block: int,
+    dtype: DType = np.float64,
+) -> Any:
+    """An elementwise ``fn``: whole up to ``2 * block`` elements, else block by block.
+
+    Returns what ``fn`` returns (an array or a dict of arrays).  The blocks of
+    arrays over PARALLEL_MIN elements are shared between threads; the results
+    of a blocked evaluation are written into arrays of ``dtype`` (rounded from
+    float64 exactly as a conversion of the whole would round them).
+    """
     if x.ndim == 0:
         # A bare number: the functions assign through masks, which NumPy scalars do not
         # support (and scalar arithmetic warns where array arithmetic does not): one element.
@@ -324,23 +514,196 @@ def _call_blocks(fn: Callable[..., Any], x: Array, params: Mapping[str, float], 
         if isinstance(out, dict):
             return {k: v.reshape(()) for k, v in out.items()}
         return out.reshape(())
-    if not blocked or x.size <= 2 * CHUNK:
+    if x.size <= 2 * block:
         return _call(fn, x, params)
     flat = x.reshape(-1)
-    outs: dict[str, Array] = {}
-    for start in range(0, flat.size, CHUNK):
-        block = _call(fn, flat[start : start + CHUNK], params)
-        for key, value in (block if isinstance(block, dict) else {"": block}).items():
-            outs.setdefault(key, np.empty(flat.size))[start : start + CHUNK] = value
+    started = time.perf_counter()
+    first = _call(fn, flat[:block], params)
+    cheap = time.perf_counter() - started < PARALLEL_BLOCK_SECONDS
+    outs = {key: np.empty(flat.size, dtype) for key in (first if isinstance(first, dict) else {"": first})}
+
+    def store(start: int, result: Any) -> None:
+        with np.errstate(over="ignore"):  # float32: a true result beyond its range becomes inf
+            for key, value in (result if isinstance(result, dict) else {"": result}).items():
+                outs[key][start : start + block] = value
+
+    def run(index: int) -> None:
+        start = (index + 1) * block
+        store(start, _call(fn, flat[start : start + block], params))
+
+    store(0, first)
+    del first
+    count = (flat.size - 1) // block  # the blocks after the first
+    if flat.size > PARALLEL_MIN and not cheap:
+        _for_each(count, run)
+    else:
+        for index in range(count):
+            run(index)
     shaped = {k: v.reshape(x.shape) for k, v in outs.items()}
     return shaped.get("", shaped)
+
+
+def _times(g: Array, values: Array, x: Array) -> Array:
+    """``g * values``, in place in ``values`` when that gives the same numbers (a fresh float64 array)."""
+    if (
+        values.ndim
+        and g.shape == values.shape
+        and np.result_type(g, values) == np.float64
+        and values.flags.writeable
+        and not np.may_share_memory(values, x)
+        and not np.may_share_memory(values, g)
+    ):
+        return np.multiply(g, values, out=values)
+    return g * values
+
+
+# -- threads --------------------------------------------------------------------------------
+
+_threads = os.cpu_count() or 1
+_pool: _Workers | None = None
+_pool_lock = threading.Lock()
+_local = threading.local()
+
+
+def set_threads(n: int) -> None:
+    """Evaluate large elementwise arrays with ``n`` threads: the caller and ``n - 1`` pool threads.
+
+    The default is ``os.cpu_count()``; 1 evaluates everything in the calling
+    thread.  Results do not depend on ``n``.
+    """
+    global _threads, _pool
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"threads must be a positive integer, got {n!r}")
+    with _pool_lock:
+        old, _pool, _threads = _pool, None, n
+    if old is not None:
+        old.close()
+
+
+def get_threads() -> int:
+    """The number of threads a large elementwise array is evaluated with (see :func:`set_threads`)."""
+    return _threads
+
+
+class _Workers:
+    """Daemon threads that run submitted tasks.
+
+    Daemon threads are not joined at exit, so a process told to stop is never
+    held up by a computation in progress (a ``ThreadPoolExecutor``'s threads
+    are joined, and would finish every queued block first).
+    """
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self._tasks: queue.SimpleQueue[Callable[[], object] | None] = queue.SimpleQueue()
+        for i in range(count):
+            threading.Thread(target=self._serve, name=f"activations-{i}", daemon=True).start()
+
+    def submit(self, task: Callable[[], object]) -> None:
+        self._tasks.put(task)
+
+    def close(self) -> None:
+        """Let the threads end once the tasks already submitted are done."""
+        for _ in range(self.count):
+            self._tasks.put(None)
+
+    def _serve(self) -> None:
+        _local.in_pool = True  # a core call made from here runs sequentially
+        while (task := self._tasks.get()) is not None:
+            task()  # a _Job's work, which never raises
+
+
+def _workers() -> _Workers | None:
+    """The pool, started on first use; None when calls run in one thread."""
+    global _pool
+    if _threads == 1 or getattr(_local, "in_pool", False):
+        return None
+    with _pool_lock:
+        if _pool is None and _threads > 1:
+            _pool = _Workers(_threads - 1)
+        return _pool
+
+
+def _after_fork() -> None:
+    # The child has none of the parent's threads: start a pool of its own when needed.
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
+
+class _Job:
+    """Blocks 0 .. count - 1 of one call, each run by whichever thread claims it first.
+
+    The caller works too and then waits only for the blocks other threads have
+    started: it never waits for a task still queued behind other calls' work,
+    so calls from several threads at once, or from inside a block, cannot deadlock.
+    """
+
+    def __init__(self, count: int, run: Callable[[int], None]) -> None:
+        self._count = count
+        self._run = run
+        self._next = 0
+        self._busy = 0
+        self._failed: dict[int, BaseException] = {}
+        self._lock = threading.Condition(threading.Lock())
+
+    def work(self) -> None:
+        while True:
+            with self._lock:
+                if self._next >= self._count or self._failed:
+                    return
+                index = self._next
+                self._next += 1
+                self._busy += 1
+            try:
+                self._run(index)
+            except BaseException as exc:  # handed to the caller by finish()
+                with self._lock:
+                    self._failed[index] = exc
+            finally:
+                with self._lock:
+                    self._busy -= 1
+                    if not self._busy:
+                        self._lock.notify_all()
+
+    def finish(self) -> None:
+        """Wait for the blocks still running elsewhere; raise the first block's error, as a loop would."""
+        with self._lock:
+            self._lock.wait_for(lambda: not self._busy)
+            if self._failed:
+                raise self._failed[min(self._failed)]
+
+
+def _for_each(count: int, run: Callable[[int], None]) -> None:
+    """``run(0)``, ..., ``run(count - 1)``, shared with the pool threads when there are any.
+
+    ``run`` must write its results where no other index does; the blocks run in
+    copies of the caller's context (NumPy's error state included).
+    """
+    workers = _workers() if count > 1 else None
+    if workers is None:
+        for index in range(count):
+            run(index)
+        return
+    job = _Job(count, run)
+    for _ in range(min(workers.count, count - 1)):
+        workers.submit(_in_context(contextvars.copy_context(), job.work))
+    job.work()
+    job.finish()
+
+
+def _in_context(context: contextvars.Context, work: Callable[[], None]) -> Callable[[], object]:
+    return lambda: context.run(work)
 
 
 def _finite(y: Array, name: str, dtype: DType = np.float64) -> Array:
     """``y`` in ``dtype``, or :class:`ResultOverflow` naming the first element that does not fit."""
     if dtype is not np.float64:
         with np.errstate(over="ignore"):
-            y = y.astype(dtype)
+            y = y.astype(dtype, copy=False)
     index = first_non_finite(y)
     if index is None:
         return y

@@ -12,6 +12,7 @@ from scipy import special
 
 from . import exact
 from .elementwise import sech2
+from .exact import EXTENDED
 from .registry import Activation, Array, Example, Kink, Param, register
 
 #: Klambauer, Unterthiner, Mayr and Hochreiter, Self-normalizing neural networks (2017).
@@ -25,8 +26,6 @@ SQRT_HALF_PI = 1.2533141373155003  # sqrt(pi/2), correctly rounded
 GELU_TANH_K = exact.dd_constant("1.5957691216057307117597842397375")
 GELU_TANH_A = exact.rational_constant("0.044715")
 QUICK_GELU_BETA = exact.rational_constant("1.702")
-#: Extended precision (x87 80-bit on x86-64) for brackets that cancel.
-EXTENDED = np.longdouble
 
 # -- elu / selu / celu -------------------------------------------------------------------------
 
@@ -588,7 +587,7 @@ def tanhshrink(x: Array) -> Array:
     out = x - np.tanh(x)
     mid = (a >= 0.1) & (a < 3.0)
     if mid.any():
-        xm = x[mid].astype(np.longdouble)
+        xm = x[mid].astype(EXTENDED)
         out[mid] = (xm - np.tanh(xm)).astype(np.float64)
     small = a < 0.1
     if small.any():

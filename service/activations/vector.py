@@ -3,26 +3,41 @@
 Every function here works along the last axis; :class:`Activation` moves the
 requested axis there and back.  The derivative is the Jacobian along that axis
 and ``vjp`` the vector-Jacobian product ``g^T J`` that backpropagation needs.
+
+The derivatives and the VJP of the softmax family are formed in extended
+precision (:data:`.exact.EXTENDED`) and rounded once: float64 throughout would
+compound the ~3 ULP error of each probability into ~6 ULP for s_i * s_j.
+
+A Jacobian, n times larger than its input, is written block by block into its
+result (:data:`.registry.JACOBIAN_BLOCK` elements a block), so that no
+extended-precision intermediate spans the whole of it.
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from . import exact
-from .registry import CHUNK, Activation, ActivationError, Array, Example, Kink, Param, register
+from .exact import EXTENDED, Extended
+from .registry import (
+    CHUNK,
+    JACOBIAN_BLOCK,
+    Activation,
+    ActivationError,
+    Array,
+    Example,
+    Kink,
+    Param,
+    register,
+)
 
 # -- softmax -----------------------------------------------------------------------
 
-
-#: Extended precision for the derivatives: x87 80-bit (64-bit significand) on
-#: x86-64, IEEE binary128 on aarch64 Linux.  Rounding a product or a sum of
-#: extended-precision probabilities once to float64 keeps the Jacobian and the
-#: VJP within half an ULP plus a hair, where float64 throughout compounds the
-#: ~3 ULP error of each probability into ~6 ULP for s_i * s_j.
-EXTENDED = np.longdouble
-Extended = NDArray[np.longdouble]
 
 _TEMPERATURE = Param(
     name="temperature",
@@ -33,7 +48,20 @@ _TEMPERATURE = Param(
 )
 
 
-def _shift(x: Array, temperature: float) -> tuple[Array, Array]:
+def _wide(x: Array, temperature: float, m: Array | None = None) -> bool:
+    """Whether :func:`_shift` takes its general path for the batch ``x`` (``m``: its row maxima).
+
+    Decided once for a whole batch: a Jacobian built a few vectors at a time
+    passes it down, so that every vector gets what the whole batch would.
+    """
+    if m is None:
+        m = np.max(x, axis=-1, keepdims=True)
+    return not (temperature == 1.0 and float(np.max(m - np.min(x, axis=-1, keepdims=True))) < 1e308)
+
+
+def _shift(
+    x: Array, temperature: float, wide: bool | None = None, m: Array | None = None
+) -> tuple[Array, Array]:
     """q = (x - max(x)) / T along the last axis, as hi + lo.
 
     Max-shifting keeps exp from overflowing, but x - max is rounded by up to
@@ -42,19 +70,18 @@ def _shift(x: Array, temperature: float) -> tuple[Array, Array]:
     vol. 2, 4.2.2) recovers the exact error r of d = fl(x - max); the quotient
     by T gets its remainder from an exact product (Dekker), so q = hi + lo to
     about 2^-106 relative, and exp(hi + lo) = exp(hi) (1 + lo).
+    ``wide`` is :func:`_wide` of the batch ``x`` belongs to (of ``x`` when None);
+    ``m``, the maxima of x's rows (when x is a block of columns of longer rows).
     """
-    m = np.max(x, axis=-1, keepdims=True)
-    if temperature == 1.0 and float(np.max(m - np.min(x, axis=-1, keepdims=True))) < 1e308:
+    if m is None:
+        m = np.max(x, axis=-1, keepdims=True)
+    if not (_wide(x, temperature, m) if wide is None else wide):
         # The common case, with no difference beyond the float64 range: TwoSum only.
-        d = x - m
-        v = d - x
-        return d, (x - (d - v)) + (-m - v)
+        return exact.two_sum(x, -m)
     # Differences beyond 1.8e308 overflow to -inf, and quotients by a small T may;
     # exp of those is 0 whatever their error term, which is then dropped.
     with np.errstate(over="ignore", invalid="ignore"):
-        d = x - m
-        v = d - x
-        r = (x - (d - v)) + (-m - v)
+        d, r = exact.two_sum(x, -m)
         # A difference beyond the float64 range may still fit once divided by T > 1.
         hi = np.where(np.isfinite(d), d / temperature, (0.5 * x - 0.5 * m) / (0.5 * temperature))
         p, p_lo = exact.two_prod(hi, temperature)
@@ -78,34 +105,43 @@ def _blocks(x: Array) -> list[tuple[slice, slice]]:
     return [(slice(r, r + step), slice(None)) for r in range(0, rows, step)]
 
 
-def _exp_shifted_blocked(x: Array, temperature: float) -> tuple[Array, Array]:
-    """exp((x - max)/T) and its row sums, computed block by block in cache."""
+def _exp_shifted_blocked(x: Array, temperature: float, negate: bool = False) -> tuple[Array, Array]:
+    """exp((x - max)/T) and its row sums, computed block by block in cache.
+
+    ``negate``: of -x (softmin), negated a block at a time rather than copied.
+    The common case (T = 1, no difference beyond the float64 range) sums the
+    rows block by block; the others sum whole rows, as they always did.
+    """
     flat = x.reshape(-1, x.shape[-1])
-    if temperature != 1.0 or flat.size <= 2 * CHUNK:
-        e = _exp_shifted(flat, temperature)
+    if flat.size <= 2 * CHUNK:
+        e = _exp_shifted(-flat if negate else flat, temperature)
         return e.reshape(x.shape), np.sum(e, axis=-1, keepdims=True).reshape((*x.shape[:-1], 1))
-    m = np.max(flat, axis=-1, keepdims=True)
-    if float(np.max(m - np.min(flat, axis=-1, keepdims=True))) >= 1e308:
-        e = _exp_shifted(flat, temperature)
-        return e.reshape(x.shape), np.sum(e, axis=-1, keepdims=True).reshape((*x.shape[:-1], 1))
+    top = np.max(flat, axis=-1, keepdims=True)
+    bottom = np.min(flat, axis=-1, keepdims=True)
+    m = -bottom if negate else top  # the row maxima of -x or x; the range of -x is that of x, to the bit
+    wide = temperature != 1.0 or float(np.max(top - bottom)) >= 1e308
     e = np.empty_like(flat)
     sums = np.zeros((flat.shape[0], 1))
     for rows, cols in _blocks(flat):
-        xb = flat[rows, cols]
-        mb = m[rows]
-        d = xb - mb
-        v = d - xb
-        r = (xb - (d - v)) + (-mb - v)
-        eb = np.exp(d)
-        eb += eb * r
+        xb = -flat[rows, cols] if negate else flat[rows, cols]
+        if wide:
+            hi, lo = _shift(xb, temperature, True, m[rows])
+            eb = np.exp(hi)
+            eb += eb * lo
+        else:
+            d, r = exact.two_sum(xb, -m[rows])
+            eb = np.exp(d)
+            eb += eb * r
+            sums[rows] += np.sum(eb, axis=-1, keepdims=True)
         e[rows, cols] = eb
-        sums[rows] += np.sum(eb, axis=-1, keepdims=True)
+    if wide:
+        sums = np.sum(e, axis=-1, keepdims=True)
     return e.reshape(x.shape), sums.reshape((*x.shape[:-1], 1))
 
 
-def _extended(x: Array, temperature: float) -> tuple[Extended, Extended]:
+def _extended(x: Array, temperature: float, wide: bool | None = None) -> tuple[Extended, Extended]:
     """(q, s): the shifted logits and the probabilities in extended precision."""
-    hi, lo = _shift(x, temperature)
+    hi, lo = _shift(x, temperature, wide)
     q = hi.astype(EXTENDED) + lo.astype(EXTENDED)
     e = np.exp(q)
     return q, e / np.sum(e, axis=-1, keepdims=True)
@@ -134,24 +170,116 @@ def _centred(s: Extended, g: Extended) -> Extended:
     return s * (dg - np.sum(s * dg, axis=-1, keepdims=True))
 
 
+# -- Jacobians, block by block ---------------------------------------------------------------
+
+
+def jacobian_blocks(batch: int, m: int, n: int) -> Iterator[tuple[slice, list[slice]]]:
+    """(vectors, [rows, ...]): the blocks a (batch, m, n) Jacobian is built in.
+
+    Each block holds at most JACOBIAN_BLOCK elements (or one row of a longer
+    vector): whole vectors, as many as fit, or the rows of one vector in groups.
+    """
+    if m * n <= JACOBIAN_BLOCK:
+        step = max(1, JACOBIAN_BLOCK // max(1, m * n))
+        for b in range(0, batch, step):
+            yield slice(b, min(b + step, batch)), [slice(0, m)]
+        return
+    rows = max(1, JACOBIAN_BLOCK // n)
+    for b in range(batch):
+        yield slice(b, b + 1), [slice(r, min(r + rows, m)) for r in range(0, m, rows)]
+
+
+def _build(
+    x: Array,
+    m: int,
+    out: NDArray[Any] | None,
+    state: Callable[[Array], tuple[NDArray[Any], ...]],
+    fill: Callable[[tuple[NDArray[Any], ...], slice, NDArray[Any]], None],
+    any_layout: bool = False,
+) -> NDArray[Any]:
+    """The Jacobian of ``x`` (batch dims + (n,)), block by block, into ``out``.
+
+    ``out``: a C-contiguous float64 or float32 array of shape ``x.shape[:-1] +
+    (m, n)`` (allocated as float64 when None).  ``state(v)`` gives per-vector
+    arrays, (g, n) for the g vectors ``v``; ``fill(state, rows, dest)`` writes
+    those vectors' Jacobian rows into ``dest``, a (g, len(rows), n) view of out.
+
+    The state is formed a group of vectors at a time, except when ``x`` is a
+    non-contiguous view (an axis other than the last) and the state involves
+    sums (``any_layout`` False): NumPy sums along a strided axis in another
+    order than along a contiguous one, so the state is then formed once for the
+    whole batch in x's own layout, as it always was.
+    """
+    n = x.shape[-1]
+    batch = math.prod(x.shape[:-1])
+    if out is None:
+        out = np.empty((*x.shape[:-1], m, n))
+    if out.shape != (*x.shape[:-1], m, n) or not out.flags.c_contiguous:
+        raise ValueError(f"out must be a C-contiguous array of shape {(*x.shape[:-1], m, n)}")
+    jac = out.reshape(batch, m, n)
+    if any_layout or x.ndim <= 1 or x.flags.c_contiguous:
+        flat = x.reshape(batch, n)
+        for vectors, row_blocks in jacobian_blocks(batch, m, n):
+            arrays = state(flat[vectors])
+            for rows in row_blocks:
+                fill(arrays, rows, jac[vectors, rows])
+        return out
+    whole = tuple(a.reshape(batch, n) for a in state(x))
+    for vectors, row_blocks in jacobian_blocks(batch, m, n):
+        for rows in row_blocks:
+            fill(tuple(a[vectors] for a in whole), rows, jac[vectors, rows])
+    return out
+
+
+def _store(dest: NDArray[Any], block: NDArray[Any]) -> None:
+    """Write a block into the result, rounded as the whole Jacobian was: to float64, then to dest's dtype."""
+    if block.dtype != np.float64 and dest.dtype != np.float64:
+        block = block.astype(np.float64)
+    dest[...] = block
+
+
+def _diagonal(rows: slice) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """(i - rows.start, i) for the rows i of a block: where its diagonal elements lie."""
+    i = np.arange(rows.start, rows.stop)
+    return i - rows.start, i
+
+
 # -- softmax -----------------------------------------------------------------------------
 
 
-def softmax(x: Array, temperature: float) -> Array:
-    e, total = _exp_shifted_blocked(x, temperature)
+def softmax(x: Array, temperature: float, negate: bool = False) -> Array:
+    e, total = _exp_shifted_blocked(x, temperature, negate)
     # The maximum contributes exp(0) = 1, so the sum is at least 1: no 0/0.
     e /= total
     return e
 
 
-def softmax_jacobian(x: Array, temperature: float) -> Array:
+def softmax_jacobian(
+    x: Array, temperature: float, out: NDArray[Any] | None = None, softmin: bool = False
+) -> NDArray[Any]:
     # J = (diag(s) - s s^T) / T.  On the diagonal s_i (1 - s_i) cancels for the
     # one component that may exceed 1/2; there 1 - s_k is the sum of the others.
-    _, s = _extended(x, temperature)
-    jac = -s[..., :, None] * s[..., None, :]
-    n = s.shape[-1]
-    jac[..., np.arange(n), np.arange(n)] = s * _complement(s, _dominant(s))
-    return (jac / temperature).astype(np.float64)
+    # Each element is formed in extended precision and rounded once.  softmin(x)
+    # is softmax(-x) and its Jacobian -J(-x): x is negated a group at a time and
+    # the sign flipped before rounding, which rounds symmetrically.  (The range of
+    # -x, which _wide looks at, is that of x, to the bit.)
+    wide = _wide(x, temperature)
+
+    def state(v: Array) -> tuple[Extended, Extended]:
+        _, s = _extended(-v if softmin else v, temperature, wide)
+        return s, s * _complement(s, _dominant(s))
+
+    def fill(arrays: tuple[NDArray[Any], ...], rows: slice, dest: NDArray[Any]) -> None:
+        s, diagonal = arrays
+        block = -s[:, rows, None] * s[:, None, :]
+        at, i = _diagonal(rows)
+        block[:, at, i] = diagonal[:, i]
+        block /= temperature
+        if softmin:
+            np.negative(block, out=block)
+        _store(dest, block)
+
+    return _build(x, x.shape[-1], out, state, fill)
 
 
 def softmax_vjp(x: Array, g: Array, temperature: float) -> Array:
@@ -169,6 +297,15 @@ register(
     Activation(
         name="softmax",
         kind="vector",
+        blocked=True,
+        workspace={
+            "value": 72,
+            "jacobian": 60,
+            "jacobian_block": 20,
+            "vjp": 85,
+            "parameter_jacobian": 72,
+            "parameter_vjp": 70,
+        },
         forward=softmax,
         derivative=softmax_jacobian,
         vjp=softmax_vjp,
@@ -205,13 +342,24 @@ def log_softmax(x: Array, temperature: float) -> Array:
     return (hi - np.log1p(rest)) + lo
 
 
-def log_softmax_jacobian(x: Array, temperature: float) -> Array:
+def log_softmax_jacobian(x: Array, temperature: float, out: NDArray[Any] | None = None) -> NDArray[Any]:
     # d y_i / d x_j = (delta_ij - s_j) / T
-    _, s = _extended(x, temperature)
-    n = s.shape[-1]
-    jac = np.broadcast_to(-s[..., None, :], (*s.shape, n)).copy()
-    jac[..., np.arange(n), np.arange(n)] = _complement(s, _dominant(s))
-    return (jac / temperature).astype(np.float64)
+    wide = _wide(x, temperature)
+
+    def state(v: Array) -> tuple[Extended, Extended]:
+        _, s = _extended(v, temperature, wide)
+        return s, _complement(s, _dominant(s))
+
+    def fill(arrays: tuple[NDArray[Any], ...], rows: slice, dest: NDArray[Any]) -> None:
+        s, complement = arrays
+        block = np.empty(dest.shape, dtype=EXTENDED)
+        block[...] = -s[:, None, :]
+        at, i = _diagonal(rows)
+        block[:, at, i] = complement[:, i]
+        block /= temperature
+        _store(dest, block)
+
+    return _build(x, x.shape[-1], out, state, fill)
 
 
 def log_softmax_vjp(x: Array, g: Array, temperature: float) -> Array:
@@ -233,6 +381,14 @@ register(
     Activation(
         name="log_softmax",
         kind="vector",
+        workspace={
+            "value": 72,
+            "jacobian": 60,
+            "jacobian_block": 20,
+            "vjp": 90,
+            "parameter_jacobian": 72,
+            "parameter_vjp": 70,
+        },
         forward=log_softmax,
         derivative=log_softmax_jacobian,
         vjp=log_softmax_vjp,
@@ -262,8 +418,17 @@ register(
     Activation(
         name="softmin",
         kind="vector",
-        forward=lambda x, temperature: softmax(-x, temperature),
-        derivative=lambda x, temperature: -softmax_jacobian(-x, temperature),
+        blocked=True,
+        workspace={
+            "value": 80,
+            "jacobian": 70,
+            "jacobian_block": 20,
+            "vjp": 94,
+            "parameter_jacobian": 80,
+            "parameter_vjp": 76,
+        },
+        forward=lambda x, temperature: softmax(x, temperature, negate=True),
+        derivative=lambda x, temperature, out=None: softmax_jacobian(x, temperature, out, softmin=True),
         vjp=lambda x, g, temperature: -softmax_vjp(-x, g, temperature),
         param_grads=lambda x, temperature: softmax_temperature_grad(-x, temperature),
         params=(_TEMPERATURE,),
@@ -301,15 +466,22 @@ def glu(x: Array) -> Array:
     return a * exact.logistic(b)
 
 
-def glu_jacobian(x: Array) -> Array:
+def glu_jacobian(x: Array, out: NDArray[Any] | None = None) -> NDArray[Any]:
     # y_i = a_i sigma(b_i): dy_i/da_i = sigma(b_i), dy_i/db_i = a_i sigma(b_i) sigma(-b_i).
-    a, b = _halves(x)
-    h = a.shape[-1]
-    jac = np.zeros((*a.shape, 2 * h))
-    idx = np.arange(h)
-    jac[..., idx, idx] = exact.logistic(b)
-    jac[..., idx, h + idx] = a * exact.logistic(b) * exact.logistic(-b)
-    return jac
+    h = x.shape[-1] // 2
+
+    def state(v: Array) -> tuple[Array, Array]:
+        a, b = _halves(v)
+        return exact.logistic(b), a * exact.logistic(b) * exact.logistic(-b)
+
+    def fill(arrays: tuple[NDArray[Any], ...], rows: slice, dest: NDArray[Any]) -> None:
+        da, db = arrays
+        dest[...] = 0.0
+        at, i = _diagonal(rows)
+        dest[:, at, i] = da[:, i]
+        dest[:, at, h + i] = db[:, i]
+
+    return _build(x, h, out, state, fill, any_layout=True)
 
 
 def glu_vjp(x: Array, g: Array) -> Array:
@@ -321,6 +493,7 @@ register(
     Activation(
         name="glu",
         kind="vector",
+        workspace={"value": 5, "jacobian": 5, "jacobian_block": 2, "vjp": 9},
         forward=glu,
         derivative=glu_jacobian,
         vjp=glu_vjp,
@@ -368,15 +541,23 @@ def sparsemax(x: Array) -> Array:
     return _sparsemax_extended(x).astype(np.float64)
 
 
-def sparsemax_jacobian(x: Array) -> Array:
+def sparsemax_jacobian(x: Array, out: NDArray[Any] | None = None) -> NDArray[Any]:
     # J = diag(S) - 1_S 1_S^T / |S| on the support S = {i : y_i > 0}; elements
     # exactly on its edge (y_i = 0) count as outside.
-    inside = (_sparsemax_extended(x) > 0).astype(np.float64)
-    size = np.sum(inside, axis=-1, keepdims=True)
-    n = x.shape[-1]
-    jac = -inside[..., :, None] * inside[..., None, :] / size[..., None]
-    jac[..., np.arange(n), np.arange(n)] += inside
-    return jac
+    # Sorts, cumulative sums and counts of ones: exact or in a fixed order, whatever the layout.
+
+    def state(v: Array) -> tuple[Array]:
+        return ((_sparsemax_extended(v) > 0).astype(np.float64),)
+
+    def fill(arrays: tuple[NDArray[Any], ...], rows: slice, dest: NDArray[Any]) -> None:
+        (inside,) = arrays
+        size = np.sum(inside, axis=-1, keepdims=True)
+        block = -inside[:, rows, None] * inside[:, None, :] / size[:, None]
+        at, i = _diagonal(rows)
+        block[:, at, i] += inside[:, i]
+        _store(dest, block)
+
+    return _build(x, x.shape[-1], out, state, fill, any_layout=True)
 
 
 def sparsemax_vjp(x: Array, g: Array) -> Array:
@@ -389,6 +570,7 @@ register(
     Activation(
         name="sparsemax",
         kind="vector",
+        workspace={"value": 90, "jacobian": 40, "jacobian_block": 18, "vjp": 98},
         forward=sparsemax,
         derivative=sparsemax_jacobian,
         vjp=sparsemax_vjp,
