@@ -1,4 +1,14 @@
-"""Application wiring: routes, error handlers and the OpenAPI document."""
+"""Application wiring: the layers every request passes, outermost first.
+
+1. :class:`Match` finds the request's operation in the route table, on the path
+   relative to the root path, and notes it (and its metric label) in the scope;
+2. :class:`service.observe.Observe`: request id, access log line, metrics;
+3. CORS, when origins are configured;
+4. :class:`service.security.ApiKeyAuth`, when keys are configured (fails closed);
+5. :class:`Dispatch`: compute operations to :class:`service.pipeline.Pipeline`,
+   a known path with another method to 405, everything else to FastAPI
+   (catalog, probes, metrics, pages, docs), whose routes come from the same table.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +17,18 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from . import __version__, api, lifecycle, pages
+from . import __version__, document, lifecycle, pages
 from .activations import ActivationError
-from .fastpath import ComputeEndpoints
 from .observe import Observe
+from .pipeline import Pipeline
 from .problems import RequestError, problem, response_for
-from .schemas import NUMBER_ARRAY_SCHEMA, ActivateRequest, DerivativeRequest, Problem
-from .security import PROTECTED, ApiKeyAuth
+from .routes import TABLE, Table, route_path
+from .security import ApiKeyAuth
 from .settings import Settings
 
 logger = logging.getLogger("service")
@@ -40,11 +50,10 @@ Every error is `application/problem+json` with the offending field and the reaso
 
 
 def create_app(settings: Settings | None = None) -> Any:
-    """The ASGI application: request ids, logs and metrics; CORS and auth (when
-    configured); the compute endpoints; FastAPI for the rest."""
+    """The ASGI application (see the module's docstring for its layers)."""
     settings = settings or Settings()
-    limits = api.Limits.of(settings)
-    app: Any = ComputeEndpoints(create_fastapi_app(settings), limits, settings.max_concurrency)
+    pipeline = Pipeline(settings)
+    app: Any = Dispatch(create_fastapi_app(), pipeline)
     if settings.api_keys:
         app = ApiKeyAuth(app, settings.api_keys)
     if settings.cors_origins:
@@ -55,13 +64,62 @@ def create_app(settings: Settings | None = None) -> Any:
             allow_headers=["authorization", "content-type", "accept", "x-request-id"],
             expose_headers=["x-activation", "x-activation-params", "x-activation-result", "x-request-id"],
         )
-    return Observe(app)
+    return Match(Observe(app), Table(), pipeline)
 
 
-def create_fastapi_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or Settings()
+class Match:
+    """Outermost layer: find the operation and its metric label; every other layer reads them."""
+
+    def __init__(self, app: ASGIApp, table: Table, pipeline: Pipeline) -> None:
+        self.app = app
+        self.table = table
+        self.pipeline = pipeline  # the compute pipeline, for probes of its state (tests, tools)
+
+    def __getattr__(self, name: str) -> Any:
+        # openapi(), routes, state ... of the application behind, for tools that inspect it.
+        return getattr(self.app, name)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            operation, known = self.table.find(scope["method"], route_path(scope))
+            state = scope.setdefault("state", {})
+            state["operation"] = operation
+            state["known_path"] = known
+            state["label"] = operation.metric if operation else "other"
+        await self.app(scope, receive, send)
+
+
+class Dispatch:
+    """Innermost layer: the compute pipeline, a 405, or FastAPI."""
+
+    def __init__(self, fastapi_app: FastAPI, pipeline: Pipeline) -> None:
+        self.fastapi_app = fastapi_app
+        self.pipeline = pipeline
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.fastapi_app, name)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        state = scope.get("state", {})
+        operation = state.get("operation")
+        if scope["type"] != "http":
+            await self.fastapi_app(scope, receive, send)
+        elif operation is not None and operation.compute is not None:
+            await self.pipeline(operation.compute, scope, receive, send)
+        elif operation is None and state.get("known_path"):
+            allowed = sorted({op.method for op in TABLE if op.path == route_path(scope)} or {"GET"})
+            reason = f"method {scope['method'][:20]} is not allowed here; use {', '.join(allowed)}"
+            await problem(405, [("", reason)], {"allow": ", ".join(allowed)})(scope, receive, send)
+        else:
+            await self.fastapi_app(scope, receive, send)
+
+
+def create_fastapi_app() -> FastAPI:
+    """FastAPI, for the operations of the table that are not compute operations, and the document.
+
+    The root path is the server's (uvicorn's ``--root-path``, set from ACTIVATION_ROOT_PATH).
+    """
     app = FastAPI(
-        root_path=settings.root_path,
         lifespan=lifecycle.lifespan,  # chains the SIGTERM handler that starts the drain
         docs_url=None,
         redoc_url=None,
@@ -74,21 +132,31 @@ def create_fastapi_app(settings: Settings | None = None) -> FastAPI:
             {"name": "health", "description": "Probes for orchestrators."},
         ],
     )
-    app.state.limits = api.Limits.of(settings)  # for the compute routes when FastAPI is served alone
-    app.include_router(api.router)
-    app.include_router(pages.router)
+    for op in TABLE:
+        if op.endpoint is not None:
+            app.add_api_route(
+                op.path,
+                op.endpoint,
+                methods=[op.method],
+                operation_id=op.operation_id,
+                summary=op.summary,
+                tags=list(op.tags) or None,
+                responses=dict(op.responses) or None,
+                include_in_schema=op.operation_id is not None,
+                **op.route,
+            )
     pages.mount_static(app)
     app.add_exception_handler(RequestError, _error)
     app.add_exception_handler(ActivationError, _error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _error)
-    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    app.openapi = lambda: document.document(app)  # type: ignore[method-assign]
     return app
 
 
 async def _error(request: Request, exc: Exception) -> Response:
-    return response_for(exc, f"{request.method} {request.url.path}")
+    return response_for(exc, f"{request.method} {request.url.path[:100]}")
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
@@ -104,48 +172,3 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     reason = exc.detail if isinstance(exc.detail, str) else "request refused"
     return problem(exc.status_code, [("", reason)], exc.headers)
-
-
-def _openapi(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's document plus the schemas of the bodies the routes parse themselves."""
-    if app.openapi_schema:
-        return app.openapi_schema
-    from fastapi.openapi.utils import get_openapi
-
-    schema = get_openapi(
-        title=app.title,
-        version=app.version,
-        description=app.description,
-        routes=app.routes,
-        tags=app.openapi_tags,
-    )
-    _, extra = models_json_schema(
-        [(m, "validation") for m in (ActivateRequest, DerivativeRequest, Problem)],
-        ref_template="#/components/schemas/{model}",
-    )
-    components = schema.setdefault("components", {}).setdefault("schemas", {})
-    # FastAPI documents a 422 with its own error shape on every route that has
-    # parameters; the routes here answer problem+json, documented per route.
-    for path in schema["paths"].values():
-        for operation in path.values():
-            default_422 = operation["responses"].get("422", {})
-            if "HTTPValidationError" in str(default_422):
-                del operation["responses"]["422"]
-    components.pop("HTTPValidationError", None)
-    components.pop("ValidationError", None)
-    components.update(extra.get("$defs", {}))
-    # The Authorize button of /docs: a bearer key, required only when ACTIVATION_API_KEYS is set.
-    schema["components"]["securitySchemes"] = {
-        "bearer": {
-            "type": "http",
-            "scheme": "bearer",
-            "description": "An ACTIVATION_API_KEYS key, when keys are set.",
-        }
-    }
-    for path, item in schema["paths"].items():
-        if path.startswith(PROTECTED):
-            for operation in item.values():
-                operation["security"] = [{"bearer": []}, {}]
-    components["NumberArray"] = NUMBER_ARRAY_SCHEMA
-    app.openapi_schema = schema
-    return schema

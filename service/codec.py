@@ -38,27 +38,117 @@ _NUMBER_TYPES = frozenset({int, float})
 _DUMPS_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 
 
+def load(body: bytes | bytearray, max_elements: int) -> dict[str, Any]:
+    """A JSON request body as a dict whose ``x`` and ``grad`` may already be arrays.
+
+    The fast path first; what it declines goes the exact way up to
+    EXACT_MAX_BYTES, and is refused beyond (:func:`diagnose` says why).
+    """
+    fast = load_json_fast(body, max_elements=max_elements)
+    if fast is not None:
+        envelope, arrays = fast
+        return envelope | arrays
+    if len(body) > EXACT_MAX_BYTES:
+        raise diagnose(body)
+    data = load_json(body)
+    if not isinstance(data, dict):
+        raise RequestError.one(422, "body", "must be a JSON object")
+    _check_keys("body", list(data))
+    for key, value in data.items():
+        if isinstance(value, dict):
+            _check_keys(key, list(value))
+    return data
+
+
 def load_json(body: bytes | bytearray) -> Any:
-    """Parse a JSON request body.
+    """Parse a JSON request body exactly (the bodies the fast path declines, up to EXACT_MAX_BYTES).
 
     orjson refuses NaN, Infinity and numbers that overflow (1e999) with a bare
     syntax error; on any failure the body is parsed again by the standard
     library, which reads those as non-finite floats, so the validation that
     follows can name the element.  Only genuinely malformed JSON is a 400.
+    Both parsers refuse the same things beyond that: a body that is not UTF-8
+    (the standard library would guess UTF-16 or UTF-32), a key given twice in
+    one object (orjson would keep the last silently), a lone surrogate.
     """
     if not body.strip():
         raise RequestError.one(400, "body", "the request body is empty; send a JSON object")
     try:
-        return orjson.loads(body)
+        data = orjson.loads(body)
     except orjson.JSONDecodeError:
-        pass
+        return _load_json_checked(body)
+    if _key_count(data) != _colons(body):
+        _load_json_checked(body)  # a key may be repeated: find out exactly (raises if one is)
+    return data
+
+
+def _load_json_checked(body: bytes | bytearray) -> Any:
     try:
-        return json.loads(body, parse_constant=float, parse_int=_parse_int)
+        text = bytes(body).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RequestError.one(
+            400, "body", f"is not UTF-8 (byte {exc.start}); JSON bodies must be UTF-8 (RFC 8259)"
+        ) from None
+    try:
+        return json.loads(text, parse_constant=float, parse_int=_parse_int, object_pairs_hook=_object)
     except (ValueError, RecursionError) as exc:
         reason = f"not valid JSON: {exc.msg}" if isinstance(exc, json.JSONDecodeError) else "not valid JSON"
         if isinstance(exc, json.JSONDecodeError):
             reason += f" (line {exc.lineno}, column {exc.colno})"
         raise RequestError.one(400, "body", reason) from None
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refusing repeated keys and strings that are not Unicode (lone surrogates)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        for text in (key, value) if isinstance(value, str) else (key,):
+            if not text.isascii():
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise RequestError.one(
+                        400, "body", "a string holds a lone UTF-16 surrogate, which is not Unicode text"
+                    ) from None
+        if key in out:
+            raise duplicate_key(key)
+        out[key] = value
+    return out
+
+
+#: No object of a request has more keys than this (the fields, or one activation's parameters).
+MAX_KEYS = 64
+
+
+def too_many_keys(field: str, count: int) -> RequestError:
+    return RequestError.one(422, field, f"has {count} keys; an object of a request has at most {MAX_KEYS}")
+
+
+def _check_keys(field: str, keys: list[str]) -> None:
+    """Refuse an object with too many keys or a repeated one."""
+    if len(keys) > MAX_KEYS:
+        raise too_many_keys(field, len(keys))
+    seen: set[str] = set()
+    for key in keys:
+        if key in seen:
+            raise duplicate_key(key)
+        seen.add(key)
+
+
+def duplicate_key(key: str) -> RequestError:
+    return RequestError.one(422, key[:100], "is given twice in one object; give each field once")
+
+
+def _key_count(data: Any) -> int:
+    """Keys of the object and of the objects among its values: every key a request may have."""
+    if not isinstance(data, dict):
+        return -1
+    return len(data) + sum(len(v) for v in data.values() if isinstance(v, dict))
+
+
+def _colons(body: bytes | bytearray) -> int:
+    # Every key is followed by a colon; a colon inside a string only makes this larger.
+    return body.count(b":")
 
 
 #: Fields whose values are arrays; every other field is a scalar or an object of scalars.
@@ -70,25 +160,34 @@ _local = threading.local()
 #: it, a fresh parser is used and dropped, so its buffers (several times the
 #: body) do not stay allocated between requests.
 FAST_MIN_BYTES = 4096
+#: The exact path builds a Python object per number: it takes bodies up to this size only.
+EXACT_MAX_BYTES = 1 << 20
 _REUSE_MAX_BYTES = 1 << 20
 
 
 def load_json_fast(
-    body: bytes | bytearray, min_bytes: int = FAST_MIN_BYTES
+    body: bytes | bytearray, min_bytes: int = FAST_MIN_BYTES, max_elements: int = 1 << 62
 ) -> tuple[dict[str, Any], dict[str, Array]] | None:
-    """The envelope and the arrays of a request, or None to take the exact path."""
+    """The envelope and the arrays of a request, or None to take the exact path.
+
+    The element limit is checked from the shape, before any number is copied
+    (413); a key given twice is refused (422), as the exact path refuses it.
+    """
     if len(body) < min_bytes:
         return None
     if len(body) > _REUSE_MAX_BYTES:
         try:
-            return _fast_flat_segments(body) or _fast(simdjson.Parser(), body)
+            return _fast_flat_segments(body, max_elements) or _fast(simdjson.Parser(), body, max_elements)
         except (ValueError, TypeError, KeyError, IndexError, RuntimeError):
             return None
     parser = getattr(_local, "parser", None)
     if parser is None:
         parser = _local.parser = simdjson.Parser()
     try:
-        return _fast(parser, body)
+        return _fast(parser, body, max_elements)
+    except RequestError:
+        _local.parser = None  # the refusal's traceback still holds the parser's document
+        raise
     except RuntimeError:
         # A parser still referenced from an earlier failure: start afresh next time.
         _local.parser = None
@@ -103,7 +202,9 @@ def load_json_fast(
 _SEGMENTS = 16
 
 
-def _fast_flat_segments(body: bytes | bytearray) -> tuple[dict[str, Any], dict[str, Array]] | None:
+def _fast_flat_segments(
+    body: bytes | bytearray, max_elements: int
+) -> tuple[dict[str, Any], dict[str, Array]] | None:
     """The common large request, a single flat array ``x``, parsed segment by segment.
 
     Taken only when the body's one '[' opens the value of the one key "x" (so
@@ -119,9 +220,19 @@ def _fast_flat_segments(body: bytes | bytearray) -> tuple[dict[str, Any], dict[s
     end = body.find(b"]", start)
     if end < 0:
         return None
-    envelope = orjson.loads(bytes(body[:start]) + b"0" + bytes(body[end + 1 :]))
-    if not isinstance(envelope, dict) or envelope.get("x") != 0:
-        return None
+    envelope_text = bytes(body[:start]) + b"0" + bytes(body[end + 1 :])
+    if _colons(envelope_text) > 2 * MAX_KEYS:
+        return None  # too many keys to be a request: the general way refuses it without a dict of them
+    envelope = orjson.loads(envelope_text)
+    if (
+        not isinstance(envelope, dict)
+        or envelope.get("x") != 0
+        or _key_count(envelope) != _colons(envelope_text)
+    ):
+        return None  # (a repeated key: the general way refuses it)
+    count = body.count(b",", start, end) + 1
+    if count > max_elements:
+        raise too_many("x", count, max_elements)
     parser = simdjson.Parser()
     pieces = []
     step = max(1, (end - start) // _SEGMENTS)
@@ -129,6 +240,8 @@ def _fast_flat_segments(body: bytes | bytearray) -> tuple[dict[str, Any], dict[s
     while pos < end:
         cut = body.find(b",", min(pos + step, end), end)
         stop = end if cut < 0 else cut
+        if not body[pos:stop].strip():
+            return None  # an empty element ("[1,,2]", "[1,]"): not JSON, the general way says so
         doc: Any = parser.parse(b"[" + bytes(body[pos:stop]) + b"]")
         pieces.append(np.frombuffer(doc.as_buffer(of_type="d"), dtype=np.float64).copy())
         if len(doc) != pieces[-1].size:
@@ -141,21 +254,27 @@ def _fast_flat_segments(body: bytes | bytearray) -> tuple[dict[str, Any], dict[s
     return envelope, {"x": np.concatenate(pieces)}
 
 
-def _fast(parser: Any, body: bytes | bytearray) -> tuple[dict[str, Any], dict[str, Array]] | None:
+def _fast(
+    parser: Any, body: bytes | bytearray, max_elements: int
+) -> tuple[dict[str, Any], dict[str, Array]] | None:
     doc = parser.parse(body)
     if not isinstance(doc, simdjson.Object):
         return None
     envelope: dict[str, Any] = {}
     arrays: dict[str, Array] = {}
     brackets = 0
-    for key in doc.keys():  # noqa: SIM118  (simdjson.Object is not a dict)
-        if key in envelope or key in arrays:
-            return None  # a repeated key: the exact path keeps the last, as JSON parsers do
+    if len(doc) > MAX_KEYS:  # counted by simdjson, before a Python string is made of any key
+        raise too_many_keys("body", len(doc))
+    keys = list(doc.keys())
+    _check_keys("body", keys)
+    for key in keys:
         value = doc[key]
         if key in ARRAY_FIELDS and isinstance(value, simdjson.Array):
             shape = _rectangular_shape(value)
             if shape is None:
                 return None
+            if math.prod(shape) > max_elements:
+                raise too_many(key, math.prod(shape), max_elements)
             flat = np.frombuffer(value.as_buffer(of_type="d"), dtype=np.float64)
             if flat.size != math.prod(shape):
                 return None
@@ -163,11 +282,69 @@ def _fast(parser: Any, body: bytes | bytearray) -> tuple[dict[str, Any], dict[st
             brackets += sum(math.prod(shape[:depth]) for depth in range(len(shape)))
         elif isinstance(value, simdjson.Array):
             return None
+        elif isinstance(value, simdjson.Object):
+            if len(value) > MAX_KEYS:
+                raise too_many_keys(key, len(value))
+            _check_keys(key, list(value.keys()))
+            envelope[key] = value.as_dict()
         else:
-            envelope[key] = value.as_dict() if isinstance(value, simdjson.Object) else value
+            envelope[key] = value
     if body.count(b"[") != brackets:
         return None  # a nested array where a number belongs, or a bracket in a string
     return envelope, arrays
+
+
+def too_many(field: str, count: int, limit: int) -> RequestError:
+    return RequestError.one(
+        413, field, f"has {count} elements; the limit is {limit} (ACTIVATION_MAX_ELEMENTS)"
+    )
+
+
+def diagnose(body: bytes | bytearray) -> RequestError:
+    """Why a body too large for the exact path was declined by the fast path, as cheaply as can be said.
+
+    The exact path names the first offending element; it builds a Python object
+    per number, so it only takes bodies up to EXACT_MAX_BYTES.
+    """
+    try:
+        doc: Any = simdjson.Parser().parse(bytes(body))
+    except ValueError as exc:
+        return RequestError.one(
+            400,
+            "body",
+            f"not valid JSON ({str(exc)[:100]}); NaN, Infinity and numbers beyond the float64 "
+            "range are not accepted either",
+        )
+    if not isinstance(doc, simdjson.Object):
+        return RequestError.one(422, "body", "must be a JSON object")
+    for key in ARRAY_FIELDS:
+        value = doc.get(key)
+        if value is None or not _numbers_of(value):
+            return RequestError.one(
+                422,
+                key,
+                "is required"
+                if value is None
+                else f"must be a non-empty rectangular nested list of finite numbers, at most {MAX_DEPTH} "
+                f"levels deep (a body over {EXACT_MAX_BYTES} bytes is checked as a whole; send a "
+                "smaller one to have the first offending element named)",
+            )
+        if key == "x" and "grad" not in doc:
+            break
+    return RequestError.one(422, "body", "holds an array where only x and grad may hold one")
+
+
+def _numbers_of(value: Any) -> bool:
+    """Whether a simdjson value is a rectangular array of numbers."""
+    if not isinstance(value, simdjson.Array):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if _rectangular_shape(value) is None:
+        return False
+    try:
+        value.as_buffer(of_type="d")
+    except (ValueError, TypeError):
+        return False
+    return True
 
 
 def _rectangular_shape(value: Any) -> tuple[int, ...] | None:

@@ -29,8 +29,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-
-from .fastpath import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 access_log = logging.getLogger("service.access")
@@ -49,17 +48,11 @@ LATENCY = Histogram(
 )
 ELEMENTS = Counter("activation_elements", "Array elements computed, by activation.", ["activation"])
 IN_FLIGHT = Gauge("activation_in_flight_requests", "Requests being served.", multiprocess_mode="livesum")
-ROUTES = ("/activate", "/derivative", "/activations", "/healthz", "/readyz", "/metrics", "/docs", "/redoc")
 
 
-def _route(path: str) -> str:
-    """A bounded label: the known route the path belongs to, or 'other'."""
-    if path == "/":
-        return "/"
-    for route in ROUTES:
-        if path == route or path.startswith(route + "/"):
-            return route + ("/{name}" if route == "/activations" and path != route else "")
-    return "/static" if path.startswith("/static/") else "other"
+def label(scope: Scope) -> str:
+    """The route's metric label, set by the router (service.app.Match): bounded, whatever the path."""
+    return str(scope.get("state", {}).get("label", "other"))
 
 
 class Observe:
@@ -93,7 +86,7 @@ class Observe:
         finally:
             IN_FLIGHT.dec()
             duration = time.perf_counter() - start
-            route = _route(scope.get("path", ""))
+            route = label(scope)
             activation = str(info.get("activation", ""))
             REQUESTS.labels(route, str(status), activation).inc()
             LATENCY.labels(route).observe(duration)
@@ -103,7 +96,7 @@ class Observe:
                 "request",
                 extra={
                     "method": scope.get("method"),
-                    "path": scope.get("path"),
+                    "path": str(scope.get("path", ""))[:200],
                     "status": status,
                     "activation": activation or None,
                     "elements": info.get("elements"),

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import fastapi_offline
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.staticfiles import StaticFiles
 from starlette.responses import FileResponse, HTMLResponse, Response
@@ -22,7 +23,8 @@ from starlette.responses import FileResponse, HTMLResponse, Response
 STATIC = Path(__file__).resolve().parent / "static"
 DOC_ASSETS = Path(fastapi_offline.__file__).resolve().parent / "static"
 
-router = APIRouter(include_in_schema=False)
+#: How service.routes registers these pages: HTML, outside the OpenAPI document.
+HTML: dict[str, Any] = {"response_class": HTMLResponse}
 
 
 def mount_static(app: FastAPI) -> None:
@@ -34,13 +36,11 @@ def _prefix(request: Request) -> str:
     return str(request.scope.get("root_path", "")).rstrip("/")
 
 
-@router.get("/", response_class=HTMLResponse)
 def playground() -> FileResponse:
     """The activation playground: each function plotted beside its derivative."""
     return FileResponse(STATIC / "playground.html", media_type="text/html")
 
 
-@router.get("/docs", response_class=HTMLResponse)
 def swagger_ui(request: Request) -> HTMLResponse:
     base = _prefix(request)
     return get_swagger_ui_html(
@@ -63,13 +63,11 @@ def _redoc_bundle() -> bytes:
     return (DOC_ASSETS / "redoc.standalone.js").read_bytes().replace(_REDOC_LOGO, b"static/docs/favicon.png")
 
 
-@router.get("/static/redoc.standalone.js")
 def redoc_bundle() -> Response:
     """ReDoc's bundle with its logo served from here, so the page makes no outside request."""
     return Response(_redoc_bundle(), media_type="text/javascript", headers={"cache-control": "max-age=86400"})
 
 
-@router.get("/redoc", response_class=HTMLResponse)
 def redoc(request: Request) -> HTMLResponse:
     base = _prefix(request)
     return get_redoc_html(

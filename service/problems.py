@@ -50,13 +50,31 @@ def _detail(pairs: Iterable[tuple[str, str]]) -> str:
     return "; ".join(f"{field}: {reason}" if field else reason for field, reason in pairs)
 
 
+#: At most this many field errors are reported, each field name and reason cut to these lengths:
+#: a request with a million bad fields gets a short answer.
+MAX_ERRORS = 20
+MAX_FIELD = 100
+MAX_REASON = 1000
+
+
+def _clip(text: str, limit: int) -> str:
+    text = text if len(text) <= limit else text[: limit - 1] + "…"
+    # A lone surrogate (from a JSON escape such as "\udc00") is not UTF-8: show it escaped.
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def problem(
     status: int,
     errors: Iterable[tuple[str, str]],
     headers: Mapping[str, str] | None = None,
 ) -> Response:
     """Build the problem+json response for ``errors`` (pairs of field and reason)."""
-    pairs = list(errors)
+    pairs = []
+    for count, (field, reason) in enumerate(errors):
+        if count == MAX_ERRORS:
+            pairs.append(("", f"more errors not shown; at most {MAX_ERRORS} are reported"))
+            break
+        pairs.append((_clip(field, MAX_FIELD), _clip(reason, MAX_REASON)))
     body = {
         "status": status,
         "title": HTTPStatus(status).phrase,

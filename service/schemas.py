@@ -119,6 +119,14 @@ class DerivativeRequest(ActivateRequest):
         "dydparams (each with y's shape), or with grad the scalars grad_params = sum(g * dy/dtheta).",
     )
 
+    @field_validator("order", mode="before")
+    @classmethod
+    def _an_integer(cls, value: Any) -> Any:
+        # Literal[1, 2] alone takes True for 1 and 2.0 for 2: an order is an integer.
+        if type(value) is not int:
+            raise PydanticCustomError("int_type", "must be the integer 1 or 2")
+        return value
+
     @field_validator("grad")
     @classmethod
     def _not_null(cls, value: Any) -> Any:

@@ -77,7 +77,6 @@ def test_small_bodies_take_the_exact_path() -> None:
         b'{"x": [1e999]}',
         b'{"x": [1, NaN]}',
         b'{"x": []}',
-        b'{"x": [1], "x": [2, 3]}',
         b'{"x": [1], "activation": "[x"}',
         b'{"x": [1], "other": [1]}',
         b"[1, 2]",
@@ -125,7 +124,7 @@ def test_large_flat_array_is_parsed_in_segments_exactly() -> None:
     x = np.random.default_rng(3).standard_normal(LARGE) * 1e3
     body = orjson.dumps({"activation": "relu", "x": x, "params": {"a": 1}}, option=orjson.OPT_SERIALIZE_NUMPY)
     assert len(body) > 1 << 20
-    segmented = codec._fast_flat_segments(body)
+    segmented = codec._fast_flat_segments(body, codec.MAX_KEYS << 40)
     assert segmented is not None
     envelope, arrays = segmented
     assert envelope == {"activation": "relu", "params": {"a": 1}}
@@ -141,3 +140,54 @@ def test_large_bodies_agree_with_the_exact_path(tail: bytes) -> None:
     numbers = b",".join([b"1.25"] * LARGE)
     body = b'{"activation": "relu", "x": [' + numbers + tail + b"]}"
     assert _outcome_of(body) == _exact_outcome(body)
+    body = body.replace(b"[1.25,", b"[" + b"1.25," * (LARGE // 4), 1)
+    assert len(body) > codec.EXACT_MAX_BYTES
+    # Served, such a body is refused with a 4xx that names the field, without the exact path.
+    with pytest.raises(RequestError) as refused:
+        codec.load(body, max_elements=10**9)
+    assert refused.value.status in (400, 422)
+    assert refused.value.errors[0][0] in ("x", "body")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"x": [1], "x": [2, 3]}',
+        b'{"x": [1], "\\u0078": [2, 3]}',
+        b'{"x": [1], "params": {"a": 1, "a": 2}}',
+        b'{"activation": "relu", "activation": "gelu", "x": [1]}',
+    ],
+)
+@pytest.mark.parametrize("size", ["small", "large"])
+def test_a_repeated_key_is_refused_by_both_paths(body: bytes, size: str) -> None:
+    if size == "large":  # over 1 MiB: the fast path's segments
+        body = body[:-1] + b', "pad": [' + b",".join([b"0"] * LARGE) + b"]}"
+        assert len(body) > codec.EXACT_MAX_BYTES // 3
+    with pytest.raises(RequestError) as refused:
+        codec.load(body, max_elements=10**9)
+    assert refused.value.status == 422
+    assert "twice" in refused.value.detail
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ('{"activation": "relu", "x": [1]}'.encode("utf-16"), 400),
+        ('{"activation": "relu", "x": [1]}'.encode("utf-32"), 400),
+        (b'{"activation": "relu", "x": [1], "params": {"\\udc00": 1}}', 400),
+        (b'{"x": [1], "params": {' + b",".join(b'"p%d": 1' % i for i in range(100)) + b"}}", 422),
+    ],
+    ids=["utf-16", "utf-32", "lone-surrogate", "many-keys"],
+)
+def test_bodies_that_are_not_plain_utf8_json_objects_are_refused(body: bytes, status: int) -> None:
+    with pytest.raises(RequestError) as refused:
+        codec.load(body, max_elements=10**9)
+    assert refused.value.status == status
+
+
+def test_the_element_limit_is_checked_before_the_numbers_are_read() -> None:
+    body = b'{"activation": "relu", "x": [' + b",".join([b"0.5"] * LARGE) + b"]}"
+    with pytest.raises(RequestError) as refused:
+        codec.load(body, max_elements=1000)
+    assert refused.value.status == 413
+    assert f"has {LARGE} elements" in refused.value.detail

@@ -2,36 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import inspect
 import io
 import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
+import uvicorn
+from uvicorn.protocols.http.flow_control import FlowControl
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+from uvicorn.server import Server, ServerState
+from uvicorn.supervisors.multiprocess import Multiprocess, Process
 
 from service import lifecycle
-from service.app import create_app
-from service.settings import Settings
 from tests import servers
 from tests.test_api import assert_problem
-
-
-async def test_overload_answers_503_with_retry_after() -> None:
-    app = create_app(Settings.model_construct(max_concurrency=2))
-    app.app.active = 2  # the compute layer, behind the observability layer: two requests in progress
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
-        r = await client.post("/activate", json={"activation": "relu", "x": [1]})
-        assert_problem(r, 503, "", "ACTIVATION_MAX_CONCURRENCY")
-        assert r.headers["retry-after"] == "1"
-        assert (await client.get("/healthz")).status_code == 200  # probes are never shed
-        app.app.active = 1
-        assert (await client.post("/activate", json={"activation": "relu", "x": [1]})).status_code == 200
 
 
 async def test_readiness_turns_503_while_draining(client: httpx.AsyncClient) -> None:
@@ -90,7 +86,7 @@ def test_a_request_past_the_drain_timeout_gets_503_and_the_process_exits_on_time
     stop: list[subprocess.Popen[bytes]],
 ) -> None:
     # f'' of gelu_tanh on 16M elements computes for seconds; the drain allows one.
-    env = {"ACTIVATION_MAX_BODY_BYTES": str(256 * 2**20)}
+    env = {"ACTIVATION_MAX_BODY_BYTES": str(256 * 2**20), "ACTIVATION_MEMORY_BUDGET_BYTES": str(2**31)}
     proc, base = servers.start("--drain-seconds", "1", env=env)
     stop.append(proc)
     thread, result = _slow_request(base, 16_000_000)
@@ -212,3 +208,193 @@ def test_readiness_turns_503_and_an_idle_connection_is_still_answered(
         assert r.status_code == 200
         assert r.json()["y"] == [0.0, 2.0]
     assert proc.wait(timeout=30) == 0
+
+
+# -- workers and their supervisor ---------------------------------------------------------------
+
+
+def _alive(pid: int) -> bool:
+    """Process ``pid`` exists and has not exited (a zombie has)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return "\nState:\tZ" not in status
+
+
+def _kill_worker(pid: int) -> None:
+    """SIGKILL a worker left behind by a failed test, if ``pid`` still is one (not a reused PID)."""
+    with contextlib.suppress(OSError):
+        if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes() and _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _two_workers(proc: subprocess.Popen[bytes]) -> set[int]:
+    deadline = time.monotonic() + 20
+    while len(servers.workers(proc.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    workers = servers.workers(proc.pid)
+    assert len(workers) == 2
+    return workers
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux's")
+def test_workers_exit_when_the_supervisor_is_killed(stop: list[subprocess.Popen[bytes]]) -> None:
+    proc, base = servers.start("--workers", "2")
+    stop.append(proc)
+    port = int(base.rsplit(":", 1)[1])
+    workers = _two_workers(proc)
+    try:
+        proc.kill()  # SIGKILL: the supervisor cannot stop its workers itself
+        proc.wait(timeout=10)
+        killed = time.monotonic()
+        while any(map(_alive, workers)) and time.monotonic() < killed + 10:
+            time.sleep(0.05)
+        assert not any(map(_alive, workers)), "workers outlived their supervisor"
+        assert time.monotonic() - killed < 5
+        with socket.socket() as sock:  # nobody serves the port any more: a new server can take it
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((servers.HOST, port))
+            sock.listen()
+    finally:
+        for pid in workers:
+            _kill_worker(pid)
+
+
+def _in_flight(base: str) -> float:
+    text = httpx.get(f"{base}/metrics", timeout=5).text
+    return sum(
+        float(line.split()[-1])
+        for line in text.splitlines()
+        if line.startswith("activation_in_flight_requests")
+    )
+
+
+def _owners(server_port: int, client_ports: list[int], pids: set[int]) -> dict[int, int]:
+    """Which of ``pids`` holds the server end of each loopback connection from ``client_ports``: port -> pid."""
+    inodes: dict[str, int] = {}
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote, inode = fields[1], fields[2], fields[9]
+        if int(local.split(":")[1], 16) == server_port and int(remote.split(":")[1], 16) in client_ports:
+            inodes[f"socket:[{inode}]"] = int(remote.split(":")[1], 16)
+    owners: dict[int, int] = {}
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                if (target := os.readlink(fd)) in inodes:
+                    owners[inodes[target]] = pid
+    return owners
+
+
+def test_a_killed_worker_leaves_the_in_flight_gauge(stop: list[subprocess.Popen[bytes]]) -> None:
+    # Requests whose body never comes stay in flight (as long as --body-timeout allows).
+    proc, base = servers.start("--workers", "2", "--body-timeout", "60", "--request-timeout", "120")
+    stop.append(proc)
+    port = int(base.rsplit(":", 1)[1])
+    workers = _two_workers(proc)
+    clients = [socket.create_connection((servers.HOST, port)) for _ in range(6)]
+    try:
+        for sock in clients:
+            sock.sendall(
+                b"POST /activate HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 1000\r\n\r\n{"
+            )
+        deadline = time.monotonic() + 10
+        while _in_flight(base) != len(clients) + 1 and time.monotonic() < deadline:  # and /metrics itself
+            time.sleep(0.05)
+        assert _in_flight(base) == len(clients) + 1
+        owners = _owners(port, [sock.getsockname()[1] for sock in clients], workers)
+        assert len(owners) == len(clients)
+        victim = next(iter(owners.values()))
+        held = sum(pid == victim for pid in owners.values())
+        os.kill(victim, signal.SIGKILL)
+        expected = len(clients) - held + 1
+        deadline = time.monotonic() + 10
+        while (now := _in_flight(base)) != expected and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert now == expected, f"{now} in flight, {expected} really"
+    finally:
+        for sock in clients:
+            sock.close()
+
+
+# -- uvicorn internals ----------------------------------------------------------------------------
+
+
+def test_the_uvicorn_internals_relied_on_are_there() -> None:
+    """service.lifecycle subclasses uvicorn's httptools protocol, Config and supervisor.
+
+    If this fails, uvicorn changed what they override or call: re-check
+    service.lifecycle against the new version before moving the pin in pyproject.toml.
+    """
+    assert uvicorn.__version__.startswith("0.54."), f"uvicorn {uvicorn.__version__}: not the version tested"
+    for name in (
+        "connection_made",
+        "connection_lost",
+        "data_received",
+        "on_message_begin",
+        "on_header",
+        "on_headers_complete",
+        "on_message_complete",
+        "on_response_complete",
+        "pause_writing",
+        "resume_writing",
+        "shutdown",
+        "timeout_keep_alive_handler",
+        "_unset_keepalive_if_required",
+        "_should_upgrade",
+        "_unsupported_upgrade_warning",
+        "handle_websocket_upgrade",
+        "send_400_response",
+    ):
+        assert callable(getattr(HttpToolsProtocol, name, None)), f"HttpToolsProtocol.{name}"
+    # How the server makes a protocol, and that each worker loads the (pickled) config.
+    assert list(inspect.signature(HttpToolsProtocol.__init__).parameters) == [
+        "self",
+        "config",
+        "server_state",
+        "app_state",
+        "_loop",
+    ]
+    assert "config.http_protocol_class(" in inspect.getsource(Server.startup)
+    assert "config.load()" in inspect.getsource(Server._serve)
+
+    # The state a protocol reads and the timer it shares with uvicorn.
+    async def app(scope: object, receive: object, send: object) -> None:
+        pass
+
+    limits = lifecycle.ConnectionLimits(idle_timeout=1.5)
+    config = lifecycle.ServiceConfig(app, http=lifecycle.DrainingHttpProtocol, log_config=None, limits=limits)
+    loop = asyncio.new_event_loop()
+    try:
+        protocol = lifecycle.DrainingHttpProtocol(
+            config=config, server_state=ServerState(), app_state={}, _loop=loop
+        )
+    finally:
+        loop.close()
+    assert protocol.limits is limits
+    assert protocol.timeout_keep_alive == 1.5
+    for name in (
+        "parser",
+        "cycle",
+        "pipeline",
+        "transport",
+        "flow",
+        "timeout_keep_alive_task",
+        "loop",
+        "client",
+    ):
+        assert hasattr(protocol, name), f"HttpToolsProtocol().{name}"
+    for name in ("pause_reading", "resume_reading", "pause_writing", "resume_writing", "drain"):
+        assert callable(getattr(FlowControl, name, None)), f"FlowControl.{name}"
+    cycle = inspect.getsource(RequestResponseCycle)
+    for needle in ("self.response_complete =", "self.keep_alive =", "await self.flow.drain()"):
+        assert needle in cycle, needle
+    # connection_lost releases a send waiting for the transport (what the write timeout relies on).
+    assert "self.flow.resume_writing()" in inspect.getsource(HttpToolsProtocol.connection_lost)
+    # The supervisor's hooks, and the worker's PID.
+    for name in ("keep_subprocess_alive", "handle_signals", "run"):
+        assert callable(getattr(Multiprocess, name, None)), f"Multiprocess.{name}"
+    assert "self.processes" in inspect.getsource(Multiprocess.__init__)
+    assert isinstance(inspect.getattr_static(Process, "pid"), property)

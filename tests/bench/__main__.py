@@ -45,7 +45,11 @@ import httpx
 import numpy as np
 import orjson
 
-from service import activations, api, binary
+from service import activations, binary, decode, encode
+from service.operations import plan_activate
+from service.pipeline import Pipeline
+from service.schemas import ActivateRequest
+from service.settings import Settings
 from tests import servers
 from tests.bench.tutorial import FORMULAS
 
@@ -140,9 +144,18 @@ def bench_small(seconds: int, rounds: int) -> dict[tuple[str, str], dict[str, fl
 # -- large requests -----------------------------------------------------------------------------
 
 
+LIMITS = Pipeline(Settings.model_construct()).limits
+
+
+def json_floor(body: bytes) -> bytes:
+    """The whole JSON pipeline in-process: parse, compute, serialise."""
+    request = decode.parser_for(ActivateRequest, "application/json", [], LIMITS.max_elements)(body)
+    return b"".join(encode.encode(plan_activate(request, LIMITS).run())[2])
+
+
 def npy_floor(body: bytes) -> bytes:
     entry = activations.get("sigmoid")
-    x, _ = binary.read_npy(body, "x", api.MAX_ELEMENTS)
+    x, _ = binary.read_npy(body, "x", LIMITS.max_elements)
     return binary.write_npy(entry.value(x, entry.bind()))
 
 
@@ -154,7 +167,7 @@ def bench_large(sizes: list[int], rounds: int) -> dict[int, dict[str, float]]:
             jbody, nbody = json_body(n), npy_body(n)
             json_headers = {"content-type": "application/json"}
             cases = {
-                "floor json": partial(api.activate_json, jbody),
+                "floor json": partial(json_floor, jbody),
                 "floor npy": partial(npy_floor, nbody),
                 "service json": partial(_post, client, f"{svc}/activate", jbody, json_headers),
                 "service npy": partial(

@@ -1,0 +1,164 @@
+"""Request bytes to a validated request model: JSON, or .npy/.npz with the rest in the query string.
+
+The body parser for a content type is chosen before the body is read (415
+early), and the memory that decoding a body will hold is estimated from the
+body before it is decoded (:func:`decode_cost`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import Any, TypeVar
+
+import numpy as np
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+from . import activations, binary, codec
+from .problems import RequestError
+from .schemas import ActivateRequest
+
+JSON_MEDIA_TYPE = "application/json"
+NPY_MEDIA_TYPE = binary.NPY_MEDIA_TYPE
+NPZ_MEDIA_TYPE = binary.NPZ_MEDIA_TYPE
+M = TypeVar("M", bound=BaseModel)
+Query = list[tuple[str, str]]
+Parser = Callable[[bytes | bytearray], ActivateRequest]
+
+
+def media_type(header: str) -> str:
+    return header.split(";", 1)[0].strip().lower()
+
+
+def is_json(content_type: str) -> bool:
+    kind = media_type(content_type)
+    return kind == JSON_MEDIA_TYPE or kind.endswith("+json")
+
+
+def parser_for(model: type[ActivateRequest], content_type: str, query: Query, max_elements: int) -> Parser:
+    """The body parser for a content type: JSON, or .npy/.npz with the rest in the query string."""
+    fields = _single(query)
+    kind = media_type(content_type)
+    if is_json(content_type):
+        _check_query(model, fields)  # documented for binary bodies; sent anyway, it must still be valid
+        return partial(_parse_json, model, max_elements)
+    if kind in (NPY_MEDIA_TYPE, NPZ_MEDIA_TYPE):
+        return partial(_parse_binary, model, kind, fields, max_elements)
+    raise RequestError.one(
+        415,
+        "content-type",
+        f"unsupported media type {kind[:100]!r}; send {JSON_MEDIA_TYPE}, {NPY_MEDIA_TYPE} or {NPZ_MEDIA_TYPE}",
+    )
+
+
+#: Bytes a decoded number may hold at its peak: simdjson's tape (16) and the float64 buffer (8);
+#: the exact path builds a Python float and a list slot per number instead.
+_FAST_BYTES_PER_NUMBER = 24
+_EXACT_BYTES_PER_NUMBER = 64
+
+
+def decode_cost(content_type: str, body: bytes | bytearray, max_elements: int) -> tuple[int, int]:
+    """Bytes that decoding ``body`` will hold at its peak (the body included), and the numbers it
+    holds at most, before decoding it.
+
+    JSON: from an upper bound of the numbers it holds (its commas); binary bodies:
+    from the element counts their headers declare (read with hard caps), as
+    float64 arrays (and a decompressed copy of each .npz member).
+    """
+    if is_json(content_type):
+        numbers = body.count(b",") + 1
+        per = _EXACT_BYTES_PER_NUMBER if len(body) <= codec.EXACT_MAX_BYTES else _FAST_BYTES_PER_NUMBER
+        return len(body) + per * numbers, numbers
+    kind = media_type(content_type)
+    elements = binary.declared_elements(body, kind, max_elements)
+    return len(body) + (8 if kind == NPY_MEDIA_TYPE else 16) * elements, elements
+
+
+def _parse_json(model: type[M], max_elements: int, body: bytes | bytearray) -> M:
+    return _validate(model, codec.load(body, max_elements))
+
+
+def _validate(model: type[M], data: dict[str, Any]) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise RequestError(422, [_field_error(e, model) for e in exc.errors()]) from None
+
+
+def _parse_binary(
+    model: type[M], kind: str, query: dict[str, str], max_elements: int, body: bytes | bytearray
+) -> M:
+    """A request from an .npy/.npz body and the query string (activation, axis, ... and parameters)."""
+    if kind == NPY_MEDIA_TYPE:
+        arrays = {"x": binary.read_npy(body, "x", max_elements)}
+    else:
+        arrays = binary.read_npz(body, max_elements)
+    data: dict[str, Any] = {"dtype": np.dtype(arrays["x"][1]).name}
+    fields = set(model.model_fields) - {"x", "grad", "params"}
+    params: dict[str, Any] = {}
+    for key, text in query.items():
+        if key in ("axis", "order"):
+            data[key] = _query_number(key, text, int)
+        elif key in fields:
+            data[key] = text
+        else:
+            params[key] = _query_number(f"params.{key}", text, float)
+    if "grad" in arrays and "grad" not in model.model_fields:
+        raise RequestError.one(422, "grad", "is not a known field here; send grad to /derivative")
+    data |= {name: arr for name, (arr, _) in arrays.items()} | {"params": params}
+    return _validate(model, data)
+
+
+def _single(query: Query) -> dict[str, str]:
+    """The query parameters by name; a name given twice is refused, not guessed."""
+    if len(query) > codec.MAX_KEYS:
+        raise RequestError.one(422, "query", f"has {len(query)} parameters; the most is {codec.MAX_KEYS}")
+    fields: dict[str, str] = {}
+    for key, value in query:
+        if key in fields:
+            raise RequestError.one(422, f"query.{key[:100]}", "is given more than once; give it once")
+        fields[key] = value
+    return fields
+
+
+_QUERY_CHOICES = {"dtype": ("float32", "float64"), "wrt": ("x", "params"), "order": ("1", "2")}
+
+
+def _check_query(model: type[BaseModel], query: dict[str, str]) -> None:
+    """Refuse query parameters a binary body would refuse (with a JSON body they are unused)."""
+    for key, text in query.items():
+        if key == "activation":
+            try:
+                activations.get(text)
+            except activations.UnknownActivation as exc:
+                raise RequestError.one(422, "query.activation", exc.reason) from None
+        elif key in _QUERY_CHOICES and key in model.model_fields:
+            if text not in _QUERY_CHOICES[key]:
+                raise RequestError.one(
+                    422, f"query.{key}", f"must be one of {', '.join(_QUERY_CHOICES[key])}"
+                )
+        elif key == "axis":
+            _query_number("query.axis", text, int)
+        else:
+            _query_number(f"query.{key[:100]}", text, float)
+
+
+def _query_number(field: str, text: str, kind: type[int] | type[float]) -> int | float:
+    try:
+        return kind(text)
+    except ValueError:
+        noun = "an integer" if kind is int else "a number"
+        raise RequestError.one(422, field, f"must be {noun}, got {text[:40]!r}") from None
+
+
+def _field_error(error: ErrorDetails, model: type[BaseModel]) -> tuple[str, str]:
+    field = ""
+    for part in error["loc"]:
+        field += f"[{part}]" if isinstance(part, int) else (f".{part}" if field else str(part))
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return field, f"is not a known field; expected: {', '.join(model.model_fields)}"
+    if kind == "missing":
+        return field, "is required"
+    return field, error["msg"]

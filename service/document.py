@@ -1,0 +1,180 @@
+"""The OpenAPI document: FastAPI's, for the routes it serves, plus the compute operations of the table.
+
+The compute operations are served by :mod:`service.pipeline`, not by FastAPI,
+so their entries are written here from the route table and the request and
+response models.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic.json_schema import models_json_schema
+
+from . import activations, binary
+from .routes import TABLE, UNAUTHORIZED, Operation, _problem
+from .schemas import NUMBER_ARRAY_SCHEMA, ActivateRequest, DerivativeRequest, Problem, request_examples
+
+JSON_MEDIA_TYPE = "application/json"
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+
+COMPUTE_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: _problem("The body is not valid JSON, or a binary body is damaged or truncated."),
+    401: UNAUTHORIZED,
+    408: _problem(
+        "The body paused longer than ACTIVATION_BODY_TIMEOUT (default 10 s), or the request took "
+        "longer than ACTIVATION_REQUEST_TIMEOUT (default 60 s) to arrive."
+    ),
+    413: _problem(
+        "The body is over ACTIVATION_MAX_BODY_BYTES (default 64 MiB), an array over "
+        "ACTIVATION_MAX_ELEMENTS (default 16,000,000 elements), a Jacobian over "
+        "ACTIVATION_MAX_JACOBIAN_ELEMENTS (default 25,000,000; send grad instead), or the request "
+        "would need more memory than ACTIVATION_MEMORY_BUDGET_BYTES (default 512 MiB) allows; the "
+        "reason names the cheaper form (grad instead of the Jacobian, .npy instead of JSON)."
+    ),
+    415: _problem("The body is neither JSON, .npy nor .npz."),
+    422: _problem(
+        "A field is invalid: unknown activation or parameter, a value out of bounds, "
+        "x or grad not a finite rectangular array (or beyond the float32 range with dtype float32), "
+        "axis out of range, unknown or repeated fields, order 2 of a vector function, wrt=params for a "
+        "function without parameters, or a result too large for the dtype."
+    ),
+    503: _problem(
+        "Over ACTIVATION_MAX_CONCURRENCY requests in progress, the memory budget taken by other "
+        "requests, or the server shut down before finishing this request (ACTIVATION_DRAIN_SECONDS): "
+        "retry after Retry-After seconds."
+    ),
+}
+
+_NPY_RESPONSE = {
+    "description": "The result. With Accept: application/x-npy the result array is sent as an "
+    ".npy file, with the activation and its parameters in the X-Activation and "
+    "X-Activation-Params headers and the result's name in X-Activation-Result.",
+}
+
+
+def _query(name: str, description: str, schema: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema,
+    } | extra
+
+
+def _compute_operation(op: Operation) -> dict[str, Any]:
+    """The OpenAPI operation object of a compute operation."""
+    assert op.compute is not None
+    model = op.compute.model
+    derivative = issubclass(model, DerivativeRequest)
+    binary_only = "Binary bodies only (with JSON, the body carries it)."
+    parameters = [
+        _query(
+            "activation",
+            f"{binary_only} The activation's name; required with a binary body.",
+            {"type": "string", "enum": activations.all_names()},
+        ),
+        _query("axis", binary_only, {"type": "integer"}),
+        _query(
+            "dtype",
+            f"{binary_only} Defaults to the dtype of the .npy array.",
+            {"type": "string", "enum": ["float32", "float64"]},
+        ),
+        _query(
+            "params",
+            f"{binary_only} Each parameter as its own query parameter, e.g. ?negative_slope=0.1.",
+            {"type": "object", "additionalProperties": {"type": "number"}},
+            style="form",
+            explode=True,
+        ),
+    ]
+    if derivative:
+        parameters += [
+            _query("order", binary_only, {"type": "integer", "enum": [1, 2]}),
+            _query("wrt", binary_only, {"type": "string", "enum": ["x", "params"]}),
+        ]
+    content: dict[str, Any] = {
+        JSON_MEDIA_TYPE: {
+            "schema": {"$ref": f"#/components/schemas/{model.__name__}"},
+            "examples": request_examples(derivative=derivative),
+        },
+        binary.NPY_MEDIA_TYPE: _BINARY
+        | {"description": "x as an .npy file (float32 or float64, any shape); the rest in the query string."},
+    }
+    if derivative:
+        content[binary.NPZ_MEDIA_TYPE] = _BINARY | {
+            "description": "An .npz archive with the arrays x and grad (np.savez); the rest in the query string."
+        }
+    response = op.compute.response_model.__name__
+    return {
+        "tags": list(op.tags),
+        "summary": op.summary,
+        "description": op.route.get("description", ""),
+        "operationId": op.operation_id,
+        "parameters": parameters,
+        "requestBody": {"required": True, "content": content},
+        "responses": {
+            "200": _NPY_RESPONSE
+            | {
+                "content": {
+                    JSON_MEDIA_TYPE: {"schema": {"$ref": f"#/components/schemas/{response}"}},
+                    binary.NPY_MEDIA_TYPE: _BINARY,
+                }
+            },
+            **{str(status): answer for status, answer in sorted(COMPUTE_ERRORS.items())},
+        },
+    }
+
+
+def document(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document plus the compute operations and the schemas of the bodies they parse."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title,
+        version=app.version,
+        description=app.description,
+        routes=app.routes,
+        tags=app.openapi_tags,
+    )
+    compute = [op for op in TABLE if op.compute is not None]
+    paths = {op.path: {op.method.lower(): _compute_operation(op)} for op in compute}
+    schema["paths"] = paths | schema.get("paths", {})
+    models: list[Any] = [
+        (ActivateRequest, "validation"),
+        (DerivativeRequest, "validation"),
+        (Problem, "validation"),
+    ]
+    models += [(op.compute.response_model, "serialization") for op in compute if op.compute]
+    _, extra = models_json_schema(models, ref_template="#/components/schemas/{model}")
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    # FastAPI documents a 422 with its own error shape on every route that has
+    # parameters; the routes here answer problem+json, documented per route.
+    for item in schema["paths"].values():
+        for operation in item.values():
+            default_422 = operation["responses"].get("422", {})
+            if "HTTPValidationError" in str(default_422):
+                del operation["responses"]["422"]
+    components.pop("HTTPValidationError", None)
+    components.pop("ValidationError", None)
+    components.update(extra.get("$defs", {}))
+    components["NumberArray"] = NUMBER_ARRAY_SCHEMA
+    # The Authorize button of /docs: a bearer key, required only when ACTIVATION_API_KEYS is set.
+    schema["components"]["securitySchemes"] = {
+        "bearer": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "An ACTIVATION_API_KEYS key, when keys are set.",
+        }
+    }
+    by_path = {op.path: op for op in TABLE}
+    for path, item in schema["paths"].items():
+        op = by_path.get(path)
+        if op is not None and not op.open:
+            for operation in item.values():
+                operation["security"] = [{"bearer": []}, {}]
+    app.openapi_schema = schema
+    return schema

@@ -1,0 +1,249 @@
+"""The one pipeline that serves every compute operation, JSON and binary, as plain ASGI.
+
+For each request, in order:
+
+1. the body parser is chosen from the content type (415 before any byte is read);
+2. the body is read within the byte limit (413) and the time limits (408:
+   ACTIVATION_BODY_TIMEOUT between reads, ACTIVATION_MIN_BODY_RATE for large
+   bodies, ACTIVATION_REQUEST_TIMEOUT in all), its memory reserved from the
+   budget's body share before its first byte is read (:mod:`service.budget`);
+3. a concurrency slot is taken (503 past ACTIVATION_MAX_CONCURRENCY): only now,
+   so a slow client never holds one while it sends;
+4. the memory that decoding will hold is reserved, the body decoded and the
+   work planned (:mod:`service.operations`), then the memory of the
+   computation and of the encoded reply is reserved (413 if it could never
+   fit, 503 if it does not fit now);
+5. the plan is computed and encoded, on the event loop when it is small, in a
+   bounded pool of worker threads otherwise, so probes are always answered;
+6. the slot is released and the reply sent in pieces; its memory stays
+   reserved until the last piece is handed over (or the connection is closed,
+   see ACTIVATION_WRITE_TIMEOUT in :mod:`service.lifecycle`).
+
+FastAPI's per-request machinery (routing, dependency solving, the Request
+object) costs about as much as a whole /healthz call, so these operations do
+not go through it; :mod:`service.routes` sends them here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl
+
+from starlette.types import Receive, Scope, Send
+
+from . import activations, decode, encode
+from .budget import Budget, Reservation
+from .lifecycle import in_daemon_thread
+from .operations import Limits, Plan
+from .problems import RequestError, problem, response_for
+from .routes import Compute
+from .settings import Settings
+
+T = TypeVar("T")
+
+#: Bodies up to this size are decoded on the event loop (unless compressed); larger ones in a worker.
+INLINE_BODY_BYTES = 64 * 1024
+#: Plans that touch up to this many elements run on the event loop; larger ones in a worker.
+INLINE_WORK = 16 * 1024
+#: Bytes a number of the input needs in the plainest computation (its result and one temporary).
+AHEAD_BYTES_PER_NUMBER = 16
+#: Seconds a large body has before ACTIVATION_MIN_BODY_RATE applies.
+BODY_RATE_GRACE = 2.0
+
+
+class Pipeline:
+    """Serves the compute operations of one process, within its limits and its memory budget."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.limits = Limits(settings.max_body_bytes, settings.max_elements, settings.max_jacobian_elements)
+        self.budget = Budget(settings.memory_budget_bytes, wait=settings.queue_timeout)
+        self.min_body_rate = settings.min_body_rate
+        self.max_concurrency = settings.max_concurrency
+        self.body_timeout = settings.body_timeout
+        self.request_timeout = settings.request_timeout
+        self.threads = settings.compute_threads
+        self.active = 0
+        self._pool: asyncio.Semaphore | None = None
+        activations.set_threads(settings.compute_threads)
+
+    async def __call__(self, compute: Compute, scope: Scope, receive: Receive, send: Send) -> None:
+        info = scope.get("state", {}).get("observe")
+        reservation = self.budget.reservation()
+        try:
+            try:
+                reply = await self.handle(compute, scope, receive, reservation, info)
+            except asyncio.CancelledError:
+                # The drain ran out of time (ACTIVATION_DRAIN_SECONDS) before this request was
+                # answered: say so, so that the client retries elsewhere, and end the request here.
+                reason = (
+                    "the server shut down before finishing this request (ACTIVATION_DRAIN_SECONDS); retry"
+                )
+                response = problem(503, [("", reason)], {"retry-after": "1"})
+            except Exception as exc:
+                response = response_for(exc, f"{scope['method']} {scope['path'][:100]}")
+            else:
+                await send_pieces(send, *reply)
+                return
+            await response(scope, receive, send)
+        finally:
+            reservation.release()
+
+    async def handle(
+        self,
+        compute: Compute,
+        scope: Scope,
+        receive: Receive,
+        reservation: Reservation,
+        info: dict[str, Any] | None,
+    ) -> encode.Reply:
+        """One compute request, from its ASGI ``receive`` to the encoded reply."""
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        content_type = headers.get("content-type", decode.JSON_MEDIA_TYPE)
+        parse = decode.parser_for(compute.model, content_type, query, self.limits.max_elements)
+        npy_out = encode.wants_npy(headers.get("accept", ""))
+        body = await self.read_body(receive, headers.get("content-length"), reservation)
+        if self.active >= self.max_concurrency:
+            # Shed load rather than queue without bound; the client retries after a second.
+            reason = f"busy: {self.active} requests in progress (ACTIVATION_MAX_CONCURRENCY); retry shortly"
+            raise RequestError(503, [("", reason)], {"retry-after": "1"})
+        self.active += 1
+        try:
+            cost, numbers = decode.decode_cost(content_type, body, self.limits.max_elements)
+            # Reserved with the decoding, in advance: what the plainest computation of that many
+            # numbers and its reply will need, so that most requests wait for memory only once.
+            ahead = AHEAD_BYTES_PER_NUMBER * numbers + encode.reply_bytes(numbers, "float64", npy_out)
+            await reservation.grow(
+                max(0, cost - reservation.size) + ahead,
+                "body",
+                "decoding it",
+                "send the array as .npy instead of JSON",
+            )
+            # Only now does the body leave the body share: bodies waiting to be worked on hold
+            # at most half the budget, so those at work can always finish.
+            reservation.body_received()
+            holder = [body]
+            del body
+
+            def decode_and_plan() -> Plan:
+                # The body leaves the holder as it is parsed, so it can be freed before the work.
+                return compute.plan(parse(holder.pop()), self.limits, info)
+
+            inline = (
+                len(holder[0]) <= INLINE_BODY_BYTES
+                and decode.media_type(content_type) != decode.NPZ_MEDIA_TYPE
+            )
+            plan = decode_and_plan() if inline else await self.in_pool(decode_and_plan)
+            cheaper = [plan.cheaper] if plan.cheaper else []
+            if not npy_out:
+                cheaper.append("ask for the result as .npy (Accept: application/x-npy), 8 bytes a number")
+            await reservation.grow(
+                max(
+                    0, plan.workspace + encode.reply_bytes(plan.result_elements, plan.dtype, npy_out) - ahead
+                ),
+                "x",
+                "the result",
+                "; or ".join(cheaper),
+                urgent=True,  # already holding its input: served before requests yet to start
+            )
+
+            def run() -> encode.Reply:
+                return encode.encode(plan.run(), npy_out)
+
+            return run() if plan.work <= INLINE_WORK else await self.in_pool(run)
+        finally:
+            self.active -= 1
+
+    async def in_pool(self, work: Callable[[], T]) -> T:
+        """``work()`` in a worker thread, at most ACTIVATION_COMPUTE_THREADS at a time."""
+        if self._pool is None:
+            self._pool = asyncio.Semaphore(self.threads)
+        async with self._pool:
+            return await in_daemon_thread(work)
+
+    async def read_body(
+        self, receive: Receive, content_length: str | None, reservation: Reservation
+    ) -> bytes:
+        """The request body in one buffer, within the byte limit, the time limits and the memory budget.
+
+        A body over INLINE_BODY_BYTES reserves its declared length from the body share
+        of the budget before its first byte is read (a chunked one grows as it arrives),
+        and must then average ACTIVATION_MIN_BODY_RATE after a grace of BODY_RATE_GRACE
+        seconds: a client that declares a large body and trickles it cannot hold the
+        memory for long.
+        """
+        limit = self.limits.max_body_bytes
+        declared = int(content_length) if content_length and content_length.isdigit() else None
+        if declared is not None and declared > limit:
+            raise RequestError.one(
+                413, "body", f"is {declared} bytes; the limit is {limit} (ACTIVATION_MAX_BODY_BYTES)"
+            )
+        large = declared is None or declared > INLINE_BODY_BYTES
+        if declared:
+            # Twice the declared length: the pieces as they arrive, and the buffer they are joined into.
+            await reservation.grow(2 * declared, "body", "receiving it", body=large)
+        chunks: list[bytes] = []
+        size = 0
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        while True:
+            message = await self._receive(receive, start, size if large else None)
+            if message["type"] == "http.disconnect":
+                raise RequestError.one(400, "body", "the client disconnected before sending the whole body")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise RequestError.one(
+                    413, "body", f"exceeds the limit of {limit} bytes (ACTIVATION_MAX_BODY_BYTES)"
+                )
+            if size > (declared or 0):  # beyond what was declared: a chunked body
+                await reservation.grow(2 * len(chunk), "body", "receiving it", body=True)
+            if not message.get("more_body", False):
+                break
+            chunks.append(chunk)
+        if chunks:
+            chunks.append(chunk)
+            chunk = b"".join(chunks)
+            chunks.clear()
+        reservation.shrink(size, body=True)  # one copy is left
+        return bytes(chunk)  # (no copy: it is bytes already)
+
+    async def _receive(self, receive: Receive, start: float, received: int | None) -> Any:
+        """The next ASGI message, or 408 once the client pauses too long, is too slow or too late.
+
+        ``received`` (bytes so far) is given for large bodies, which must keep the minimum rate.
+        """
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        limits = {
+            f"paused for over {self.body_timeout:g} s (ACTIVATION_BODY_TIMEOUT)": now + self.body_timeout,
+            f"did not arrive within {self.request_timeout:g} s (ACTIVATION_REQUEST_TIMEOUT)": start
+            + self.request_timeout,
+        }
+        if received is not None:
+            rate = f"arrived slower than {self.min_body_rate} bytes/s (ACTIVATION_MIN_BODY_RATE)"
+            limits[rate] = start + BODY_RATE_GRACE + received / self.min_body_rate
+        reason, deadline = min(limits.items(), key=lambda item: item[1])
+        if deadline > now:
+            try:
+                async with asyncio.timeout(deadline - now):
+                    return await receive()
+            except TimeoutError:
+                pass
+        raise RequestError(408, [("body", reason)], {"connection": "close"})
+
+
+async def send_pieces(
+    send: Send, media_type: str, extra: dict[str, str], parts: list[bytes | memoryview]
+) -> None:
+    """Send a 200 response piece by piece: no joined copy of a large body, and
+    uvicorn waits for the socket to drain between pieces instead of buffering."""
+    length = sum(len(p) for p in parts)
+    headers = [(b"content-type", media_type.encode()), (b"content-length", str(length).encode())]
+    headers += [(k.encode(), v.encode()) for k, v in extra.items()]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    last = len(parts) - 1
+    for i, part in enumerate(parts):
+        await send({"type": "http.response.body", "body": part, "more_body": i < last})

@@ -1,0 +1,280 @@
+"""The one table of routes, and the endpoints that are not compute operations.
+
+Each :class:`Operation` says everything a layer needs about a route: method
+and path (relative to the root path), operation id and OpenAPI text, the
+metric label, whether it is open when API keys are set, and what serves it
+(a compute operation for :mod:`service.pipeline`, or an endpoint for
+FastAPI).  Routing, authentication, metrics, load shedding and the OpenAPI
+document are all derived from :data:`TABLE`; no other module lists paths.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Annotated, Any
+
+from fastapi import Path, Query
+from starlette.responses import Response
+from starlette.types import Scope
+
+from . import activations, codec, operations, pages
+from .lifecycle import DRAINING
+from .observe import metrics_text
+from .problems import PROBLEM_MEDIA_TYPE, RequestError
+from .schemas import (
+    ActivateRequest,
+    ActivateResponse,
+    ActivationInfo,
+    Catalog,
+    DerivativeRequest,
+    DerivativeResponse,
+    Health,
+)
+
+JSON_MEDIA_TYPE = "application/json"
+
+
+@dataclass(frozen=True)
+class Compute:
+    """A compute operation: its request model and the function that plans its work."""
+
+    model: type[ActivateRequest]
+    plan: Callable[[ActivateRequest, operations.Limits, dict[str, Any] | None], operations.Plan]
+    response_model: type[Any]
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    #: Relative to the root path; ``{name}`` matches one segment; a path ending in "/" with
+    #: ``prefix`` matches everything under it.
+    path: str
+    #: The metrics label: the path as written here, so label values stay bounded.
+    label: str = ""
+    #: Served without a key when API keys are set (probes, metrics, docs, the playground).
+    open: bool = False
+    prefix: bool = False
+    operation_id: str | None = None
+    summary: str | None = None
+    tags: tuple[str, ...] = ()
+    compute: Compute | None = None
+    #: A FastAPI endpoint; None for compute operations and for what FastAPI serves itself.
+    endpoint: Callable[..., Any] | None = None
+    responses: Mapping[int | str, Any] = field(default_factory=dict)
+    route: Mapping[str, Any] = field(default_factory=dict)  # more arguments for FastAPI's add_api_route
+
+    @property
+    def metric(self) -> str:
+        return self.label or self.path
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+
+
+UNAUTHORIZED = _problem("An API key is required (when ACTIVATION_API_KEYS is set) and was missing or wrong.")
+
+
+# -- endpoints --------------------------------------------------------------------------------
+
+UseTag = Enum("UseTag", {tag: tag for tag in activations.USES}, type=str)  # type: ignore[misc]
+_CATALOG = {entry.name: ActivationInfo.of(entry) for entry in activations.entries()}
+
+
+def list_activations(
+    use: UseTag = Query(None, description="Only activations with this typical use."),  # noqa: B008
+) -> Catalog:
+    """Every activation with its parameters, formulas, range, kinks and typical use."""
+    return Catalog(
+        activations=[info for info in _CATALOG.values() if use is None or use.value in info.typical_use]
+    )
+
+
+def get_activation(
+    name: Annotated[
+        str,
+        Path(
+            description="A canonical name or an alias (PyTorch, JAX and Keras spellings).",
+            openapi_examples={
+                "gelu": {"summary": "a canonical name", "value": "gelu"},
+                "SiLU": {"summary": "an alias (PyTorch)", "value": "SiLU"},
+            },
+        ),
+    ],
+) -> ActivationInfo:
+    """One catalog entry, by canonical name or alias."""
+    try:
+        return _CATALOG[activations.get(name).name]
+    except activations.UnknownActivation as exc:
+        raise RequestError.one(404, exc.field, exc.reason) from None
+
+
+_OK = codec.dumps(Health(status="ok").model_dump())
+
+
+async def healthz() -> Response:
+    """200 while the process serves requests."""
+    return Response(_OK, media_type=JSON_MEDIA_TYPE)
+
+
+async def readyz() -> Response:
+    """200 when the service is ready to take traffic; 503 while it drains."""
+    if DRAINING.is_set():
+        raise RequestError(503, [("", "draining: the process is shutting down")], {"retry-after": "1"})
+    return Response(_OK, media_type=JSON_MEDIA_TYPE)
+
+
+def metrics() -> Response:
+    """Requests by route, status and activation; latency; elements computed; requests in flight."""
+    body, media_type = metrics_text()
+    return Response(body, media_type=media_type)
+
+
+# -- the table -----------------------------------------------------------------------------------
+
+TABLE: tuple[Operation, ...] = (
+    Operation(
+        "POST",
+        "/activate",
+        operation_id="activate",
+        summary="Evaluate an activation function",
+        tags=("compute",),
+        compute=Compute(ActivateRequest, operations.plan_activate, ActivateResponse),
+        route={
+            "description": "y = f(x) for every element of x (vector functions such as softmax: along `axis`)."
+        },
+    ),
+    Operation(
+        "POST",
+        "/derivative",
+        operation_id="derivative",
+        summary="Differentiate an activation function at x",
+        tags=("compute",),
+        compute=Compute(DerivativeRequest, operations.plan_derivative, DerivativeResponse),
+        route={
+            "description": "The derivative at the input x (never at an already-activated value).\n\n"
+            "Without `grad`: `dydx`, which is f'(x) for elementwise functions and the Jacobian along "
+            "`axis` (shape x.shape + [n]) for vector functions. With `grad` (dL/dy, x's shape): "
+            "`grad_x` = gᵀJ, the vector-Jacobian product that backpropagation needs."
+        },
+    ),
+    Operation(
+        "GET",
+        "/activations",
+        operation_id="list_activations",
+        summary="The catalog of activation functions",
+        tags=("catalog",),
+        endpoint=list_activations,
+        responses={401: UNAUTHORIZED, 422: _problem("Unknown value of `use`.")},
+        route={"response_model": Catalog},
+    ),
+    Operation(
+        "GET",
+        "/activations/{name}",
+        operation_id="get_activation",
+        summary="One activation function",
+        tags=("catalog",),
+        endpoint=get_activation,
+        responses={401: UNAUTHORIZED, 404: _problem("No activation has this name or alias.")},
+        route={"response_model": ActivationInfo},
+    ),
+    Operation(
+        "GET",
+        "/healthz",
+        open=True,
+        operation_id="healthz",
+        summary="Liveness",
+        tags=("health",),
+        endpoint=healthz,
+        route={"response_model": Health},
+    ),
+    Operation(
+        "GET",
+        "/readyz",
+        open=True,
+        operation_id="readyz",
+        summary="Readiness",
+        tags=("health",),
+        endpoint=readyz,
+        responses={
+            503: _problem("Draining after SIGTERM: in-flight requests finish, new ones go elsewhere.")
+        },
+        route={"response_model": Health},
+    ),
+    Operation(
+        "GET",
+        "/metrics",
+        open=True,
+        operation_id="metrics",
+        summary="Prometheus metrics",
+        tags=("health",),
+        endpoint=metrics,
+        responses={
+            200: {
+                "description": "Prometheus text format.",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            }
+        },
+        route={"response_class": Response},
+    ),
+    # Pages for people, outside the OpenAPI document.
+    Operation("GET", "/", open=True, endpoint=pages.playground, route=pages.HTML),
+    Operation("GET", "/docs", open=True, endpoint=pages.swagger_ui, route=pages.HTML),
+    Operation("GET", "/redoc", open=True, endpoint=pages.redoc, route=pages.HTML),
+    Operation("GET", "/openapi.json", open=True),  # served by FastAPI itself
+    Operation("GET", "/static/redoc.standalone.js", open=True, label="/static", endpoint=pages.redoc_bundle),
+    Operation("GET", "/static/", open=True, prefix=True, label="/static"),  # pages.mount_static
+)
+
+
+# -- matching -----------------------------------------------------------------------------------
+
+
+def route_path(scope: Scope) -> str:
+    """The path relative to the root path, as Starlette routes on it (``starlette._utils.get_route_path``).
+
+    uvicorn puts the root path (``--root-path``) in front of ``scope["path"]``;
+    every layer routes on what follows it.
+    """
+    path: str = scope["path"]
+    root = scope.get("root_path", "")
+    if not root or not path.startswith(root):
+        return path
+    if path == root:
+        return ""
+    return path[len(root) :] if path[len(root)] == "/" else path
+
+
+def _pattern(op: Operation) -> re.Pattern[str]:
+    if op.prefix:
+        return re.compile(re.escape(op.path) + ".*")
+    return re.compile(re.sub(r"\\\{[a-z_]+\\\}", "[^/]+", re.escape(op.path)))
+
+
+class Table:
+    """The operations of :data:`TABLE`, found by path and method."""
+
+    def __init__(self, operations: tuple[Operation, ...] = TABLE) -> None:
+        self.operations = operations
+        self._exact: dict[str, list[Operation]] = {}
+        self._patterns: list[tuple[re.Pattern[str], Operation]] = []
+        for op in operations:
+            if op.prefix or "{" in op.path:
+                self._patterns.append((_pattern(op), op))
+            else:
+                self._exact.setdefault(op.path, []).append(op)
+
+    def find(self, method: str, path: str) -> tuple[Operation | None, bool]:
+        """The operation for a request, and whether the path is known at all (for 405 vs 404)."""
+        candidates = self._exact.get(path) or [op for p, op in self._patterns if p.fullmatch(path)]
+        method = "GET" if method == "HEAD" else method
+        for op in candidates:
+            if op.method == method:
+                return op, True
+        return None, bool(candidates)
