@@ -186,9 +186,13 @@ async def in_daemon_thread(work: Callable[[], T]) -> T:
         try:
             result, error = work(), None
         except BaseException as exc:  # handed to the awaiting request, which reports it
-            result, error = None, exc
+            # Without its traceback and context: their frames hold the request's body and
+            # buffers, and a traceback's frame cycle would keep them until a garbage collection.
+            result, error = None, exc.with_traceback(None)
+            error.__context__ = error.__cause__ = None
         with contextlib.suppress(RuntimeError):  # the event loop has closed: nobody waits any more
             loop.call_soon_threadsafe(settle, result, error)
+        error = None
 
     threading.Thread(target=run, name="compute", daemon=True).start()
     return await future

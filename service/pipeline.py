@@ -217,22 +217,23 @@ class Pipeline:
         """
         loop = asyncio.get_running_loop()
         now = loop.time()
-        limits = {
-            f"paused for over {self.body_timeout:g} s (ACTIVATION_BODY_TIMEOUT)": now + self.body_timeout,
-            f"did not arrive within {self.request_timeout:g} s (ACTIVATION_REQUEST_TIMEOUT)": start
-            + self.request_timeout,
-        }
+        deadline, which = min((now + self.body_timeout, 0), (start + self.request_timeout, 1))
         if received is not None:
-            rate = f"arrived slower than {self.min_body_rate} bytes/s (ACTIVATION_MIN_BODY_RATE)"
-            limits[rate] = start + BODY_RATE_GRACE + received / self.min_body_rate
-        reason, deadline = min(limits.items(), key=lambda item: item[1])
+            deadline, which = min(
+                (deadline, which), (start + BODY_RATE_GRACE + received / self.min_body_rate, 2)
+            )
         if deadline > now:
             try:
                 async with asyncio.timeout(deadline - now):
                     return await receive()
             except TimeoutError:
                 pass
-        raise RequestError(408, [("body", reason)], {"connection": "close"})
+        reasons = (
+            f"paused for over {self.body_timeout:g} s (ACTIVATION_BODY_TIMEOUT)",
+            f"did not arrive within {self.request_timeout:g} s (ACTIVATION_REQUEST_TIMEOUT)",
+            f"arrived slower than {self.min_body_rate} bytes/s (ACTIVATION_MIN_BODY_RATE)",
+        )
+        raise RequestError(408, [("body", reasons[which])], {"connection": "close"})
 
 
 async def send_pieces(

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.servers import HOST, free_port
+from tests.servers import HOST, free_port, stop
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
@@ -70,11 +70,4 @@ def nginx(upstream: str, prefix: str = "/api") -> Iterator[str]:
                     time.sleep(0.05)
             yield f"http://{HOST}:{port}{prefix}"
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            if proc.stderr:
-                proc.stderr.close()
+            stop(proc)

@@ -169,13 +169,18 @@ def test_docs_authorize_button_makes_try_it_out_work(visit: Visit, secured: str)
     block = page.locator(".opblock-post").filter(has_text="/activate").first
     block.locator(".opblock-summary").click()
     assert _execute(block) == "401"  # keys are set and none was given
-    page.locator("button.authorize").first.click()
-    dialog = page.locator(".modal-ux")
-    dialog.locator("#auth-bearer-value").fill(KEY)
-    dialog.get_by_role("button", name="Apply credentials").click()
-    dialog.locator("button.btn-done").click()
+    authorize(page, KEY)
     assert _execute(block) == "200"
     visit.shot("docs-authorized")
+
+
+def authorize(page: Page, key: str) -> None:
+    """Give /docs a key through its Authorize dialog."""
+    page.locator("button.authorize").first.click()
+    dialog = page.locator(".modal-ux")
+    dialog.locator("#auth-bearer-value").fill(key)
+    dialog.get_by_role("button", name="Apply credentials").click()
+    dialog.locator("button.btn-done").click()
 
 
 def test_playground_works_with_a_key_when_keys_are_set(visit: Visit, secured: str) -> None:

@@ -10,7 +10,7 @@ import pytest
 from tests import proxy, servers
 from tests.browsing import Visit
 from tests.test_api import assert_problem
-from tests.test_browser import _execute
+from tests.test_browser import _execute, authorize
 
 KEY = "proxy-test-key"
 AUTH = {"authorization": f"Bearer {KEY}"}
@@ -84,10 +84,6 @@ def test_try_it_out_through_the_proxy(visit: Visit, behind: tuple[str, str]) -> 
     block = page.locator(".opblock-post").filter(has_text="/activate").first
     block.locator(".opblock-summary").click()
     assert _execute(block) == "401"
-    page.locator("button.authorize").first.click()
-    dialog = page.locator(".modal-ux")
-    dialog.locator("#auth-bearer-value").fill(KEY)
-    dialog.get_by_role("button", name="Apply credentials").click()
-    dialog.locator("button.btn-done").click()
+    authorize(page, KEY)
     assert _execute(block) == "200"
     visit.shot("docs-behind-nginx")
