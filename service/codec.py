@@ -320,6 +320,8 @@ _NOT_NUMBER = re.compile(rb"[^0-9eE+\-.,\s]")
 
 def count_byte(body: bytes | bytearray, byte: bytes) -> int:
     """How often ``byte`` occurs in ``body``: vectorised (bytes.count is 5x slower on large bodies)."""
+    if len(body) < 1 << 16:
+        return body.count(byte)  # (faster than NumPy's setup on small bodies)
     return int(np.count_nonzero(np.frombuffer(body, np.uint8) == ord(byte)))
 
 

@@ -259,3 +259,12 @@ async def test_an_error_from_a_worker_thread_keeps_none_of_its_frames() -> None:
         frames.append(tb.tb_frame.f_code.co_name)
         tb = tb.tb_next
     assert "work" not in frames
+
+
+async def test_echoed_names_are_cut_to_a_hundred_characters(root: str) -> None:
+    async with asgi_client(app_with(), root) as c:
+        r = await c.post("/activate", json={"activation": "r" * 10_000, "x": [1], "params": {"p" * 5000: 1}})
+        assert_problem(r, 422, "activation", "unknown activation")
+        assert "r" * 101 not in r.text
+        assert "p" * 101 not in r.text
+        assert len(r.content) < 4000

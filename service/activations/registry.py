@@ -751,7 +751,7 @@ def get(name: str) -> Activation:
         return _BY_NAME[name]
     except KeyError:
         raise UnknownActivation(
-            "activation", f"unknown activation {name!r}; expected one of: {', '.join(names())}"
+            "activation", f"unknown activation {name[:100]!r}; expected one of: {', '.join(names())}"
         ) from None
 
 
