@@ -318,11 +318,23 @@ _EMPTY_ELEMENT = re.compile(rb"[\[,]\s*[,\]]")
 _NOT_NUMBER = re.compile(rb"[^0-9eE+\-.,\s]")
 
 
+_COUNT_SLICE = 1 << 18
+
+
 def count_byte(body: bytes | bytearray, byte: bytes) -> int:
     """How often ``byte`` occurs in ``body``: vectorised (bytes.count is 5x slower on large bodies)."""
     if len(body) < 1 << 16:
         return body.count(byte)  # (faster than NumPy's setup on small bodies)
-    return int(np.count_nonzero(np.frombuffer(body, np.uint8) == ord(byte)))
+    data = np.frombuffer(body, np.uint8)
+    # In slices through one small buffer: a comparison of the whole body would allocate (and
+    # fault in) a buffer as large as the body each time, which cost up to 46 ms on 18 MB.
+    mask = np.empty(_COUNT_SLICE, dtype=bool)
+    total = 0
+    for start in range(0, data.size, _COUNT_SLICE):
+        part = data[start : start + _COUNT_SLICE]
+        np.equal(part, ord(byte), out=mask[: part.size])
+        total += int(np.count_nonzero(mask[: part.size]))
+    return total
 
 
 def _once(body: bytes | bytearray, pattern: bytes) -> bool:
