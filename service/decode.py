@@ -31,16 +31,15 @@ def media_type(header: str) -> str:
     return header.split(";", 1)[0].strip().lower()
 
 
-def is_json(content_type: str) -> bool:
-    kind = media_type(content_type)
+def is_json(kind: str) -> bool:
+    """Whether a media type (as :func:`media_type` gives it) is JSON."""
     return kind == JSON_MEDIA_TYPE or kind.endswith("+json")
 
 
-def parser_for(model: type[ActivateRequest], content_type: str, query: Query, max_elements: int) -> Parser:
-    """The body parser for a content type: JSON, or .npy/.npz with the rest in the query string."""
+def parser_for(model: type[ActivateRequest], kind: str, query: Query, max_elements: int) -> Parser:
+    """The body parser for a media type: JSON, or .npy/.npz with the rest in the query string."""
     fields = _single(query)
-    kind = media_type(content_type)
-    if is_json(content_type):
+    if is_json(kind):
         _check_query(model, fields)  # documented for binary bodies; sent anyway, it must still be valid
         return partial(_parse_json, model, max_elements)
     if kind in (NPY_MEDIA_TYPE, NPZ_MEDIA_TYPE):
@@ -59,7 +58,7 @@ _EXACT_BYTES_PER_NUMBER = 64
 _DOCUMENT_PARSER_FACTOR = 6
 
 
-def decode_cost(content_type: str, body: bytes | bytearray, max_elements: int) -> tuple[int, int]:
+def decode_cost(kind: str, body: bytes | bytearray, max_elements: int) -> tuple[int, int]:
     """Bytes that decoding ``body`` will hold at its peak (the body included), and the numbers it
     holds at most, before decoding it.
 
@@ -67,7 +66,7 @@ def decode_cost(content_type: str, body: bytes | bytearray, max_elements: int) -
     from the element counts their headers declare (read with hard caps), as
     float64 arrays (and a decompressed copy of each .npz member).
     """
-    if is_json(content_type):
+    if is_json(kind):
         numbers = codec.count_byte(body, b",") + 1
         if codec.is_flat(body):  # parsed in segments: each segment's parser is small
             return len(body) + _FAST_BYTES_PER_NUMBER * numbers, numbers
@@ -75,7 +74,6 @@ def decode_cost(content_type: str, body: bytes | bytearray, max_elements: int) -
         # body of a million keys; 2.2 times for numbers); up to EXACT_MAX_BYTES the exact path may follow.
         per = _EXACT_BYTES_PER_NUMBER if len(body) <= codec.EXACT_MAX_BYTES else _FAST_BYTES_PER_NUMBER
         return _DOCUMENT_PARSER_FACTOR * len(body) + per * numbers, numbers
-    kind = media_type(content_type)
     elements = binary.declared_elements(body, kind, max_elements)
     return len(body) + (8 if kind == NPY_MEDIA_TYPE else 16) * elements, elements
 

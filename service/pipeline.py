@@ -101,8 +101,8 @@ class Pipeline:
         """One compute request, from its ASGI ``receive`` to the encoded reply."""
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
-        content_type = headers.get("content-type", decode.JSON_MEDIA_TYPE)
-        parse = decode.parser_for(compute.model, content_type, query, self.limits.max_elements)
+        kind = decode.media_type(headers.get("content-type", decode.JSON_MEDIA_TYPE))
+        parse = decode.parser_for(compute.model, kind, query, self.limits.max_elements)
         npy_out = encode.wants_npy(headers.get("accept", ""))
         body = await self.read_body(receive, headers.get("content-length"), reservation)
         if self.active >= self.max_concurrency:
@@ -111,9 +111,46 @@ class Pipeline:
             raise RequestError(503, [("", reason)], {"retry-after": "1"})
         self.active += 1
         try:
-            cost, numbers = decode.decode_cost(content_type, body, self.limits.max_elements)
-            # Reserved with the decoding, in advance: what the plainest computation of that many
-            # numbers and its reply will need, so that most requests wait for memory only once.
+            plan = await self.admit(compute, parse, kind, body, npy_out, reservation, info)
+
+            def run() -> encode.Reply:
+                return encode.encode(plan.run(), npy_out)
+
+            return run() if plan.work <= INLINE_WORK else await self.in_pool(run)
+        finally:
+            self.active -= 1
+
+    async def admit(
+        self,
+        compute: Compute,
+        parse: decode.Parser,
+        kind: str,
+        body: bytes,
+        npy_out: bool,
+        reservation: Reservation,
+        info: dict[str, Any] | None,
+    ) -> Plan:
+        """Decode and plan the request, its memory reserved before it is held.
+
+        A small body (up to INLINE_BODY_BYTES, not an archive) is decoded on the event
+        loop, one at a time, holding at most a few MiB; its whole cost is reserved in
+        one step once it is planned.  A larger one reserves what decoding will hold
+        (and, in advance, what the plainest computation of that many numbers needs)
+        before it is decoded in a worker thread, then the rest of its plan's cost.
+        """
+        cost, numbers = decode.decode_cost(kind, body, self.limits.max_elements)
+        small = len(body) <= INLINE_BODY_BYTES and kind != decode.NPZ_MEDIA_TYPE
+        holder = [body]
+        del body
+
+        def decode_and_plan() -> Plan:
+            # The body leaves the holder as it is parsed, so it can be freed before the work.
+            return compute.plan(parse(holder.pop()), self.limits, info)
+
+        if small:
+            plan = decode_and_plan()
+            already = -cost  # nothing is reserved yet: the decoding's cost comes with the rest
+        else:
             ahead = AHEAD_BYTES_PER_NUMBER * numbers + encode.reply_bytes(numbers, "float64", npy_out)
             await reservation.grow(
                 max(0, cost - reservation.size) + ahead,
@@ -124,37 +161,19 @@ class Pipeline:
             # Only now does the body leave the body share: bodies waiting to be worked on hold
             # at most half the budget, so those at work can always finish.
             reservation.body_received()
-            holder = [body]
-            del body
-
-            def decode_and_plan() -> Plan:
-                # The body leaves the holder as it is parsed, so it can be freed before the work.
-                return compute.plan(parse(holder.pop()), self.limits, info)
-
-            inline = (
-                len(holder[0]) <= INLINE_BODY_BYTES
-                and decode.media_type(content_type) != decode.NPZ_MEDIA_TYPE
-            )
-            plan = decode_and_plan() if inline else await self.in_pool(decode_and_plan)
-            cheaper = [plan.cheaper] if plan.cheaper else []
-            if not npy_out:
-                cheaper.append("ask for the result as .npy (Accept: application/x-npy), 8 bytes a number")
-            await reservation.grow(
-                max(
-                    0, plan.workspace + encode.reply_bytes(plan.result_elements, plan.dtype, npy_out) - ahead
-                ),
-                "x",
-                "the result",
-                "; or ".join(cheaper),
-                urgent=True,  # already holding its input: served before requests yet to start
-            )
-
-            def run() -> encode.Reply:
-                return encode.encode(plan.run(), npy_out)
-
-            return run() if plan.work <= INLINE_WORK else await self.in_pool(run)
-        finally:
-            self.active -= 1
+            plan = await self.in_pool(decode_and_plan)
+            already = ahead
+        cheaper = [plan.cheaper] if plan.cheaper else []
+        if not npy_out:
+            cheaper.append("ask for the result as .npy (Accept: application/x-npy), 8 bytes a number")
+        await reservation.grow(
+            max(0, plan.workspace + encode.reply_bytes(plan.result_elements, plan.dtype, npy_out) - already),
+            "x",
+            "the result",
+            "; or ".join(cheaper),
+            urgent=not small,  # already holding its input: served before requests yet to start
+        )
+        return plan
 
     async def in_pool(self, work: Callable[[], T]) -> T:
         """``work()`` in a worker thread, at most ACTIVATION_COMPUTE_THREADS at a time."""
@@ -181,9 +200,10 @@ class Pipeline:
                 413, "body", f"is {declared} bytes; the limit is {limit} (ACTIVATION_MAX_BODY_BYTES)"
             )
         large = declared is None or declared > INLINE_BODY_BYTES
-        if declared:
+        if declared and large:
             # Twice the declared length: the pieces as they arrive, and the buffer they are joined into.
-            await reservation.grow(2 * declared, "body", "receiving it", body=large)
+            # (A small body is charged with the rest of its request once it is planned.)
+            await reservation.grow(2 * declared, "body", "receiving it", body=True)
         chunks: list[bytes] = []
         size = 0
         loop = asyncio.get_running_loop()
@@ -198,7 +218,7 @@ class Pipeline:
                 raise RequestError.one(
                     413, "body", f"exceeds the limit of {limit} bytes (ACTIVATION_MAX_BODY_BYTES)"
                 )
-            if size > (declared or 0):  # beyond what was declared: a chunked body
+            if large and size > (declared or 0):  # beyond what was declared: a chunked body
                 await reservation.grow(2 * len(chunk), "body", "receiving it", body=True)
             if not message.get("more_body", False):
                 break
