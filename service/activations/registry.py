@@ -711,14 +711,22 @@ def _finite(y: Array, name: str, dtype: DType = np.float64) -> Array:
     raise ResultOverflow(where, f"the true result is too large for {np.dtype(dtype).name}")
 
 
+_SMALL = 4096
+
+
 def first_non_finite(a: Array) -> tuple[int, ...] | None:
     """The index of the first inf or NaN in ``a``, or None when every element is finite."""
-    # One pass and no temporary: the sum is inf or NaN whenever an element is; only
-    # when it is (or when finite values sum past the range) are the elements inspected.
-    with np.errstate(over="ignore", invalid="ignore"):
-        total = np.sum(a, dtype=np.float64)
-    if np.isfinite(total) or np.isfinite(a).all():
-        return None
+    if a.size <= _SMALL:
+        # A small array: one test (the sum below costs more than it saves here).
+        if np.isfinite(a).all():
+            return None
+    else:
+        # One pass and no temporary: the sum is inf or NaN whenever an element is; only
+        # when it is (or when finite values sum past the range) are the elements inspected.
+        with np.errstate(over="ignore", invalid="ignore"):
+            total = np.sum(a, dtype=np.float64)
+        if np.isfinite(total) or np.isfinite(a).all():
+            return None
     return tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
 
 
