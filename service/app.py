@@ -126,6 +126,7 @@ def create_fastapi_app() -> FastAPI:
         title="activation-service",
         version=__version__,
         description=DESCRIPTION,
+        license_info={"name": "MIT", "identifier": "MIT"},
         openapi_tags=[
             {"name": "compute", "description": "Values, derivatives and gradients."},
             {"name": "catalog", "description": "What each activation is and how it is defined."},

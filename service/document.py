@@ -20,6 +20,12 @@ from .schemas import NUMBER_ARRAY_SCHEMA, ActivateRequest, DerivativeRequest, Pr
 JSON_MEDIA_TYPE = "application/json"
 _BINARY = {"schema": {"type": "string", "format": "binary"}}
 
+
+def _binary(description: str) -> dict[str, Any]:
+    """A binary media type; its description goes in the schema (a media type object has none)."""
+    return {"schema": _BINARY["schema"] | {"description": description}}
+
+
 COMPUTE_ERRORS: dict[int | str, dict[str, Any]] = {
     400: _problem("The body is not valid JSON, or a binary body is damaged or truncated."),
     401: UNAUTHORIZED,
@@ -101,13 +107,14 @@ def _compute_operation(op: Operation) -> dict[str, Any]:
             "schema": {"$ref": f"#/components/schemas/{model.__name__}"},
             "examples": request_examples(derivative=derivative),
         },
-        binary.NPY_MEDIA_TYPE: _BINARY
-        | {"description": "x as an .npy file (float32 or float64, any shape); the rest in the query string."},
+        binary.NPY_MEDIA_TYPE: _binary(
+            "x as an .npy file (float32 or float64, any shape); the rest in the query string."
+        ),
     }
     if derivative:
-        content[binary.NPZ_MEDIA_TYPE] = _BINARY | {
-            "description": "An .npz archive with the arrays x and grad (np.savez); the rest in the query string."
-        }
+        content[binary.NPZ_MEDIA_TYPE] = _binary(
+            "An .npz archive with the arrays x and grad (np.savez); the rest in the query string."
+        )
     response = op.compute.response_model.__name__
     return {
         "tags": list(op.tags),
@@ -137,6 +144,7 @@ def document(app: FastAPI) -> dict[str, Any]:
         title=app.title,
         version=app.version,
         description=app.description,
+        license_info=app.license_info,
         routes=app.routes,
         tags=app.openapi_tags,
     )
@@ -173,8 +181,8 @@ def document(app: FastAPI) -> dict[str, Any]:
     by_path = {op.path: op for op in TABLE}
     for path, item in schema["paths"].items():
         op = by_path.get(path)
-        if op is not None and not op.open:
-            for operation in item.values():
-                operation["security"] = [{"bearer": []}, {}]
+        for operation in item.values():
+            # Keyed routes take the bearer key when keys are set; open routes never need one.
+            operation["security"] = [] if op is not None and op.open else [{"bearer": []}, {}]
     app.openapi_schema = schema
     return schema

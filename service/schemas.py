@@ -145,7 +145,9 @@ class _Result(BaseModel):
     dtype: Literal["float32", "float64"] = Field(description="The floating-point type of the result.")
     shape: list[int] = Field(description="The shape of the returned array(s); [] for grad_params.")
     axis: int | SkipJsonSchema[None] = Field(
-        default=None, description="Vector functions only: the (non-negative) axis used."
+        default=None,
+        json_schema_extra=_without_default,
+        description="Vector functions only: the (non-negative) axis used.",
     )
 
 
@@ -156,21 +158,28 @@ class ActivateResponse(_Result):
 class DerivativeResponse(_Result):
     dydx: NumberArray | SkipJsonSchema[None] = Field(
         default=None,
+        json_schema_extra=_without_default,
         description="Without grad: f'(x) for elementwise functions (x's shape); for vector "
         "functions the Jacobian along the axis, shape x.shape + [n], "
         "dydx[..., i, ..., j] = dy_i/dx_j.",
     )
     grad_x: NumberArray | SkipJsonSchema[None] = Field(
-        default=None, description="With grad: the vector-Jacobian product g^T J, x's shape."
+        default=None,
+        json_schema_extra=_without_default,
+        description="With grad: the vector-Jacobian product g^T J, x's shape.",
     )
     d2ydx2: NumberArray | SkipJsonSchema[None] = Field(
-        default=None, description="With order 2: f''(x), x's shape."
+        default=None, json_schema_extra=_without_default, description="With order 2: f''(x), x's shape."
     )
     dydparams: dict[str, NumberArray] | SkipJsonSchema[None] = Field(
-        default=None, description="With wrt=params: dy/dtheta for each parameter, y's shape."
+        default=None,
+        json_schema_extra=_without_default,
+        description="With wrt=params: dy/dtheta for each parameter, y's shape.",
     )
     grad_params: dict[str, float] | SkipJsonSchema[None] = Field(
-        default=None, description="With wrt=params and grad: sum(g * dy/dtheta) for each parameter."
+        default=None,
+        json_schema_extra=_without_default,
+        description="With wrt=params and grad: sum(g * dy/dtheta) for each parameter.",
     )
 
 

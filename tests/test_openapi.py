@@ -73,3 +73,21 @@ async def test_every_request_example_succeeds(client: httpx.AsyncClient, path: s
     for name, example in _examples(path).items():
         r = await client.post(path, json=example["value"])
         assert r.status_code == 200, (name, r.text)
+
+
+def test_media_type_objects_hold_only_what_openapi_allows() -> None:
+    # OpenAPI 3.1 media type objects take schema, example(s) and encoding: a description
+    # there made the document invalid (it now lives in the schema).
+    for item in DOC["paths"].values():
+        for op in item.values():
+            bodies = [op.get("requestBody", {}), *op["responses"].values()]
+            for body in bodies:
+                for media in body.get("content", {}).values():
+                    assert set(media) <= {"schema", "example", "examples", "encoding"}, media
+
+
+def test_every_operation_says_whether_it_needs_a_key_and_the_document_its_licence() -> None:
+    assert DOC["info"]["license"]["identifier"] == "MIT"
+    for (path, _), op in OPERATIONS.items():
+        assert "security" in op, path
+        assert (op["security"] == []) == (path in ("/healthz", "/readyz", "/metrics")), path
