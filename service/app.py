@@ -81,10 +81,10 @@ class Match:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            operation, known = self.table.find(scope["method"], route_path(scope))
+            operation, allowed = self.table.find(scope["method"], route_path(scope))
             state = scope.setdefault("state", {})
             state["operation"] = operation
-            state["known_path"] = known
+            state["allowed"] = allowed  # the methods the path takes: none for an unknown path
             state["label"] = operation.metric if operation else "other"
         await self.app(scope, receive, send)
 
@@ -106,8 +106,8 @@ class Dispatch:
             await self.fastapi_app(scope, receive, send)
         elif operation is not None and operation.compute is not None:
             await self.pipeline(operation.compute, scope, receive, send)
-        elif operation is None and state.get("known_path"):
-            allowed = sorted({op.method for op in TABLE if op.path == route_path(scope)} or {"GET"})
+        elif operation is None and state.get("allowed"):
+            allowed = state["allowed"]
             reason = f"method {scope['method'][:20]} is not allowed here; use {', '.join(allowed)}"
             await problem(405, [("", reason)], {"allow": ", ".join(allowed)})(scope, receive, send)
         else:

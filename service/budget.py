@@ -39,7 +39,7 @@ class _Waiter:
 
 
 def _busy(reason: str) -> RequestError:
-    return RequestError(503, [("", f"busy: {reason}; retry shortly")], {"retry-after": "1"})
+    return RequestError.retry_later(f"busy: {reason}; retry shortly")
 
 
 class Budget:
@@ -59,7 +59,6 @@ class Budget:
         self.wait = wait  # seconds a request may wait for room
         self.used = 0
         self.body_used = 0
-        self.peak = 0
         self.waiters: deque[_Waiter] = deque()
 
     def reservation(self) -> Reservation:
@@ -70,7 +69,6 @@ class Budget:
             return False
         self.used += size
         self.body_used += size if body else 0
-        self.peak = max(self.peak, self.used)
         return True
 
     def _give(self, size: int, body_size: int = 0) -> None:

@@ -14,7 +14,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
 
 from . import activations, binary
-from .routes import TABLE, UNAUTHORIZED, Operation, _problem
+from .routes import TABLE, UNAUTHORIZED, Operation, documented_problem
 from .schemas import NUMBER_ARRAY_SCHEMA, ActivateRequest, DerivativeRequest, Problem, request_examples
 
 JSON_MEDIA_TYPE = "application/json"
@@ -27,27 +27,27 @@ def _binary(description: str) -> dict[str, Any]:
 
 
 COMPUTE_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: _problem("The body is not valid JSON, or a binary body is damaged or truncated."),
+    400: documented_problem("The body is not valid JSON, or a binary body is damaged or truncated."),
     401: UNAUTHORIZED,
-    408: _problem(
+    408: documented_problem(
         "The body paused longer than ACTIVATION_BODY_TIMEOUT (default 10 s), or the request took "
         "longer than ACTIVATION_REQUEST_TIMEOUT (default 60 s) to arrive."
     ),
-    413: _problem(
+    413: documented_problem(
         "The body is over ACTIVATION_MAX_BODY_BYTES (default 64 MiB), an array over "
         "ACTIVATION_MAX_ELEMENTS (default 16,000,000 elements), a Jacobian over "
         "ACTIVATION_MAX_JACOBIAN_ELEMENTS (default 25,000,000; send grad instead), or the request "
         "would need more memory than ACTIVATION_MEMORY_BUDGET_BYTES (default 512 MiB) allows; the "
         "reason names the cheaper form (grad instead of the Jacobian, .npy instead of JSON)."
     ),
-    415: _problem("The body is neither JSON, .npy nor .npz."),
-    422: _problem(
+    415: documented_problem("The body is neither JSON, .npy nor .npz."),
+    422: documented_problem(
         "A field is invalid: unknown activation or parameter, a value out of bounds, "
         "x or grad not a finite rectangular array (or beyond the float32 range with dtype float32), "
         "axis out of range, unknown or repeated fields, order 2 of a vector function, wrt=params for a "
         "function without parameters, or a result too large for the dtype."
     ),
-    503: _problem(
+    503: documented_problem(
         "Over ACTIVATION_MAX_CONCURRENCY requests in progress, the memory budget taken by other "
         "requests, or the server shut down before finishing this request (ACTIVATION_DRAIN_SECONDS): "
         "retry after Retry-After seconds."

@@ -37,7 +37,7 @@ from . import activations, decode, encode
 from .budget import Budget, Reservation
 from .lifecycle import in_daemon_thread
 from .operations import Limits, Plan
-from .problems import RequestError, problem, response_for
+from .problems import RequestError, from_error, response_for
 from .routes import Compute
 from .settings import Settings
 
@@ -80,7 +80,7 @@ class Pipeline:
                 reason = (
                     "the server shut down before finishing this request (ACTIVATION_DRAIN_SECONDS); retry"
                 )
-                response = problem(503, [("", reason)], {"retry-after": "1"})
+                response = from_error(RequestError.retry_later(reason))
             except Exception as exc:
                 response = response_for(exc, f"{scope['method']} {scope['path'][:100]}")
             else:
@@ -108,7 +108,7 @@ class Pipeline:
         if self.active >= self.max_concurrency:
             # Shed load rather than queue without bound; the client retries after a second.
             reason = f"busy: {self.active} requests in progress (ACTIVATION_MAX_CONCURRENCY); retry shortly"
-            raise RequestError(503, [("", reason)], {"retry-after": "1"})
+            raise RequestError.retry_later(reason)
         self.active += 1
         try:
             plan = await self.admit(compute, parse, kind, body, npy_out, reservation, info)

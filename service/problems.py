@@ -40,6 +40,11 @@ class RequestError(Exception):
     def one(cls, status: int, field: str, reason: str) -> RequestError:
         return cls(status, [(field, reason)])
 
+    @classmethod
+    def retry_later(cls, reason: str) -> RequestError:
+        """503 with Retry-After: the request is fine, the server cannot take it now."""
+        return cls(503, [("", reason)], {"retry-after": "1"})
+
     @property
     def detail(self) -> str:
         return _detail(self.errors)

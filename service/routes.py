@@ -71,14 +71,17 @@ class Operation:
         return self.label or self.path
 
 
-def _problem(description: str) -> dict[str, Any]:
+def documented_problem(description: str) -> dict[str, Any]:
+    """An OpenAPI response whose body is the problem shape."""
     return {
         "description": description,
         "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
     }
 
 
-UNAUTHORIZED = _problem("An API key is required (when ACTIVATION_API_KEYS is set) and was missing or wrong.")
+UNAUTHORIZED = documented_problem(
+    "An API key is required (when ACTIVATION_API_KEYS is set) and was missing or wrong."
+)
 
 
 # -- endpoints --------------------------------------------------------------------------------
@@ -126,7 +129,7 @@ async def healthz() -> Response:
 async def readyz() -> Response:
     """200 when the service is ready to take traffic; 503 while it drains."""
     if DRAINING.is_set():
-        raise RequestError(503, [("", "draining: the process is shutting down")], {"retry-after": "1"})
+        raise RequestError.retry_later("draining: the process is shutting down")
     return Response(_OK, media_type=JSON_MEDIA_TYPE)
 
 
@@ -171,7 +174,7 @@ TABLE: tuple[Operation, ...] = (
         summary="The catalog of activation functions",
         tags=("catalog",),
         endpoint=list_activations,
-        responses={401: UNAUTHORIZED, 422: _problem("Unknown value of `use`.")},
+        responses={401: UNAUTHORIZED, 422: documented_problem("Unknown value of `use`.")},
         route={"response_model": Catalog},
     ),
     Operation(
@@ -181,7 +184,7 @@ TABLE: tuple[Operation, ...] = (
         summary="One activation function",
         tags=("catalog",),
         endpoint=get_activation,
-        responses={401: UNAUTHORIZED, 404: _problem("No activation has this name or alias.")},
+        responses={401: UNAUTHORIZED, 404: documented_problem("No activation has this name or alias.")},
         route={"response_model": ActivationInfo},
     ),
     Operation(
@@ -203,7 +206,9 @@ TABLE: tuple[Operation, ...] = (
         tags=("health",),
         endpoint=readyz,
         responses={
-            503: _problem("Draining after SIGTERM: in-flight requests finish, new ones go elsewhere.")
+            503: documented_problem(
+                "Draining after SIGTERM: in-flight requests finish, new ones go elsewhere."
+            )
         },
         route={"response_model": Health},
     ),
@@ -270,11 +275,9 @@ class Table:
             else:
                 self._exact.setdefault(op.path, []).append(op)
 
-    def find(self, method: str, path: str) -> tuple[Operation | None, bool]:
-        """The operation for a request, and whether the path is known at all (for 405 vs 404)."""
+    def find(self, method: str, path: str) -> tuple[Operation | None, tuple[str, ...]]:
+        """The operation for a request, and the methods its path takes (none: an unknown path)."""
         candidates = self._exact.get(path) or [op for p, op in self._patterns if p.fullmatch(path)]
         method = "GET" if method == "HEAD" else method
-        for op in candidates:
-            if op.method == method:
-                return op, True
-        return None, bool(candidates)
+        allowed = tuple(sorted({op.method for op in candidates}))
+        return next((op for op in candidates if op.method == method), None), allowed

@@ -28,7 +28,7 @@ class ApiKeyAuth:
         operation = state.get("operation")
         # Open operations, and a documented path asked with another method (405 says which,
         # as /openapi.json does), need no key; everything else does.
-        if scope["type"] != "http" or (operation.open if operation else state.get("known_path")):
+        if scope["type"] != "http" or (operation.open if operation else bool(state.get("allowed"))):
             await self.app(scope, receive, send)
             return
         header = dict(scope["headers"]).get(b"authorization", b"")
