@@ -36,9 +36,21 @@ def is_json(kind: str) -> bool:
     return kind == JSON_MEDIA_TYPE or kind.endswith("+json")
 
 
-def parser_for(model: type[ActivateRequest], kind: str, query: Query, max_elements: int) -> Parser:
-    """The body parser for a media type: JSON, or .npy/.npz with the rest in the query string."""
+def parser_for(
+    model: type[ActivateRequest], kind: str, query: Query, max_elements: int, binary: bool = False
+) -> Parser:
+    """The body parser for a media type: JSON, or .npy/.npz with the rest in the query string.
+
+    ``binary``: the operation takes .npy/.npz bodies only.
+    """
     fields = _single(query)
+    if binary and kind not in (NPY_MEDIA_TYPE, NPZ_MEDIA_TYPE):
+        raise RequestError.one(
+            415,
+            "content-type",
+            f"unsupported media type {kind[:100]!r} here; send {NPY_MEDIA_TYPE} (x as an .npy file) or "
+            f"{NPZ_MEDIA_TYPE} (x and grad), or send JSON to the operation without /npy",
+        )
     if is_json(kind):
         _check_query(model, fields)  # documented for binary bodies; sent anyway, it must still be valid
         return partial(_parse_json, model, max_elements)

@@ -15,7 +15,14 @@ from pydantic.json_schema import models_json_schema
 
 from . import activations, binary
 from .routes import TABLE, UNAUTHORIZED, Operation, documented_problem
-from .schemas import NUMBER_ARRAY_SCHEMA, ActivateRequest, DerivativeRequest, Problem, request_examples
+from .schemas import (
+    ACTIVATION_NAME_SCHEMA,
+    NUMBER_ARRAY_SCHEMA,
+    ActivateRequest,
+    DerivativeRequest,
+    Problem,
+    request_examples,
+)
 
 JSON_MEDIA_TYPE = "application/json"
 _BINARY = {"schema": {"type": "string", "format": "binary"}}
@@ -54,86 +61,104 @@ COMPUTE_ERRORS: dict[int | str, dict[str, Any]] = {
     ),
 }
 
-_NPY_RESPONSE = {
-    "description": "The result. With Accept: application/x-npy the result array is sent as an "
-    ".npy file, with the activation and its parameters in the X-Activation and "
-    "X-Activation-Params headers and the result's name in X-Activation-Result.",
-}
+
+def _query(name: str, description: str, schema: dict[str, Any], required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "description": description, "schema": schema}
 
 
-def _query(name: str, description: str, schema: dict[str, Any], **extra: Any) -> dict[str, Any]:
+def _parameter_queries() -> list[dict[str, Any]]:
+    """One query parameter per activation parameter name, saying which activations take it."""
+    users: dict[str, list[str]] = {}
+    for entry in activations.entries():
+        for p in entry.params:
+            users.setdefault(p.name, []).append(entry.name)
+    return [
+        _query(
+            name,
+            f"Parameter of {', '.join(users[name])} (bounds and default: GET /activations/{{name}}).",
+            {"type": "number"},
+        )
+        for name in sorted(users)
+    ]
+
+
+def _binary_operation(op: Operation, derivative: bool) -> dict[str, Any]:
+    """Parameters, body and 200 of an operation on NumPy files."""
+    parameters = [
+        _query("activation", "The activation.", ACTIVATION_NAME_SCHEMA | {"example": "gelu"}, required=True),
+        _query(
+            "axis", "Vector functions (softmax) work along this axis.", {"type": "integer", "default": -1}
+        ),
+        _query(
+            "dtype",
+            "float32 or float64; defaults to the dtype of the .npy array.",
+            {"type": "string", "enum": ["float32", "float64"]},
+        ),
+    ]
+    if derivative:
+        parameters += [
+            _query("order", "2: the second derivative.", {"type": "integer", "enum": [1, 2], "default": 1}),
+            _query(
+                "wrt",
+                "params: derivatives with respect to the parameters.",
+                {"type": "string", "enum": ["x", "params"], "default": "x"},
+            ),
+        ]
+    content = {binary.NPY_MEDIA_TYPE: _binary("x as an .npy file (float32 or float64, any shape).")}
+    if derivative:
+        content[binary.NPZ_MEDIA_TYPE] = _binary(
+            "An .npz archive with the arrays x and grad (np.savez): the vector-Jacobian product."
+        )
+    ok = {
+        "description": "The result array as an .npy file (the JSON envelope with Accept: application/json); "
+        "the activation, its parameters and the result's name are in the X-Activation, "
+        "X-Activation-Params and X-Activation-Result headers.",
+        "content": {binary.NPY_MEDIA_TYPE: _BINARY},
+    }
     return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "description": description,
-        "schema": schema,
-    } | extra
+        "parameters": parameters + _parameter_queries(),
+        "requestBody": {"required": True, "content": content},
+        "responses": {"200": ok},
+    }
+
+
+def _json_operation(op: Operation, derivative: bool) -> dict[str, Any]:
+    """Body and 200 of an operation on JSON."""
+    assert op.compute is not None
+    model = op.compute.model.__name__
+    response = op.compute.response_model.__name__
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                JSON_MEDIA_TYPE: {
+                    "schema": {"$ref": f"#/components/schemas/{model}"},
+                    "examples": request_examples(derivative=derivative),
+                }
+            },
+        },
+        "responses": {
+            "200": {
+                "description": "The result.",
+                "content": {JSON_MEDIA_TYPE: {"schema": {"$ref": f"#/components/schemas/{response}"}}},
+            }
+        },
+    }
 
 
 def _compute_operation(op: Operation) -> dict[str, Any]:
     """The OpenAPI operation object of a compute operation."""
     assert op.compute is not None
-    model = op.compute.model
-    derivative = issubclass(model, DerivativeRequest)
-    binary_only = "Binary bodies only (with JSON, the body carries it)."
-    parameters = [
-        _query(
-            "activation",
-            f"{binary_only} The activation's name; required with a binary body.",
-            {"type": "string", "enum": activations.all_names()},
-        ),
-        _query("axis", binary_only, {"type": "integer"}),
-        _query(
-            "dtype",
-            f"{binary_only} Defaults to the dtype of the .npy array.",
-            {"type": "string", "enum": ["float32", "float64"]},
-        ),
-        _query(
-            "params",
-            f"{binary_only} Each parameter as its own query parameter, e.g. ?negative_slope=0.1.",
-            {"type": "object", "additionalProperties": {"type": "number"}},
-            style="form",
-            explode=True,
-        ),
-    ]
-    if derivative:
-        parameters += [
-            _query("order", binary_only, {"type": "integer", "enum": [1, 2]}),
-            _query("wrt", binary_only, {"type": "string", "enum": ["x", "params"]}),
-        ]
-    content: dict[str, Any] = {
-        JSON_MEDIA_TYPE: {
-            "schema": {"$ref": f"#/components/schemas/{model.__name__}"},
-            "examples": request_examples(derivative=derivative),
-        },
-        binary.NPY_MEDIA_TYPE: _binary(
-            "x as an .npy file (float32 or float64, any shape); the rest in the query string."
-        ),
-    }
-    if derivative:
-        content[binary.NPZ_MEDIA_TYPE] = _binary(
-            "An .npz archive with the arrays x and grad (np.savez); the rest in the query string."
-        )
-    response = op.compute.response_model.__name__
-    return {
+    derivative = issubclass(op.compute.model, DerivativeRequest)
+    body = (_binary_operation if op.compute.binary else _json_operation)(op, derivative)
+    operation = {
         "tags": list(op.tags),
         "summary": op.summary,
         "description": op.route.get("description", ""),
         "operationId": op.operation_id,
-        "parameters": parameters,
-        "requestBody": {"required": True, "content": content},
-        "responses": {
-            "200": _NPY_RESPONSE
-            | {
-                "content": {
-                    JSON_MEDIA_TYPE: {"schema": {"$ref": f"#/components/schemas/{response}"}},
-                    binary.NPY_MEDIA_TYPE: _BINARY,
-                }
-            },
-            **{str(status): answer for status, answer in sorted(COMPUTE_ERRORS.items())},
-        },
-    }
+    } | body
+    operation["responses"] |= {str(status): answer for status, answer in sorted(COMPUTE_ERRORS.items())}
+    return operation
 
 
 def document(app: FastAPI) -> dict[str, Any]:
@@ -150,6 +175,7 @@ def document(app: FastAPI) -> dict[str, Any]:
     )
     compute = [op for op in TABLE if op.compute is not None]
     paths = {op.path: {op.method.lower(): _compute_operation(op)} for op in compute}
+    schema["servers"] = [{"url": "/", "description": "The server that serves this document."}]
     schema["paths"] = paths | schema.get("paths", {})
     models: list[Any] = [
         (ActivateRequest, "validation"),

@@ -21,8 +21,11 @@ RESULTS = ("y", "dydx", "grad_x", "d2ydx2")
 _JSON_BYTES = {"float64": 25, "float32": 16}
 
 
-def wants_npy(accept: str) -> bool:
-    return binary.NPY_MEDIA_TYPE in accept
+def wants_npy(accept: str, binary_default: bool = False) -> bool:
+    """Whether the reply is .npy: asked for, or by default (``binary_default``) unless JSON is asked for."""
+    if binary.NPY_MEDIA_TYPE in accept:
+        return True
+    return binary_default and JSON_MEDIA_TYPE not in accept
 
 
 def reply_bytes(elements: int, dtype: str, npy: bool) -> int:

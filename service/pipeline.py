@@ -102,8 +102,8 @@ class Pipeline:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
         kind = decode.media_type(headers.get("content-type", decode.JSON_MEDIA_TYPE))
-        parse = decode.parser_for(compute.model, kind, query, self.limits.max_elements)
-        npy_out = encode.wants_npy(headers.get("accept", ""))
+        parse = decode.parser_for(compute.model, kind, query, self.limits.max_elements, compute.binary)
+        npy_out = encode.wants_npy(headers.get("accept", ""), compute.binary)
         body = await self.read_body(receive, headers.get("content-length"), reservation)
         if self.active >= self.max_concurrency:
             # Shed load rather than queue without bound; the client retries after a second.

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Annotated, Any
 
@@ -44,6 +44,9 @@ class Compute:
     model: type[ActivateRequest]
     plan: Callable[[ActivateRequest, operations.Limits, dict[str, Any] | None], operations.Plan]
     response_model: type[Any]
+    #: Takes .npy/.npz bodies only (the rest in the query string) and answers .npy unless
+    #: JSON is asked for; otherwise JSON is documented (binary bodies are taken as well).
+    binary: bool = False
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,21 @@ def metrics() -> Response:
 
 # -- the table -----------------------------------------------------------------------------------
 
+_ACTIVATE = Compute(ActivateRequest, operations.plan_activate, ActivateResponse)
+_DERIVATIVE = Compute(DerivativeRequest, operations.plan_derivative, DerivativeResponse)
+_ACTIVATE_DESCRIPTION = "y = f(x) for every element of x (vector functions such as softmax: along `axis`)."
+_DERIVATIVE_DESCRIPTION = (
+    "The derivative at the input x (never at an already-activated value).\n\n"
+    "Without `grad`: `dydx`, which is f'(x) for elementwise functions and the Jacobian along "
+    "`axis` (shape x.shape + [n]) for vector functions. With `grad` (dL/dy, x's shape): "
+    "`grad_x` = gᵀJ, the vector-Jacobian product that backpropagation needs."
+)
+_BINARY_DESCRIPTION = (
+    "\n\nThe same operation with NumPy files: the body is x as an .npy file{npz}, the activation, its "
+    "parameters and the options are query parameters, and the result comes back as an .npy file "
+    "(the JSON envelope with `Accept: application/json`)."
+)
+
 TABLE: tuple[Operation, ...] = (
     Operation(
         "POST",
@@ -148,10 +166,8 @@ TABLE: tuple[Operation, ...] = (
         operation_id="activate",
         summary="Evaluate an activation function",
         tags=("compute",),
-        compute=Compute(ActivateRequest, operations.plan_activate, ActivateResponse),
-        route={
-            "description": "y = f(x) for every element of x (vector functions such as softmax: along `axis`)."
-        },
+        compute=_ACTIVATE,
+        route={"description": _ACTIVATE_DESCRIPTION},
     ),
     Operation(
         "POST",
@@ -159,12 +175,28 @@ TABLE: tuple[Operation, ...] = (
         operation_id="derivative",
         summary="Differentiate an activation function at x",
         tags=("compute",),
-        compute=Compute(DerivativeRequest, operations.plan_derivative, DerivativeResponse),
+        compute=_DERIVATIVE,
+        route={"description": _DERIVATIVE_DESCRIPTION},
+    ),
+    Operation(
+        "POST",
+        "/activate/npy",
+        operation_id="activate_npy",
+        summary="Evaluate an activation function on an .npy array",
+        tags=("compute",),
+        compute=replace(_ACTIVATE, binary=True),
+        route={"description": _ACTIVATE_DESCRIPTION + _BINARY_DESCRIPTION.format(npz="")},
+    ),
+    Operation(
+        "POST",
+        "/derivative/npy",
+        operation_id="derivative_npy",
+        summary="Differentiate an activation function on an .npy array",
+        tags=("compute",),
+        compute=replace(_DERIVATIVE, binary=True),
         route={
-            "description": "The derivative at the input x (never at an already-activated value).\n\n"
-            "Without `grad`: `dydx`, which is f'(x) for elementwise functions and the Jacobian along "
-            "`axis` (shape x.shape + [n]) for vector functions. With `grad` (dL/dy, x's shape): "
-            "`grad_x` = gᵀJ, the vector-Jacobian product that backpropagation needs."
+            "description": _DERIVATIVE_DESCRIPTION
+            + _BINARY_DESCRIPTION.format(npz=" (with grad: an .npz archive holding the arrays x and grad)")
         },
     ),
     Operation(

@@ -29,15 +29,36 @@ from .codec import MAX_DEPTH
 
 NUMBER_ARRAY_REF = {"$ref": "#/components/schemas/NumberArray"}
 
-#: The recursive schema of ``x``, ``grad`` and every returned array.
+
+def _nested(levels: int) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "number"}
+    for _ in range(levels):
+        schema = {"type": "array", "minItems": 1, "items": schema}
+    return schema
+
+
+#: The schema of ``x``, ``grad`` and every returned array: a number or nested lists of numbers,
+#: spelled out level by level up to MAX_DEPTH (code generators do not follow a recursive schema).
 NUMBER_ARRAY_SCHEMA: dict[str, Any] = {
     "title": "NumberArray",
     "description": "A finite number, or a non-empty rectangular nested list of finite numbers "
     f"(an N-dimensional array, at most {MAX_DEPTH} levels deep).",
-    "anyOf": [
-        {"type": "number"},
-        {"type": "array", "minItems": 1, "items": NUMBER_ARRAY_REF},
-    ],
+    "anyOf": [_nested(levels) for levels in range(MAX_DEPTH + 1)],
+}
+
+
+def _aliases() -> str:
+    return "; ".join(
+        f"{entry.name}: {', '.join(entry.aliases)}" for entry in activations.entries() if entry.aliases
+    )
+
+
+#: The schema of an activation's name: the canonical names (aliases are accepted as well).
+ACTIVATION_NAME_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "enum": activations.names(),
+    "description": "The canonical name; the aliases of PyTorch, JAX and Keras are accepted as well "
+    f"(GET /activations lists them): {_aliases()}.",
 }
 
 
@@ -52,13 +73,7 @@ def _known_activation(name: str) -> str:
 ActivationName = Annotated[
     str,
     AfterValidator(_known_activation),
-    WithJsonSchema(
-        {
-            "type": "string",
-            "enum": activations.all_names(),
-            "description": "Canonical name or alias; see GET /activations.",
-        }
-    ),
+    WithJsonSchema(ACTIVATION_NAME_SCHEMA),
 ]
 # allOf: pydantic resolves a bare $ref that has sibling keys, and this one lives in components.
 NumberArray = Annotated[Any, WithJsonSchema({"allOf": [NUMBER_ARRAY_REF]})]

@@ -249,3 +249,61 @@ async def test_valid_query_parameters_with_json_are_unused(client: httpx.AsyncCl
     assert r.status_code == 200
     assert r.json()["activation"] == "relu"
     assert r.json()["dtype"] == "float64"
+
+
+# -- the operations on NumPy files: /activate/npy and /derivative/npy ---------------------------
+
+
+async def test_npy_operation_answers_npy_by_default(client: httpx.AsyncClient) -> None:
+    x = np.array([-2.0, 0.0, 3.0], dtype=np.float32)
+    r = await client.post(
+        "/activate/npy?activation=leaky_relu&negative_slope=0.25", content=npy(x), headers=NPY
+    )
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "application/x-npy"
+    assert r.headers["x-activation-params"] == '{"negative_slope":0.25}'
+    y = load(r.content)
+    assert y.dtype == np.float32
+    np.testing.assert_array_equal(y, [-0.5, 0.0, 3.0])
+
+
+async def test_npy_operation_answers_json_when_asked(client: httpx.AsyncClient) -> None:
+    r = await client.post(
+        "/derivative/npy?activation=sigmoid",
+        content=npy(np.array([0.0])),
+        headers=NPY | {"accept": "application/json"},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["dydx"] == [0.25]
+
+
+async def test_npz_vjp_on_the_npy_operation(client: httpx.AsyncClient) -> None:
+    x = np.array([40.0, 0.0])
+    r = await client.post(
+        "/derivative/npy?activation=softmax", content=npz(x=x, grad=np.array([1.0, 0.0])), headers=NPZ
+    )
+    assert r.status_code == 200, r.text
+    assert r.headers["x-activation-result"] == "grad_x"
+    json_r = await client.post("/derivative", json={"activation": "softmax", "x": [40, 0], "grad": [1, 0]})
+    np.testing.assert_array_equal(load(r.content), json_r.json()["grad_x"])
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "text/plain", None])
+async def test_npy_operation_refuses_other_bodies_with_415(
+    client: httpx.AsyncClient, content_type: str | None
+) -> None:
+    headers = {"content-type": content_type} if content_type else {}
+    r = await client.post("/activate/npy?activation=relu", content=b'{"x": [1]}', headers=headers)
+    assert_problem(r, 415, "content-type")
+    assert "application/x-npy" in r.text
+    assert "without /npy" in r.text
+
+
+async def test_npy_operation_refuses_a_parameter_object_in_the_query(client: httpx.AsyncClient) -> None:
+    # What a generator would send for an object parameter: each parameter has its own name instead.
+    r = await client.post(
+        "/activate/npy?activation=leaky_relu&params[negative_slope]=0.1",
+        content=npy(np.zeros(2)),
+        headers=NPY,
+    )
+    assert_problem(r, 422, "params.params[negative_slope]")

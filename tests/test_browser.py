@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 from playwright.sync_api import Browser, Page
 
@@ -37,6 +39,27 @@ def test_docs_try_it_out_on_activate_answers_200(visit: Visit, server: str) -> N
     status.wait_for(timeout=20_000)
     assert status.inner_text().strip() == "200"
     visit.shot("docs-try-it-out")
+
+
+def test_docs_try_it_out_with_an_npy_upload_answers_on_the_first_click(
+    visit: Visit, server: str, tmp_path: Path
+) -> None:
+    # Pick a file, press Execute: nothing else to fill in, nothing stray sent along.
+    path = tmp_path / "x.npy"
+    np.save(path, np.array([-1.0, 0.0, 2.0]))
+    page = visit.page
+    page.goto(f"{server}/docs")
+    block = page.locator("#operations-compute-activate_npy")
+    block.locator(".opblock-summary").click()
+    block.locator("input[type=file]").set_input_files(str(path))
+    block.get_by_role("button", name="Execute").click()
+    status = block.locator(".live-responses-table tr.response .response-col_status").first
+    status.wait_for(timeout=20_000)
+    assert status.inner_text().strip() == "200"
+    curl = block.locator(".curl-command").inner_text()
+    assert "activation=gelu" in curl
+    assert "additionalProp" not in curl
+    visit.shot("docs-try-it-out-npy")
 
 
 def test_redoc_renders(visit: Visit, server: str) -> None:

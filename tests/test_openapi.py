@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from service import activations, openapi
+from service import activations, codec, openapi
 from service.app import create_fastapi_app
 
 DOC = create_fastapi_app().openapi()
@@ -24,6 +24,8 @@ def test_operation_ids_are_stable() -> None:
     assert {op["operationId"] for op in OPERATIONS.values()} == {
         "activate",
         "derivative",
+        "activate_npy",
+        "derivative_npy",
         "list_activations",
         "get_activation",
         "healthz",
@@ -32,7 +34,7 @@ def test_operation_ids_are_stable() -> None:
     }
 
 
-@pytest.mark.parametrize("path", ["/activate", "/derivative"])
+@pytest.mark.parametrize("path", ["/activate", "/derivative", "/activate/npy", "/derivative/npy"])
 def test_compute_operations_document_every_status(path: str) -> None:
     responses = OPERATIONS[(path, "post")]["responses"]
     assert {"200", "400", "415", "422"} <= set(responses)
@@ -46,9 +48,49 @@ def test_catalog_entry_documents_404() -> None:
     assert "404" in OPERATIONS[("/activations/{name}", "get")]["responses"]
 
 
-def test_activation_enum_is_the_registry() -> None:
+def test_activation_enum_is_the_canonical_names_and_the_aliases_are_documented() -> None:
     schema = DOC["components"]["schemas"]["ActivateRequest"]["properties"]["activation"]
-    assert schema["enum"] == activations.all_names()
+    assert schema["enum"] == activations.names()
+    # Two values differing only in case break enum generators (LEAKYRELU twice).
+    assert len({name.upper() for name in schema["enum"]}) == len(schema["enum"])
+    for entry in activations.entries():
+        for alias in entry.aliases:
+            assert alias in schema["description"], alias
+
+
+def test_number_arrays_are_spelled_out_to_the_depth_the_server_accepts() -> None:
+    # Generators give up on a recursive schema: each level is written out, none refers to itself.
+    schema = DOC["components"]["schemas"]["NumberArray"]
+    assert "#/components/schemas/NumberArray" not in json.dumps(schema)
+    deepest = schema["anyOf"][-1]
+    levels = 0
+    while deepest["type"] == "array":
+        deepest, levels = deepest["items"], levels + 1
+    assert deepest == {"type": "number"}
+    assert levels == codec.MAX_DEPTH
+
+
+@pytest.mark.parametrize("path", ["/activate/npy", "/derivative/npy"])
+def test_binary_operations_take_each_activation_parameter_as_its_own_query_parameter(path: str) -> None:
+    op = OPERATIONS[(path, "post")]
+    names = {p["name"] for p in op["parameters"]}
+    every = {p.name for entry in activations.entries() for p in entry.params}
+    assert every <= names
+    assert "params" not in names
+    assert all(p["schema"].get("type") in ("number", "integer", "string") for p in op["parameters"])
+    assert set(op["responses"]["200"]["content"]) == {"application/x-npy"}
+
+
+@pytest.mark.parametrize("path", ["/activate", "/derivative"])
+def test_json_operations_document_json_alone(path: str) -> None:
+    op = OPERATIONS[(path, "post")]
+    assert "parameters" not in op or op["parameters"] == []
+    assert set(op["requestBody"]["content"]) == {"application/json"}
+    assert set(op["responses"]["200"]["content"]) == {"application/json"}
+
+
+def test_the_document_names_its_server() -> None:
+    assert DOC["servers"][0]["url"] == "/"
 
 
 def test_no_request_field_is_nullable() -> None:
