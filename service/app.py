@@ -81,9 +81,12 @@ class Match:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            operation, allowed = self.table.find(scope["method"], route_path(scope))
+            path = route_path(scope)
+            operation, allowed, inference = self.table.find(scope["method"], path)
             state = scope.setdefault("state", {})
             state["operation"] = operation
+            state["inference"] = inference  # errors in the protocol's shape (service.problems)
+            state["path_params"] = self.table.path_params(operation, path) if operation else {}
             state["allowed"] = allowed  # the methods the path takes: none for an unknown path
             state["label"] = operation.metric if operation else "other"
         await self.app(scope, receive, send)
@@ -109,7 +112,7 @@ class Dispatch:
         elif operation is None and state.get("allowed"):
             allowed = state["allowed"]
             reason = f"method {scope['method'][:20]} is not allowed here; use {', '.join(allowed)}"
-            await problem(405, [("", reason)], {"allow": ", ".join(allowed)})(scope, receive, send)
+            await problem(405, [("", reason)], {"allow": ", ".join(allowed)}, scope)(scope, receive, send)
         else:
             await self.fastapi_app(scope, receive, send)
 
@@ -157,7 +160,7 @@ def create_fastapi_app() -> FastAPI:
 
 
 async def _error(request: Request, exc: Exception) -> Response:
-    return response_for(exc, f"{request.method} {request.url.path[:100]}")
+    return response_for(exc, f"{request.method} {request.url.path[:100]}", request.scope)
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
@@ -166,10 +169,10 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     for error in exc.errors():
         loc = [str(part) for part in error["loc"] if part not in ("query", "path", "body")]
         errors.append((".".join(loc), str(error["msg"])))
-    return problem(422, errors)
+    return problem(422, errors, scope=request.scope)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     reason = exc.detail if isinstance(exc.detail, str) else "request refused"
-    return problem(exc.status_code, [("", reason)], exc.headers)
+    return problem(exc.status_code, [("", reason)], exc.headers, request.scope)

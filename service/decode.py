@@ -91,10 +91,10 @@ def decode_cost(kind: str, body: bytes | bytearray, max_elements: int) -> tuple[
 
 
 def _parse_json(model: type[M], max_elements: int, body: bytes | bytearray) -> M:
-    return _validate(model, codec.load(body, max_elements))
+    return validate(model, codec.load(body, max_elements))
 
 
-def _validate(model: type[M], data: dict[str, Any]) -> M:
+def validate(model: type[M], data: dict[str, Any]) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -122,7 +122,7 @@ def _parse_binary(
     if "grad" in arrays and "grad" not in model.model_fields:
         raise RequestError.one(422, "grad", "is not a known field here; send grad to /derivative")
     data |= {name: arr for name, (arr, _) in arrays.items()} | {"params": params}
-    return _validate(model, data)
+    return validate(model, data)
 
 
 def _single(query: Query) -> dict[str, str]:

@@ -27,13 +27,15 @@ not go through it; :mod:`service.routes` sends them here.
 from __future__ import annotations
 
 import asyncio
+import zlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
 from starlette.types import Receive, Scope, Send
 
-from . import activations, decode, encode
+from . import activations, decode, encode, inference
 from .budget import Budget, Reservation
 from .lifecycle import in_daemon_thread
 from .operations import Limits, Plan
@@ -51,6 +53,27 @@ INLINE_WORK = 16 * 1024
 AHEAD_BYTES_PER_NUMBER = 16
 #: Seconds a large body has before ACTIVATION_MIN_BODY_RATE applies.
 BODY_RATE_GRACE = 2.0
+#: A compressed body is decompressed in pieces of this many bytes.
+INFLATE_PIECE = 1 << 20
+
+
+@dataclass(frozen=True)
+class Format:
+    """How one request's body is decoded and its reply encoded: the service's own JSON and NumPy
+    bodies (:mod:`service.decode`, :mod:`service.encode`), or the Open Inference Protocol's
+    (:mod:`service.inference`)."""
+
+    parse: Callable[[bytes], Any]
+    #: Bytes decoding a body holds at its peak, and the numbers it holds at most.
+    cost: Callable[[bytes], tuple[int, int]]
+    encode: Callable[[dict[str, Any]], encode.Reply]
+    #: An upper bound of the reply's size for a number of result elements of a dtype.
+    reply_bytes: Callable[[int, str], int]
+    #: The cheaper forms to name in a 413 about the body and about the result.
+    cheaper_body: str
+    cheaper_reply: str
+    #: Decoded in a worker thread whatever its size (an archive inflates).
+    archive: bool = False
 
 
 class Pipeline:
@@ -80,9 +103,9 @@ class Pipeline:
                 reason = (
                     "the server shut down before finishing this request (ACTIVATION_DRAIN_SECONDS); retry"
                 )
-                response = from_error(RequestError.retry_later(reason))
+                response = from_error(RequestError.retry_later(reason), scope)
             except Exception as exc:
-                response = response_for(exc, f"{scope['method']} {scope['path'][:100]}")
+                response = response_for(exc, f"{scope['method']} {scope['path'][:100]}", scope)
             else:
                 await send_pieces(send, *reply)
                 return
@@ -100,33 +123,62 @@ class Pipeline:
     ) -> encode.Reply:
         """One compute request, from its ASGI ``receive`` to the encoded reply."""
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
-        kind = decode.media_type(headers.get("content-type", decode.JSON_MEDIA_TYPE))
-        parse = decode.parser_for(compute.model, kind, query, self.limits.max_elements, compute.binary)
-        npy_out = encode.wants_npy(headers.get("accept", ""), compute.binary)
+        form = self.format_for(compute, scope, headers)
         body = await self.read_body(receive, headers.get("content-length"), reservation)
+        if "content-encoding" in headers:
+            body = await self.inflate(body, headers["content-encoding"], reservation)
         if self.active >= self.max_concurrency:
             # Shed load rather than queue without bound; the client retries after a second.
             reason = f"busy: {self.active} requests in progress (ACTIVATION_MAX_CONCURRENCY); retry shortly"
             raise RequestError.retry_later(reason)
         self.active += 1
         try:
-            plan = await self.admit(compute, parse, kind, body, npy_out, reservation, info)
+            plan = await self.admit(compute, form, body, reservation, info)
 
             def run() -> encode.Reply:
-                return encode.encode(plan.run(), npy_out)
+                return form.encode(plan.run())
 
             return run() if plan.work <= INLINE_WORK else await self.in_pool(run)
         finally:
             self.active -= 1
 
+    def format_for(self, compute: Compute, scope: Scope, headers: dict[str, str]) -> Format:
+        """How this request's body is decoded and its reply encoded (415 before any byte is read)."""
+        max_elements = self.limits.max_elements
+        if compute.inference:
+            name = scope["state"]["path_params"]["name"]
+            version = scope["state"]["path_params"].get("version")
+            inference.model(name, version)  # 404 before the body is read
+            length = headers.get(inference.HEADER_LENGTH)
+            return Format(
+                parse=lambda body: inference.parse(name, body, length, max_elements),
+                cost=lambda body: inference.cost(body, length),
+                encode=inference.encode,
+                reply_bytes=inference.reply_bytes,
+                cheaper_body="send the tensors as binary data (the binary tensor data extension)",
+                cheaper_reply="ask for the outputs as binary data (binary_data_output)",
+            )
+        query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        kind = decode.media_type(headers.get("content-type", decode.JSON_MEDIA_TYPE))
+        parse = decode.parser_for(compute.model, kind, query, max_elements, compute.binary)
+        npy_out = encode.wants_npy(headers.get("accept", ""), compute.binary)
+        return Format(
+            parse=parse,
+            cost=lambda body: decode.decode_cost(kind, body, max_elements),
+            encode=lambda payload: encode.encode(payload, npy_out),
+            reply_bytes=lambda elements, dtype: encode.reply_bytes(elements, dtype, npy_out),
+            cheaper_body="send the array as .npy instead of JSON",
+            cheaper_reply=""
+            if npy_out
+            else "ask for the result as .npy (Accept: application/x-npy), 8 bytes a number",
+            archive=kind == decode.NPZ_MEDIA_TYPE,
+        )
+
     async def admit(
         self,
         compute: Compute,
-        parse: decode.Parser,
-        kind: str,
+        form: Format,
         body: bytes,
-        npy_out: bool,
         reservation: Reservation,
         info: dict[str, Any] | None,
     ) -> Plan:
@@ -138,42 +190,87 @@ class Pipeline:
         (and, in advance, what the plainest computation of that many numbers needs)
         before it is decoded in a worker thread, then the rest of its plan's cost.
         """
-        cost, numbers = decode.decode_cost(kind, body, self.limits.max_elements)
-        small = len(body) <= INLINE_BODY_BYTES and kind != decode.NPZ_MEDIA_TYPE
+        cost, numbers = form.cost(body)
+        small = len(body) <= INLINE_BODY_BYTES and not form.archive
         holder = [body]
         del body
 
         def decode_and_plan() -> Plan:
             # The body leaves the holder as it is parsed, so it can be freed before the work.
-            return compute.plan(parse(holder.pop()), self.limits, info)
+            return compute.plan(form.parse(holder.pop()), self.limits, info)
 
         if small:
             plan = decode_and_plan()
             already = -cost  # nothing is reserved yet: the decoding's cost comes with the rest
         else:
-            ahead = AHEAD_BYTES_PER_NUMBER * numbers + encode.reply_bytes(numbers, "float64", npy_out)
+            ahead = AHEAD_BYTES_PER_NUMBER * numbers + form.reply_bytes(numbers, "float64")
             await reservation.grow(
-                max(0, cost - reservation.size) + ahead,
-                "body",
-                "decoding it",
-                "send the array as .npy instead of JSON",
+                max(0, cost - reservation.size) + ahead, "body", "decoding it", form.cheaper_body
             )
             # Only now does the body leave the body share: bodies waiting to be worked on hold
             # at most half the budget, so those at work can always finish.
             reservation.body_received()
             plan = await self.in_pool(decode_and_plan)
             already = ahead
-        cheaper = [plan.cheaper] if plan.cheaper else []
-        if not npy_out:
-            cheaper.append("ask for the result as .npy (Accept: application/x-npy), 8 bytes a number")
+        cheaper = [c for c in (plan.cheaper, form.cheaper_reply) if c]
         await reservation.grow(
-            max(0, plan.workspace + encode.reply_bytes(plan.result_elements, plan.dtype, npy_out) - already),
+            max(0, plan.workspace + form.reply_bytes(plan.result_elements, plan.dtype) - already),
             "x",
             "the result",
             "; or ".join(cheaper),
             urgent=not small,  # already holding its input: served before requests yet to start
         )
         return plan
+
+    async def inflate(self, body: bytes, encoding: str, reservation: Reservation) -> bytes:
+        """A body sent with Content-Encoding gzip or deflate, decompressed within the byte limit.
+
+        The decompressed body may be no larger than ACTIVATION_MAX_BODY_BYTES (413 as
+        soon as it grows past it, whatever the compressed size); its memory is reserved
+        piece by piece as it grows, and the event loop is let go between pieces.
+        """
+        token = encoding.strip().lower()
+        if token in ("", "identity"):
+            return body
+        if token not in ("gzip", "x-gzip", "deflate"):
+            raise RequestError.one(
+                415, "content-encoding", f"{encoding[:40]!r} is not supported; send gzip, deflate or identity"
+            )
+        limit = self.limits.max_body_bytes
+        # deflate is zlib-wrapped (RFC 1950) as HTTP says, or raw (RFC 1951) as some clients send it.
+        wrapped = len(body) >= 2 and body[0] & 0x0F == 8 and (body[0] << 8 | body[1]) % 31 == 0
+        wbits = 31 if "gzip" in token else (15 if wrapped else -15)
+        inflater = zlib.decompressobj(wbits)
+        pieces: list[bytes] = []
+        size = 0
+        rest = body
+        try:
+            while True:
+                piece = inflater.decompress(rest, INFLATE_PIECE)
+                rest = inflater.unconsumed_tail
+                size += len(piece)
+                if size > limit:
+                    raise RequestError.one(
+                        413,
+                        "body",
+                        f"decompresses to over {limit} bytes, the limit (ACTIVATION_MAX_BODY_BYTES)",
+                    )
+                await reservation.grow(2 * len(piece), "body", "decompressing it")
+                pieces.append(piece)
+                if inflater.eof or not rest:
+                    break
+                await asyncio.sleep(0)  # let probes and other requests through
+        except zlib.error as exc:
+            raise RequestError.one(400, "body", f"is not valid {token} data: {exc}") from None
+        if not inflater.eof:
+            raise RequestError.one(400, "body", f"the {token} data is truncated")
+        if inflater.unused_data:
+            raise RequestError.one(400, "body", f"{len(inflater.unused_data)} bytes follow the {token} data")
+        out = b"".join(pieces)
+        pieces.clear()
+        reservation.shrink(size)  # one copy of the decompressed body is left
+        reservation.shrink(len(body), body=True)  # and the compressed one goes
+        return out
 
     async def in_pool(self, work: Callable[[], T]) -> T:
         """``work()`` in a worker thread, at most ACTIVATION_COMPUTE_THREADS at a time."""

@@ -5,6 +5,12 @@ Every 4xx (and the rare 5xx) answers ``application/problem+json``::
     {"status": 422, "title": "Unprocessable Content",
      "detail": "x[3]: not a finite number",
      "errors": [{"field": "x[3]", "reason": "not a finite number"}]}
+
+except on the paths of the Open Inference Protocol, whose clients read
+``{"error": "<the detail>"}`` (``application/json``), with 400 for what is
+422 or 415 elsewhere.  Every layer passes the ASGI scope, whose state (set
+from the route table, see :class:`service.app.Match`) says which shape its
+errors take.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from http import HTTPStatus
 
 import orjson
 from starlette.responses import Response
+from starlette.types import Scope
 
 from .activations import ActivationError
 
@@ -72,14 +79,22 @@ def problem(
     status: int,
     errors: Iterable[tuple[str, str]],
     headers: Mapping[str, str] | None = None,
+    scope: Scope | None = None,
 ) -> Response:
-    """Build the problem+json response for ``errors`` (pairs of field and reason)."""
+    """The error response for ``errors`` (pairs of field and reason): problem+json, or the
+    Open Inference Protocol's shape when the request's operation (in ``scope``) is one of it."""
     pairs = []
     for count, (field, reason) in enumerate(errors):
         if count == MAX_ERRORS:
             pairs.append(("", f"more errors not shown; at most {MAX_ERRORS} are reported"))
             break
         pairs.append((_clip(field, MAX_FIELD), _clip(reason, MAX_REASON)))
+    if scope is not None and scope.get("state", {}).get("inference"):
+        status = 400 if status in (415, 422) else status
+        body: dict[str, object] = {"error": _detail(pairs)}
+        return Response(
+            orjson.dumps(body), status_code=status, media_type="application/json", headers=headers
+        )
     body = {
         "status": status,
         "title": HTTPStatus(status).phrase,
@@ -89,11 +104,11 @@ def problem(
     return Response(orjson.dumps(body), status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
 
 
-def from_error(exc: RequestError) -> Response:
-    return problem(exc.status, exc.errors, exc.headers)
+def from_error(exc: RequestError, scope: Scope | None = None) -> Response:
+    return problem(exc.status, exc.errors, exc.headers, scope)
 
 
-def response_for(exc: Exception, where: str) -> Response:
+def response_for(exc: Exception, where: str, scope: Scope | None = None) -> Response:
     """The one mapping of an exception to a response, for every layer that serves requests.
 
     A refused request keeps its status; a domain error of the core is a 422
@@ -101,8 +116,8 @@ def response_for(exc: Exception, where: str) -> Response:
     and answered with a bare 500 that tells the client nothing about internals.
     """
     if isinstance(exc, RequestError):
-        return from_error(exc)
+        return from_error(exc, scope)
     if isinstance(exc, ActivationError):
-        return problem(422, [(exc.field, exc.reason)])
+        return problem(422, [(exc.field, exc.reason)], scope=scope)
     logger.error("unhandled error on %s", where, exc_info=exc)
-    return problem(500, [("", "internal error; the request was not processed")])
+    return problem(500, [("", "internal error; the request was not processed")], scope=scope)

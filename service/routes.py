@@ -20,7 +20,7 @@ from fastapi import Path, Query
 from starlette.responses import Response
 from starlette.types import Scope
 
-from . import activations, codec, operations, pages
+from . import activations, codec, inference, operations, pages
 from .lifecycle import DRAINING
 from .observe import metrics_text
 from .problems import PROBLEM_MEDIA_TYPE, RequestError
@@ -42,11 +42,13 @@ class Compute:
     """A compute operation: its request model and the function that plans its work."""
 
     model: type[ActivateRequest]
-    plan: Callable[[ActivateRequest, operations.Limits, dict[str, Any] | None], operations.Plan]
+    plan: Callable[[Any, operations.Limits, dict[str, Any] | None], operations.Plan]
     response_model: type[Any]
     #: Takes .npy/.npz bodies only (the rest in the query string) and answers .npy unless
     #: JSON is asked for; otherwise JSON is documented (binary bodies are taken as well).
     binary: bool = False
+    #: Speaks the Open Inference Protocol (:mod:`service.inference`) instead.
+    inference: bool = False
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,8 @@ class Operation:
     endpoint: Callable[..., Any] | None = None
     responses: Mapping[int | str, Any] = field(default_factory=dict)
     route: Mapping[str, Any] = field(default_factory=dict)  # more arguments for FastAPI's add_api_route
+    #: An operation of the Open Inference Protocol: its errors are {"error": "..."} (service.problems).
+    inference: bool = False
 
     @property
     def metric(self) -> str:
@@ -140,6 +144,45 @@ def metrics() -> Response:
     """Requests by route, status and activation; latency; elements computed; requests in flight."""
     body, media_type = metrics_text()
     return Response(body, media_type=media_type)
+
+
+# -- the Open Inference Protocol (service.inference) ---------------------------------------------------
+
+
+def _json(payload: Any) -> Response:
+    return Response(codec.dumps(payload), media_type=JSON_MEDIA_TYPE)
+
+
+async def v2_server_metadata() -> Response:
+    return _json(inference.server_metadata())
+
+
+async def v2_live() -> Response:
+    return _json({"live": True})
+
+
+async def v2_ready() -> Response:
+    if DRAINING.is_set():
+        raise RequestError.retry_later("draining: the process is shutting down")
+    return _json({"ready": True})
+
+
+async def v2_model_metadata(name: str, version: str | None = None) -> Response:
+    return _json(inference.model_metadata(name, version))
+
+
+async def v2_model_ready(name: str, version: str | None = None) -> Response:
+    inference.model(name, version)
+    if DRAINING.is_set():
+        raise RequestError.retry_later("draining: the process is shutting down")
+    return _json({"name": name, "ready": True})
+
+
+def _v2(method: str, path: str, **kwargs: Any) -> Operation:
+    return Operation(method, path, inference=True, tags=("inference protocol",), **kwargs)
+
+
+_INFER = Compute(DerivativeRequest, inference.plan, dict, inference=True)
 
 
 # -- the table -----------------------------------------------------------------------------------
@@ -260,6 +303,16 @@ TABLE: tuple[Operation, ...] = (
         },
         route={"response_class": Response},
     ),
+    # The Open Inference Protocol (KServe v2, Triton), outside the OpenAPI document (it has its own).
+    _v2("GET", "/v2", endpoint=v2_server_metadata),
+    _v2("GET", "/v2/health/live", open=True, endpoint=v2_live),
+    _v2("GET", "/v2/health/ready", open=True, endpoint=v2_ready),
+    _v2("GET", "/v2/models/{name}", endpoint=v2_model_metadata),
+    _v2("GET", "/v2/models/{name}/versions/{version}", endpoint=v2_model_metadata),
+    _v2("GET", "/v2/models/{name}/ready", endpoint=v2_model_ready),
+    _v2("GET", "/v2/models/{name}/versions/{version}/ready", endpoint=v2_model_ready),
+    _v2("POST", "/v2/models/{name}/infer", compute=_INFER),
+    _v2("POST", "/v2/models/{name}/versions/{version}/infer", compute=_INFER),
     # Pages for people, outside the OpenAPI document.
     Operation("GET", "/", open=True, endpoint=pages.playground, route=pages.HTML),
     Operation("GET", "/docs", open=True, endpoint=pages.swagger_ui, route=pages.HTML),
@@ -291,7 +344,7 @@ def route_path(scope: Scope) -> str:
 def _pattern(op: Operation) -> re.Pattern[str]:
     if op.prefix:
         return re.compile(re.escape(op.path) + ".*")
-    return re.compile(re.sub(r"\\\{[a-z_]+\\\}", "[^/]+", re.escape(op.path)))
+    return re.compile(re.sub(r"\\\{([a-z_]+)\\\}", r"(?P<\1>[^/]+)", re.escape(op.path)))
 
 
 class Table:
@@ -301,15 +354,25 @@ class Table:
         self.operations = operations
         self._exact: dict[str, list[Operation]] = {}
         self._patterns: list[tuple[re.Pattern[str], Operation]] = []
+        self._pattern_of: dict[int, re.Pattern[str]] = {}
         for op in operations:
             if op.prefix or "{" in op.path:
                 self._patterns.append((_pattern(op), op))
+                self._pattern_of[id(op)] = self._patterns[-1][0]
             else:
                 self._exact.setdefault(op.path, []).append(op)
 
-    def find(self, method: str, path: str) -> tuple[Operation | None, tuple[str, ...]]:
-        """The operation for a request, and the methods its path takes (none: an unknown path)."""
+    def find(self, method: str, path: str) -> tuple[Operation | None, tuple[str, ...], bool]:
+        """The operation for a request, the methods its path takes (none: an unknown path), and
+        whether the path is one of the Open Inference Protocol's (whose errors take its shape)."""
         candidates = self._exact.get(path) or [op for p, op in self._patterns if p.fullmatch(path)]
         method = "GET" if method == "HEAD" else method
         allowed = tuple(sorted({op.method for op in candidates}))
-        return next((op for op in candidates if op.method == method), None), allowed
+        inference = any(op.inference for op in candidates)
+        return next((op for op in candidates if op.method == method), None), allowed, inference
+
+    def path_params(self, op: Operation, path: str) -> dict[str, str]:
+        """The values of the ``{name}`` segments of ``op``'s path in ``path``."""
+        pattern = self._pattern_of.get(id(op))
+        match = pattern.fullmatch(path) if pattern is not None else None
+        return match.groupdict() if match is not None else {}

@@ -40,6 +40,6 @@ class ApiKeyAuth:
             return
         reason = "missing or invalid API key; send Authorization: Bearer <key>"
         response = problem(
-            401, [("authorization", reason)], {"www-authenticate": 'Bearer realm="activation-service"'}
+            401, [("authorization", reason)], {"www-authenticate": 'Bearer realm="activation-service"'}, scope
         )
         await response(scope, receive, send)
