@@ -36,8 +36,10 @@ import simdjson
 from .activations import Array, first_non_finite
 from .problems import RequestError
 
-#: Deeper nesting than this is refused before it reaches NumPy.
-MAX_DEPTH = 32
+#: Arrays have at most this many dimensions (JSON nesting deeper is refused before it reaches
+#: NumPy). The OpenAPI document spells every level out, and the code that generators write
+#: for it nests a loop per level: Python compiles at most 20 nested blocks.
+MAX_DEPTH = 16
 
 _NUMBER_TYPES = frozenset({int, float})
 _DUMPS_OPTIONS = orjson.OPT_SERIALIZE_NUMPY

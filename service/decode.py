@@ -22,6 +22,9 @@ from .schemas import ActivateRequest
 JSON_MEDIA_TYPE = "application/json"
 NPY_MEDIA_TYPE = binary.NPY_MEDIA_TYPE
 NPZ_MEDIA_TYPE = binary.NPZ_MEDIA_TYPE
+#: Taken by the operations on NumPy files as well: an .npy file or an .npz archive, told apart
+#: by their first bytes (what generated clients send for a binary body).
+OCTET_MEDIA_TYPE = "application/octet-stream"
 M = TypeVar("M", bound=BaseModel)
 Query = list[tuple[str, str]]
 Parser = Callable[[bytes | bytearray], ActivateRequest]
@@ -44,13 +47,15 @@ def parser_for(
     ``binary``: the operation takes .npy/.npz bodies only.
     """
     fields = _single(query)
-    if binary and kind not in (NPY_MEDIA_TYPE, NPZ_MEDIA_TYPE):
+    if binary and kind not in (NPY_MEDIA_TYPE, NPZ_MEDIA_TYPE, OCTET_MEDIA_TYPE):
         raise RequestError.one(
             415,
             "content-type",
             f"unsupported media type {kind[:100]!r} here; send {NPY_MEDIA_TYPE} (x as an .npy file) or "
             f"{NPZ_MEDIA_TYPE} (x and grad), or send JSON to the operation without /npy",
         )
+    if binary and kind == OCTET_MEDIA_TYPE:
+        return lambda body: _parse_binary(model, sniff(kind, body), fields, max_elements, body)
     if is_json(kind):
         _check_query(model, fields)  # documented for binary bodies; sent anyway, it must still be valid
         return partial(_parse_json, model, max_elements)
@@ -70,6 +75,19 @@ _EXACT_BYTES_PER_NUMBER = 64
 _DOCUMENT_PARSER_FACTOR = 6
 
 
+def sniff(kind: str, body: bytes | bytearray) -> str:
+    """The media type of an application/octet-stream body from its first bytes: .npy or .npz."""
+    if kind != OCTET_MEDIA_TYPE:
+        return kind
+    if body[:6] == b"\x93NUMPY":
+        return NPY_MEDIA_TYPE
+    if body[:4] == b"PK\x03\x04":
+        return NPZ_MEDIA_TYPE
+    raise RequestError.one(
+        400, "body", "is neither an .npy file (magic \\x93NUMPY) nor an .npz archive (a zip file)"
+    )
+
+
 def decode_cost(kind: str, body: bytes | bytearray, max_elements: int) -> tuple[int, int]:
     """Bytes that decoding ``body`` will hold at its peak (the body included), and the numbers it
     holds at most, before decoding it.
@@ -86,6 +104,7 @@ def decode_cost(kind: str, body: bytes | bytearray, max_elements: int) -> tuple[
         # body of a million keys; 2.2 times for numbers); up to EXACT_MAX_BYTES the exact path may follow.
         per = _EXACT_BYTES_PER_NUMBER if len(body) <= codec.EXACT_MAX_BYTES else _FAST_BYTES_PER_NUMBER
         return _DOCUMENT_PARSER_FACTOR * len(body) + per * numbers, numbers
+    kind = sniff(kind, body)
     elements = binary.declared_elements(body, kind, max_elements)
     return len(body) + (8 if kind == NPY_MEDIA_TYPE else 16) * elements, elements
 

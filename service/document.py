@@ -25,6 +25,7 @@ from .schemas import (
 )
 
 JSON_MEDIA_TYPE = "application/json"
+OCTET_MEDIA_TYPE = "application/octet-stream"
 _BINARY = {"schema": {"type": "string", "format": "binary"}}
 
 
@@ -104,16 +105,24 @@ def _binary_operation(op: Operation, derivative: bool) -> dict[str, Any]:
                 {"type": "string", "enum": ["x", "params"], "default": "x"},
             ),
         ]
-    content = {binary.NPY_MEDIA_TYPE: _binary("x as an .npy file (float32 or float64, any shape).")}
+    # One media type for the file, as generators expect (they skip operations whose body is a
+    # type they do not know); the server tells .npy from .npz by their first bytes, and takes them
+    # labelled application/x-npy and application/x-npz as well.
+    what = "x as an .npy file (float32 or float64, any shape)"
     if derivative:
-        content[binary.NPZ_MEDIA_TYPE] = _binary(
-            "An .npz archive with the arrays x and grad (np.savez): the vector-Jacobian product."
+        what += (
+            ", or an .npz archive holding the arrays x and grad (np.savez) for the vector-Jacobian product"
         )
+    content = {
+        OCTET_MEDIA_TYPE: _binary(
+            f"{what}. Sent as application/x-npy or application/x-npz, it is taken as well."
+        )
+    }
     ok = {
         "description": "The result array as an .npy file (the JSON envelope with Accept: application/json); "
         "the activation, its parameters and the result's name are in the X-Activation, "
         "X-Activation-Params and X-Activation-Result headers.",
-        "content": {binary.NPY_MEDIA_TYPE: _BINARY},
+        "content": {binary.NPY_MEDIA_TYPE: _BINARY, OCTET_MEDIA_TYPE: _BINARY},
     }
     return {
         "parameters": parameters + _parameter_queries(),

@@ -21,11 +21,20 @@ RESULTS = ("y", "dydx", "grad_x", "d2ydx2")
 _JSON_BYTES = {"float64": 25, "float32": 16}
 
 
-def wants_npy(accept: str, binary_default: bool = False) -> bool:
-    """Whether the reply is .npy: asked for, or by default (``binary_default``) unless JSON is asked for."""
+OCTET_MEDIA_TYPE = "application/octet-stream"
+
+
+def npy_media_type(accept: str, binary_default: bool = False) -> str | None:
+    """The media type an .npy reply is labelled with, or None for JSON.
+
+    .npy when asked for, or by default (``binary_default``) unless JSON is asked
+    for; labelled application/octet-stream when only that is asked for.
+    """
     if binary.NPY_MEDIA_TYPE in accept:
-        return True
-    return binary_default and JSON_MEDIA_TYPE not in accept
+        return binary.NPY_MEDIA_TYPE
+    if JSON_MEDIA_TYPE in accept or not binary_default:
+        return None
+    return OCTET_MEDIA_TYPE if OCTET_MEDIA_TYPE in accept else binary.NPY_MEDIA_TYPE
 
 
 def reply_bytes(elements: int, dtype: str, npy: bool) -> int:
@@ -33,9 +42,9 @@ def reply_bytes(elements: int, dtype: str, npy: bool) -> int:
     return 8 * elements + 256 if npy else _JSON_BYTES.get(dtype, 25) * elements + 1024
 
 
-def encode(payload: dict[str, Any], npy: bool = False) -> Reply:
-    """Media type, extra headers and body pieces: JSON, or with ``npy`` the result
-    array as an .npy body with the rest of the envelope in headers."""
+def encode(payload: dict[str, Any], npy: str | None = None) -> Reply:
+    """Media type, extra headers and body pieces: JSON, or with ``npy`` (its media type) the
+    result array as an .npy body with the rest of the envelope in headers."""
     result = next((k for k in RESULTS if k in payload), None)
     if npy and result is not None:
         headers = {
@@ -43,7 +52,7 @@ def encode(payload: dict[str, Any], npy: bool = False) -> Reply:
             "x-activation-params": orjson.dumps(payload["params"]).decode(),
             "x-activation-result": result,
         }
-        return binary.NPY_MEDIA_TYPE, headers, binary.npy_parts(payload[result])
+        return npy, headers, binary.npy_parts(payload[result])
     wire = {k: codec.wire(v) if isinstance(v, np.ndarray) else v for k, v in payload.items()}
     if "dydparams" in payload:
         wire["dydparams"] = {k: codec.wire(v) for k, v in payload["dydparams"].items()}

@@ -161,17 +161,17 @@ class Pipeline:
         query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
         kind = decode.media_type(headers.get("content-type", decode.JSON_MEDIA_TYPE))
         parse = decode.parser_for(compute.model, kind, query, max_elements, compute.binary)
-        npy_out = encode.wants_npy(headers.get("accept", ""), compute.binary)
+        npy_out = encode.npy_media_type(headers.get("accept", ""), compute.binary)
         return Format(
             parse=parse,
             cost=lambda body: decode.decode_cost(kind, body, max_elements),
             encode=lambda payload: encode.encode(payload, npy_out),
-            reply_bytes=lambda elements, dtype: encode.reply_bytes(elements, dtype, npy_out),
+            reply_bytes=lambda elements, dtype: encode.reply_bytes(elements, dtype, npy_out is not None),
             cheaper_body="send the array as .npy instead of JSON",
             cheaper_reply=""
             if npy_out
             else "ask for the result as .npy (Accept: application/x-npy), 8 bytes a number",
-            archive=kind == decode.NPZ_MEDIA_TYPE,
+            archive=kind in (decode.NPZ_MEDIA_TYPE, decode.OCTET_MEDIA_TYPE),
         )
 
     async def admit(

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from service import activations
+from service.codec import MAX_DEPTH
 from tests import reference
 
 
@@ -295,8 +296,20 @@ async def test_activate_too_deep_nesting_returns_422(client: httpx.AsyncClient) 
     for _ in range(40):
         x = [x]
     assert_problem(
-        await post(client, "/activate", {"activation": "relu", "x": x}), 422, "x" + "[0]" * 32, "nested"
+        await post(client, "/activate", {"activation": "relu", "x": x}),
+        422,
+        "x" + "[0]" * MAX_DEPTH,
+        "nested",
     )
+
+
+async def test_activate_accepts_the_deepest_nesting_the_document_describes(client: httpx.AsyncClient) -> None:
+    x: Any = [-1.0, 2.0]
+    for _ in range(MAX_DEPTH - 1):
+        x = [x]
+    r = await post(client, "/activate", {"activation": "relu", "x": x})
+    assert r.status_code == 200, r.text
+    assert r.json()["shape"] == [1] * (MAX_DEPTH - 1) + [2]
 
 
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e999", "-1e999"])

@@ -35,6 +35,7 @@ import numpy as np
 import orjson
 import pytest
 
+from service.codec import MAX_DEPTH
 from tests import servers
 
 MIB = 2**20
@@ -44,7 +45,7 @@ ARGS = ("--memory-budget-bytes", str(BUDGET), "--max-body-bytes", str(MAX_BODY))
 #: Peak RSS growth allowed beyond the budget: the interpreter's own objects, allocator slack
 #: and fragmentation, the kernel's view of freed-but-kept pages; none of it is budgeted.
 ALLOWANCE = 160 * MIB
-MAX_DIMS = 32  # the most dimensions of an array, .npy shape or JSON nesting
+MAX_DIMS = MAX_DEPTH  # the most dimensions of an array, .npy shape or JSON nesting
 MAX_KEYS = 64  # the most keys of one object of a request
 EXCHANGE_LIMIT = 30.0  # s for one request and its whole answer; longer is a hang
 TCP_ESTABLISHED = 1
@@ -422,7 +423,7 @@ def test_the_raw_client_is_served(server: Server) -> None:
         case(lambda: npy_post(npy_header(npy_dict("(" + "1, " * 1000 + ")")) + bytes(8)), 422, "x", "1000 dimensions", id="dims-1000"),
         case(lambda: npy_post(npy_header(npy_dict("(" + "-" * 3000 + "1,)")) + bytes(8)), 400, "x", "not a valid .npy header", id="3000-minus-signs"),
         case(lambda: npy_post(npy_header(npy_dict("(2,)"), (2, 0), length=2**30) + bytes(1000)), 400, "x", "1073741824", id="v2-header-1-GiB"),
-        case(lambda: json_post(b'{"activation": "relu", "x": ' + nested(MAX_DIMS + 1) + b"}"), 422, "x" + "[0]" * MAX_DIMS, "nested more than 32 levels", id="json-nested-33"),
+        case(lambda: json_post(b'{"activation": "relu", "x": ' + nested(MAX_DIMS + 1) + b"}"), 422, "x" + "[0]" * MAX_DIMS, f"nested more than {MAX_DIMS} levels", id="json-nested-too-deep"),
     ],
 )  # fmt: skip
 def test_npy_shapes_and_nesting_are_refused(
