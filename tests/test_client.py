@@ -1,14 +1,23 @@
-"""The Python client, against the app through ASGI and against a real uvicorn on loopback."""
+"""The Python client, against the app through ASGI and against a real uvicorn on loopback;
+installed alone, it brings none of the server's packages."""
 
 from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
+from activation_client import ActivationClient, AsyncActivationClient, ClientError, ServerError
 
 from service import activations
 from service.app import create_app
-from service.client import ActivationClient, AsyncActivationClient, ClientError, ServerError
 from service.settings import Settings
 
 
@@ -135,3 +144,52 @@ async def test_async_client_against_a_real_server(server: str) -> None:
     async with AsyncActivationClient(server) as client:
         y = await client.activate("softmax", x, axis=0)
     np.testing.assert_allclose(y.sum(axis=0), 1.0)
+
+
+CLIENT = Path(__file__).resolve().parent.parent / "client"
+SERVER_ONLY = {
+    "fastapi",
+    "uvicorn",
+    "scipy",
+    "pydantic",
+    "starlette",
+    "orjson",
+    "pysimdjson",
+    "activation-service",
+}
+
+
+def test_the_client_installs_alone_and_its_readme_example_runs(server: str, tmp_path: Path) -> None:
+    """``pip install ./client`` into a fresh venv: httpx and NumPy, nothing of the server; its README runs."""
+    source = tmp_path / "client"  # pip builds in the source tree: a copy keeps the checkout clean
+    shutil.copytree(CLIENT, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    base = getattr(sys, "_base_executable", sys.executable)
+    subprocess.run([base, "-m", "venv", str(tmp_path / "venv")], check=True, env=env)
+    python = str(tmp_path / "venv" / "bin" / "python")
+    pip = subprocess.run(
+        [python, "-m", "pip", "install", "-q", str(source)], capture_output=True, text=True, env=env
+    )
+    assert pip.returncode == 0, pip.stderr
+    listed = subprocess.run(
+        [python, "-m", "pip", "list", "--format=json"], check=True, capture_output=True, text=True, env=env
+    ).stdout
+    installed = {p["name"].lower().replace("_", "-") for p in json.loads(listed)}
+    assert {"activation-client", "httpx", "numpy"} <= installed
+    assert not installed & SERVER_ONLY, installed & SERVER_ONLY
+    readme = (CLIENT / "README.md").read_text(encoding="utf-8")
+    example = re.search(r"```python\n(.*?)```", readme, re.DOTALL)
+    assert example, "client/README.md has a Python example"
+    code = example[1].replace("http://127.0.0.1:8000", server) + (
+        "import activation_client, importlib.util, pathlib\n"
+        "typed = (pathlib.Path(activation_client.__file__).parent / 'py.typed').is_file()\n"
+        "print(importlib.util.find_spec('service'), 'relu' in names, grads['weight'], typed)\n"
+    )
+    ran = subprocess.run(
+        [python, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60, env=env
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.splitlines() == [
+        "422 [{'field': 'params.negative_slope', 'reason': 'must be at most 1, got 5'}]",
+        "None True [-2.  0.] True",
+    ]

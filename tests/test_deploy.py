@@ -16,8 +16,8 @@ import kubernetes_validate
 import numpy as np
 import pytest
 import yaml
+from activation_client import ActivationClient
 
-from service.client import ActivationClient
 from tests import servers
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,11 +1,14 @@
 """A typed Python client for activation-service, sync and async, over httpx.
 
-    from service.client import ActivationClient
+    from activation_client import ActivationClient
 
     with ActivationClient("http://127.0.0.1:8000") as client:
         y = client.activate("gelu", x)                     # x: any NumPy array
         dydx = client.derivative("softmax", x, axis=-1)    # the Jacobian
         grad_x = client.derivative("tanh", x, grad=g)      # g^T J
+
+    async with AsyncActivationClient("http://127.0.0.1:8000") as client:
+        y = await client.activate("gelu", x)
 
 Arrays travel as .npy (and .npz with a gradient) when the server accepts them,
 as JSON otherwise; results come back as NumPy arrays in the input's float
@@ -24,6 +27,15 @@ from typing import Any
 
 import httpx
 import numpy as np
+
+__version__ = "0.1.0"
+__all__ = [
+    "ActivationClient",
+    "ActivationServiceError",
+    "AsyncActivationClient",
+    "ClientError",
+    "ServerError",
+]
 
 NPY = "application/x-npy"
 NPZ = "application/x-npz"
