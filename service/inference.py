@@ -41,8 +41,9 @@ DTYPE_NAMES = {"FP32": "float32", "FP64": "float64"}
 INPUTS = ("x", "grad")
 OUTPUTS = ("y", "dydx", "d2ydx2", "grad_x")
 VERSION = "1"
-#: Request-level parameters that are the protocol's, not the activation's.
-_PROTOCOL_PARAMETERS = ("binary_data_output", "axis")
+#: Request-level parameters that are the protocol's, not the activation's. tritonclient's
+#: ``priority`` and ``timeout`` (scheduling hints) are accepted and have no effect.
+_PROTOCOL_PARAMETERS = ("binary_data_output", "axis", "priority", "timeout")
 #: Top-level fields of a request; KServe's client also sends model_name (and may send model_version).
 _REQUEST_FIELDS = ("id", "parameters", "inputs", "outputs", "model_name", "model_version")
 
@@ -184,10 +185,21 @@ def _load_large(head: bytes) -> dict[str, Any]:
 
 
 def parse(
-    model_name: str, body: bytes | bytearray, header_length: str | None, max_elements: int
+    model_name: str,
+    version: str | None,
+    body: bytes | bytearray,
+    header_length: str | None,
+    max_elements: int,
 ) -> InferRequest:
     """An inference request from its body; 400 naming the tensor or parameter, 413 past the limits."""
-    entry = model(model_name)
+    entry = model(model_name, version)
+    if header_length is None and b'"binary_data_size"' in body:
+        raise RequestError.one(
+            400,
+            "Inference-Header-Content-Length",
+            "is required when tensors are sent as binary data (binary_data_size): "
+            "it gives the length of the JSON header that precedes them",
+        )
     head, tail = split(body, header_length)
     data = _load_header(head)
     for key in data:
@@ -195,6 +207,15 @@ def parse(
             raise RequestError.one(
                 400, key[:100], f"is not a field of an inference request: {', '.join(_REQUEST_FIELDS)}"
             )
+    # KServe's client repeats the model in the body: it must be the one in the path.
+    if "model_name" in data and data["model_name"] != model_name:
+        named = data["model_name"]
+        shown = named[:100] if isinstance(named, str) else _kind(named)
+        raise RequestError.one(
+            400, "model_name", f"is {shown!r}, but the path names model {model_name[:100]!r}"
+        )
+    if "model_version" in data and data["model_version"] not in ("", VERSION):
+        raise RequestError.one(400, "model_version", f"must be {VERSION!r}, the only version")
     request_id = data.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise RequestError.one(400, "id", "must be a string")

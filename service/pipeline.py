@@ -151,7 +151,7 @@ class Pipeline:
             inference.model(name, version)  # 404 before the body is read
             length = headers.get(inference.HEADER_LENGTH)
             return Format(
-                parse=lambda body: inference.parse(name, body, length, max_elements),
+                parse=lambda body: inference.parse(name, version, body, length, max_elements),
                 cost=lambda body: inference.cost(body, length),
                 encode=inference.encode,
                 reply_bytes=inference.reply_bytes,

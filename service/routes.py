@@ -355,6 +355,7 @@ class Table:
         self._exact: dict[str, list[Operation]] = {}
         self._patterns: list[tuple[re.Pattern[str], Operation]] = []
         self._pattern_of: dict[int, re.Pattern[str]] = {}
+        self._inference_root = next((op.path.split("/")[1] for op in operations if op.inference), "")
         for op in operations:
             if op.prefix or "{" in op.path:
                 self._patterns.append((_pattern(op), op))
@@ -368,7 +369,10 @@ class Table:
         candidates = self._exact.get(path) or [op for p, op in self._patterns if p.fullmatch(path)]
         method = "GET" if method == "HEAD" else method
         allowed = tuple(sorted({op.method for op in candidates}))
-        inference = any(op.inference for op in candidates)
+        # An unknown path under the protocol's root (/v2/repository/index ...) answers in its shape too.
+        inference = any(op.inference for op in candidates) or (
+            not candidates and path.split("/", 2)[1:2] == [self._inference_root]
+        )
         return next((op for op in candidates if op.method == method), None), allowed, inference
 
     def path_params(self, op: Operation, path: str) -> dict[str, str]:

@@ -772,3 +772,29 @@ def test_compression_bombs_are_413_with_memory_bounded(
     assert_error(r, "large", "limit", "bytes", "body", status=413)
     assert peak_kib(pid) - before < 24 * 1024  # inflating it all would take 64 MiB
     assert httpx.get(f"{url}/v2/health/live", timeout=10).status_code == 200
+
+
+def test_model_named_in_the_body_must_be_the_one_in_the_path(base: str) -> None:
+    body = {"model_name": "relu", "inputs": [x_json([1], [1.0])]}
+    assert_error(post(base, body, model="gelu"), "model_name", status=400)
+    assert post(base, body | {"model_name": "relu"}, model="relu").status_code == 200
+    assert_error(post(base, body | {"model_version": "7"}, model="relu"), "model_version", status=400)
+
+
+def test_tritonclients_scheduling_parameters_are_accepted(client: triton.InferenceServerClient) -> None:
+    x = triton.InferInput("x", [2], "FP64")
+    x.set_data_from_numpy(np.array([-1.0, 2.0]))
+    result = client.infer("relu", [x], priority=1, timeout=1_000_000)
+    assert result.as_numpy("y").tolist() == [0.0, 2.0]
+
+
+@pytest.mark.parametrize("path", ["/v2/repository/index", "/v2/models/gelu/config", "/v2/models/gelu/stats"])
+def test_unknown_protocol_paths_answer_in_the_protocols_shape(
+    client: triton.InferenceServerClient, base: str, path: str
+) -> None:
+    # tritonclient reads {"error": ...} from every failed call; a problem+json body made it crash.
+    r = httpx.get(f"{base}{path}", timeout=10)
+    assert r.status_code == 404
+    assert set(r.json()) == {"error"}
+    with pytest.raises(InferenceServerException):
+        client.get_model_config("gelu")
