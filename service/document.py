@@ -220,6 +220,15 @@ def document(app: FastAPI) -> dict[str, Any]:
     components.pop("ValidationError", None)
     components.update(_without_lone_all_of(extra.get("$defs", {})))
     components["NumberArray"] = NUMBER_ARRAY_SCHEMA
+    # Request bodies are written where they are used: openapi-typescript makes every property
+    # that has a default a required one, except under a requestBody.
+    for served in compute:
+        operation = schema["paths"][served.path][served.method.lower()]
+        media = operation["requestBody"]["content"].get(JSON_MEDIA_TYPE)
+        if media is not None:
+            body = components.pop(media["schema"]["$ref"].rsplit("/", 1)[1])
+            body.pop("title", None)  # generators name it after the operation: ActivateBody
+            media["schema"] = body
     # The Authorize button of /docs: a bearer key, required only when ACTIVATION_API_KEYS is set.
     schema["components"]["securitySchemes"] = {
         "bearer": {
