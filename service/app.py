@@ -41,7 +41,13 @@ products, computed exactly in float64 by a NumPy core.
 * `POST /derivative`: f'(x) (or the Jacobian of a vector function), or with an
   upstream gradient `grad` the product gᵀJ that backpropagation needs.
   The derivative is always taken at the input x.
+* `POST /activate/npy`, `POST /derivative/npy`: the same with NumPy files (.npy, .npz),
+  the activation and each of its parameters as query parameters.
 * `GET /activations`: the catalog: parameters, formulas, kinks, typical use.
+
+The service also speaks the Open Inference Protocol (KServe v2, Triton) under
+`/v2`, outside this document: every activation is a model with inputs `x` and
+`grad` and outputs `y`, `dydx`, `d2ydx2` and `grad_x`.
 
 Numbers: inputs must be finite; outputs are always finite. NaN, Infinity and
 overflowing results are refused with a 422 that names the element.
