@@ -30,6 +30,7 @@ import asyncio
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
@@ -63,9 +64,9 @@ class Format:
     bodies (:mod:`service.decode`, :mod:`service.encode`), or the Open Inference Protocol's
     (:mod:`service.inference`)."""
 
-    parse: Callable[[bytes], Any]
+    parse: Callable[[bytes | bytearray], Any]
     #: Bytes decoding a body holds at its peak, and the numbers it holds at most.
-    cost: Callable[[bytes], tuple[int, int]]
+    cost: Callable[[bytes | bytearray], tuple[int, int]]
     encode: Callable[[dict[str, Any]], encode.Reply]
     #: An upper bound of the reply's size for a number of result elements of a dtype.
     reply_bytes: Callable[[int, str], int]
@@ -124,7 +125,7 @@ class Pipeline:
         """One compute request, from its ASGI ``receive`` to the encoded reply."""
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         form = self.format_for(compute, scope, headers)
-        body = await self.read_body(receive, headers.get("content-length"), reservation)
+        body: bytes | bytearray = await self.read_body(receive, headers.get("content-length"), reservation)
         if "content-encoding" in headers:
             body = await self.inflate(body, headers["content-encoding"], reservation)
         if self.active >= self.max_concurrency:
@@ -178,7 +179,7 @@ class Pipeline:
         self,
         compute: Compute,
         form: Format,
-        body: bytes,
+        body: bytes | bytearray,
         reservation: Reservation,
         info: dict[str, Any] | None,
     ) -> Plan:
@@ -222,12 +223,15 @@ class Pipeline:
         )
         return plan
 
-    async def inflate(self, body: bytes, encoding: str, reservation: Reservation) -> bytes:
+    async def inflate(
+        self, body: bytes | bytearray, encoding: str, reservation: Reservation
+    ) -> bytes | bytearray:
         """A body sent with Content-Encoding gzip or deflate, decompressed within the byte limit.
 
         The decompressed body may be no larger than ACTIVATION_MAX_BODY_BYTES (413 as
         soon as it grows past it, whatever the compressed size); its memory is reserved
-        piece by piece as it grows, and the event loop is let go between pieces.
+        piece by piece as it grows, and every piece after the first is inflated in a
+        worker thread, so a small body that inflates to a large one never holds the loop.
         """
         token = encoding.strip().lower()
         if token in ("", "identity"):
@@ -241,35 +245,35 @@ class Pipeline:
         wrapped = len(body) >= 2 and body[0] & 0x0F == 8 and (body[0] << 8 | body[1]) % 31 == 0
         wbits = 31 if "gzip" in token else (15 if wrapped else -15)
         inflater = zlib.decompressobj(wbits)
-        pieces: list[bytes] = []
-        size = 0
+        # One growing buffer: a large bytearray is extended in place (mremap), so the
+        # decompressed body is held once, never as pieces plus their join.
+        out = bytearray()
         rest = body
         try:
             while True:
-                piece = inflater.decompress(rest, INFLATE_PIECE)
+                if out:  # past the first piece: a large body, inflated off the event loop
+                    piece = await self.in_pool(partial(inflater.decompress, rest, INFLATE_PIECE))
+                else:
+                    piece = inflater.decompress(rest, INFLATE_PIECE)
                 rest = inflater.unconsumed_tail
-                size += len(piece)
-                if size > limit:
+                if len(out) + len(piece) > limit:
                     raise RequestError.one(
                         413,
                         "body",
                         f"decompresses to over {limit} bytes, the limit (ACTIVATION_MAX_BODY_BYTES)",
                     )
-                await reservation.grow(2 * len(piece), "body", "decompressing it")
-                pieces.append(piece)
+                await reservation.grow(len(piece), "body", "decompressing it")
+                out += piece
+                del piece
                 if inflater.eof or not rest:
                     break
-                await asyncio.sleep(0)  # let probes and other requests through
         except zlib.error as exc:
             raise RequestError.one(400, "body", f"is not valid {token} data: {exc}") from None
         if not inflater.eof:
             raise RequestError.one(400, "body", f"the {token} data is truncated")
         if inflater.unused_data:
             raise RequestError.one(400, "body", f"{len(inflater.unused_data)} bytes follow the {token} data")
-        out = b"".join(pieces)
-        pieces.clear()
-        reservation.shrink(size)  # one copy of the decompressed body is left
-        reservation.shrink(len(body), body=True)  # and the compressed one goes
+        reservation.shrink(len(body), body=True)  # the compressed body goes
         return out
 
     async def in_pool(self, work: Callable[[], T]) -> T:

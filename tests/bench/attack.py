@@ -47,6 +47,7 @@ import threading
 import time
 import traceback
 import zipfile
+import zlib
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -525,6 +526,16 @@ def repeat(
 
 
 @cache
+def gzip_bomb() -> bytes:
+    """A JSON inference request whose gzip body inflates to 1 GiB (of spaces after the object)."""
+    out = zlib.compressobj(9, zlib.DEFLATED, 31)
+    parts = [out.compress(b'{"inputs": [{"name": "x", "shape": [1], "datatype": "FP64", "data": [1]}]}')]
+    block = b" " * MIB
+    parts += [out.compress(block) for _ in range(1024)]
+    return b"".join([*parts, out.flush()])
+
+
+@cache
 def small_activate() -> bytes:
     return b'{"activation": "gelu", "x": [[-1.5, 0, 0.5, 2], [3, -3, 1, 0.25]]}'
 
@@ -719,6 +730,13 @@ def attack_zip_bomb(server: Server, row: Row) -> None:
     repeat(server, row, [payload], clients=4, seconds=10, grace=15)
 
 
+def attack_inference_gzip_bomb(server: Server, row: Row) -> None:
+    body = gzip_bomb()
+    row.notes.append(f"body {len(body) / 1024:.1f} KiB of gzip inflating to 1 GiB, to /v2/models/relu/infer")
+    payload = request("POST", "/v2/models/relu/infer", body, extra=b"Content-Encoding: gzip\r\n")
+    repeat(server, row, [payload], clients=4, seconds=10, grace=15)
+
+
 def attack_slow_clients(server: Server, row: Row) -> None:
     groups = {
         "partial body, Content-Length 100000": (
@@ -837,6 +855,7 @@ ATTACKS: list[tuple[str, Callable[[Server, Row], None], tuple[str, ...]]] = [
     ("6 npz 16M zeros (bomb)", attack_zip_bomb, ()),
     ("7 1080 slow/idle clients", attack_slow_clients, ()),
     ("8 128 KB header, 500 fields", attack_big_headers, ()),
+    ("9 gzip bomb to /v2 infer", attack_inference_gzip_bomb, ()),
 ]
 
 
