@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import httpx
+import numpy as np
 import pytest
+import tritonclient.http as triton
+from tritonclient.utils import InferenceServerException
 
 from tests import proxy, servers
 from tests.browsing import Visit
@@ -87,3 +90,17 @@ def test_try_it_out_through_the_proxy(visit: Visit, behind: tuple[str, str]) -> 
     authorize(page, KEY)
     assert _execute(block) == "200"
     visit.shot("docs-behind-nginx")
+
+
+def test_the_inference_protocol_through_the_proxy_with_its_key(behind: tuple[str, str]) -> None:
+    # tritonclient takes "host:port/prefix" and calls /prefix/v2/...; keys hold there as elsewhere.
+    front, _ = behind
+    client = triton.InferenceServerClient(front.removeprefix("http://"))
+    assert client.is_server_live()  # open, like /healthz
+    x = triton.InferInput("x", [3], "FP64")
+    x.set_data_from_numpy(np.array([-1.0, 0.0, 2.0]))
+    with pytest.raises(InferenceServerException, match="API key"):
+        client.infer("relu", [x])
+    result = client.infer("relu", [x], headers={"Authorization": f"Bearer {KEY}"})
+    assert result.as_numpy("y").tolist() == [0.0, 0.0, 2.0]
+    client.close()
