@@ -132,6 +132,7 @@ def create_fastapi_app() -> FastAPI:
         lifespan=lifecycle.lifespan,  # chains the SIGTERM handler that starts the drain
         docs_url=None,
         redoc_url=None,
+        openapi_url=None,  # served from the route table (routes.openapi_document)
         title="activation-service",
         version=__version__,
         description=DESCRIPTION,

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Annotated, Any
 
-from fastapi import Path, Query
+from fastapi import Path, Query, Request
 from starlette.responses import Response
 from starlette.types import Scope
 
@@ -144,6 +144,15 @@ def metrics() -> Response:
     """Requests by route, status and activation; latency; elements computed; requests in flight."""
     body, media_type = metrics_text()
     return Response(body, media_type=media_type)
+
+
+def openapi_document(request: Request) -> Response:
+    """The OpenAPI document; behind a proxy prefix (the root path), its one server is the prefix."""
+    doc = request.app.openapi()
+    root = request.scope.get("root_path", "").rstrip("/")
+    if root:
+        doc = doc | {"servers": [{"url": root}]}
+    return _json(doc)
 
 
 # -- the Open Inference Protocol (service.inference) ---------------------------------------------------
@@ -317,7 +326,7 @@ TABLE: tuple[Operation, ...] = (
     Operation("GET", "/", open=True, endpoint=pages.playground, route=pages.HTML),
     Operation("GET", "/docs", open=True, endpoint=pages.swagger_ui, route=pages.HTML),
     Operation("GET", "/redoc", open=True, endpoint=pages.redoc, route=pages.HTML),
-    Operation("GET", "/openapi.json", open=True),  # served by FastAPI itself
+    Operation("GET", "/openapi.json", open=True, endpoint=openapi_document),
     Operation("GET", "/static/redoc.standalone.js", open=True, label="/static", endpoint=pages.redoc_bundle),
     Operation("GET", "/static/", open=True, prefix=True, label="/static"),  # pages.mount_static
 )
