@@ -256,6 +256,17 @@ def _object(value: Any, field: str) -> dict[str, Any]:
     return value
 
 
+def _named(item: dict[str, Any], field: str, names: tuple[str, ...]) -> str:
+    """The name of an input or a requested output, one of ``names``."""
+    name = item.get("name")
+    if not isinstance(name, str) or name not in names:
+        shown = repr(name[:100]) if isinstance(name, str) else _kind(name)
+        raise RequestError.one(
+            400, field, f"unknown {field[:-1]} {shown}; the {field} are {', '.join(names)}"
+        )
+    return name
+
+
 def _kind(value: Any) -> str:
     if isinstance(value, bool):
         return "a boolean"
@@ -296,12 +307,7 @@ def _inputs(value: Any, tail: memoryview, max_elements: int) -> dict[str, tuple[
     total = 0
     for item in value:
         tensor = _object(item, "inputs[]")
-        name = tensor.get("name")
-        if name not in INPUTS:
-            shown = name[:100] if isinstance(name, str) else _kind(name)
-            raise RequestError.one(
-                400, "inputs", f"unknown input {shown!r}; the inputs are {', '.join(INPUTS)}"
-            )
+        name = _named(tensor, "inputs", INPUTS)
         field = f"inputs.{name}"
         if name in out:
             raise RequestError.one(400, field, "is given more than once")
@@ -400,12 +406,7 @@ def _outputs(
     out: list[tuple[str, bool]] = []
     for item in value:
         requested = _object(item, "outputs[]")
-        name = requested.get("name")
-        if name not in OUTPUTS:
-            shown = name[:100] if isinstance(name, str) else _kind(name)
-            raise RequestError.one(
-                400, "outputs", f"unknown output {shown!r}; the outputs are {', '.join(OUTPUTS)}"
-            )
+        name = _named(requested, "outputs", OUTPUTS)
         field = f"outputs.{name}"
         if any(name == seen for seen, _ in out):
             raise RequestError.one(400, field, "is requested more than once")

@@ -133,10 +133,14 @@ async def healthz() -> Response:
     return Response(_OK, media_type=JSON_MEDIA_TYPE)
 
 
-async def readyz() -> Response:
-    """200 when the service is ready to take traffic; 503 while it drains."""
+def _not_draining() -> None:
     if DRAINING.is_set():
         raise RequestError.retry_later("draining: the process is shutting down")
+
+
+async def readyz() -> Response:
+    """200 when the service is ready to take traffic; 503 while it drains."""
+    _not_draining()
     return Response(_OK, media_type=JSON_MEDIA_TYPE)
 
 
@@ -171,8 +175,7 @@ async def v2_live() -> Response:
 
 
 async def v2_ready() -> Response:
-    if DRAINING.is_set():
-        raise RequestError.retry_later("draining: the process is shutting down")
+    _not_draining()
     return _json({"ready": True})
 
 
@@ -182,8 +185,7 @@ async def v2_model_metadata(name: str, version: str | None = None) -> Response:
 
 async def v2_model_ready(name: str, version: str | None = None) -> Response:
     inference.model(name, version)
-    if DRAINING.is_set():
-        raise RequestError.retry_later("draining: the process is shutting down")
+    _not_draining()
     return _json({"name": name, "ready": True})
 
 
