@@ -9,10 +9,12 @@ both do this.  The forms below keep full relative accuracy in the tails.
 
 from __future__ import annotations
 
+import gmpy2
 import numpy as np
+from gmpy2 import mpfr
 
 from .exact import logistic
-from .registry import Activation, Array, Example, Kink, Param, register
+from .registry import Activation, Array, Exact, Example, Kink, Param, register
 
 # -- step ----------------------------------------------------------------------
 
@@ -110,6 +112,20 @@ def sigmoid_second(x: Array) -> Array:
     return -sigmoid_derivative(x) * np.tanh(0.5 * x)
 
 
+def _sigmoid_exact(x: mpfr) -> mpfr:
+    return 1 / (1 + gmpy2.exp(-x))
+
+
+def _sigmoid_exact_derivative(x: mpfr) -> mpfr:
+    # sigma(x) sigma(-x): no cancellation in either tail.
+    return _sigmoid_exact(x) * _sigmoid_exact(-x)
+
+
+def _sigmoid_exact_second(x: mpfr) -> mpfr:
+    # sigma'(x) (1 - 2 sigma(x)) = -sigma'(x) tanh(x/2): exactly 0 at x = 0.
+    return -_sigmoid_exact_derivative(x) * gmpy2.tanh(x / 2)
+
+
 register(
     Activation(
         name="sigmoid",
@@ -117,6 +133,7 @@ register(
         forward=sigmoid,
         derivative=sigmoid_derivative,
         second=sigmoid_second,
+        exact=Exact(_sigmoid_exact, _sigmoid_exact_derivative, _sigmoid_exact_second),
         formula=r"\sigma(x) = \frac{1}{1 + e^{-x}}",
         derivative_formula=r"\sigma'(x) = \sigma(x)\,\sigma(-x) = \sigma(x)\,(1 - \sigma(x))",
         range="(0, 1)",

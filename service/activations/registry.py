@@ -151,6 +151,24 @@ class Example:
 
 
 @dataclass(frozen=True)
+class Exact:
+    """An elementwise function in exact arithmetic, for correctly rounded results (:mod:`.correct`).
+
+    Each callable takes ``x`` and the parameters as ``gmpy2.mpfr`` (the float64
+    values received, exactly) and returns the quantity computed with MPFR at the
+    working precision of the current gmpy2 context (the caller raises it until
+    the rounded result no longer changes); constants are built at that precision
+    from their exact published values.  Kink conventions are the catalog's.
+    """
+
+    value: Callable[..., Any]
+    derivative: Callable[..., Any]
+    second: Callable[..., Any]
+    #: dy/dtheta for each parameter, by name (functions with parameters).
+    params: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Activation:
     """One activation function and everything the service says about it."""
 
@@ -186,6 +204,9 @@ class Activation:
     #: marked ``blocked`` computes its forward in blocks of CHUNK elements itself
     #: beyond 2 * CHUNK (softmax), which :meth:`workspace_bytes` counts on.
     blocked: bool = False
+    #: The function in exact arithmetic (elementwise functions): the reference that
+    #: results in float16 and bfloat16, /check and /reference are correctly rounded from.
+    exact: Exact | None = None
 
     def __post_init__(self) -> None:
         if (self.kind == "vector") != (self.vjp is not None):

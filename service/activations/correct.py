@@ -1,0 +1,213 @@
+"""Correctly rounded results: the exact value of a quantity, rounded once to a format.
+
+Formats are IEEE binary64 (float64), binary32 (float32), binary16 (float16)
+and bfloat16 (8 significant bits, float32's exponent range), each with its
+subnormals, rounded to nearest, ties to even.  The exact value comes from the
+registry's :class:`~.registry.Exact` definitions, evaluated with MPFR (gmpy2)
+at a working precision that is raised until the rounded result stops changing
+(Ziv's strategy): first the format's precision plus 64 bits, then twice as many,
+and so on; the result is taken when two consecutive precisions round to the same
+number, so a value near a rounding boundary, or a result that cancels, is simply
+worked out to more bits.
+
+Two uses:
+
+* **16-bit formats**: every input is one of at most 65,536 values, so an array
+  is evaluated once per distinct input (:func:`elementwise`), and the whole
+  table of a function (:func:`table`) is what ``GET /reference`` serves.
+* **Any format, element by element**: ``POST /check`` compares someone else's
+  results with the correctly rounded ones.
+
+Nothing here rounds through another format: inputs are rounded to a format by
+:func:`round_to` from float64 directly (ml_dtypes' float64 -> bfloat16 cast
+rounds twice, through float32), results from the MPFR value directly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import gmpy2
+import ml_dtypes
+import numpy as np
+from gmpy2 import mpfr
+
+from .registry import Activation, Array, NotSupported, ResultOverflow
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    #: Significant bits, and MPFR's exponent range with subnormals (a value is m * 2^e, m in [1/2, 1)).
+    precision: int
+    emin: int
+    emax: int
+    #: How results of this format are held in NumPy.
+    numpy: Any
+
+    @property
+    def context(self) -> Any:
+        return gmpy2.context(precision=self.precision, emin=self.emin, emax=self.emax, subnormalize=True)
+
+    @property
+    def max(self) -> float:
+        return math.ldexp(1.0 - math.ldexp(1.0, -self.precision), self.emax)
+
+    @property
+    def smallest(self) -> float:
+        """The smallest positive subnormal."""
+        return math.ldexp(1.0, self.emin - 1)
+
+    @property
+    def bits(self) -> int:
+        return int(np.dtype(self.numpy).itemsize * 8)
+
+
+FORMATS: dict[str, Format] = {
+    "float64": Format("float64", 53, -1073, 1024, np.float64),
+    "float32": Format("float32", 24, -148, 128, np.float32),
+    "float16": Format("float16", 11, -23, 16, np.float16),
+    "bfloat16": Format("bfloat16", 8, -132, 128, ml_dtypes.bfloat16),
+}
+#: Formats whose every input is evaluated through the exact definitions.
+SIXTEEN_BIT = ("float16", "bfloat16")
+QUANTITIES = ("value", "derivative", "second_derivative")
+#: Ziv's strategy stops raising the precision here (never reached but by an exact tie, which
+#: every precision rounds alike).
+MAX_BITS = 1 << 14
+
+
+def round_to(x: Array, fmt: Format) -> Array:
+    """float64 values rounded once to ``fmt`` (to nearest, ties to even, with subnormals), as float64.
+
+    ``inf`` where the rounded value exceeds the format.  Exact: x * 2^-q has at most
+    53 significant bits, so np.rint rounds it exactly once.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if fmt.precision == 53:
+        return x.copy()
+    _, e = np.frexp(x)
+    # The quantum of x in fmt: 2^(e - precision), but never finer than the subnormals'.
+    q = np.maximum(e, fmt.emin + fmt.precision - 1) - fmt.precision
+    with np.errstate(over="ignore"):
+        out = np.ldexp(np.rint(np.ldexp(x, -q)), q)
+        out[np.abs(out) > fmt.max] = np.copysign(np.inf, x[np.abs(out) > fmt.max])
+    return out
+
+
+def as_format(x: Array, fmt: Format) -> np.ndarray[Any, Any]:
+    """float64 values already representable in ``fmt``, in fmt's NumPy type (an exact conversion)."""
+    return np.asarray(x, dtype=np.float64).astype(fmt.numpy)
+
+
+def _signature(r: Any) -> tuple[float, bool]:
+    return float(r), bool(gmpy2.is_signed(r))
+
+
+def correctly_rounded(fn: Callable[..., Any], x: float, params: Mapping[str, float], fmt: Format) -> float:
+    """fn(x, **params) rounded once to ``fmt``: ``inf`` where it exceeds the format."""
+    target = fmt.context
+    prec = fmt.precision + 64
+    arg = mpfr(x, 53)
+    args = {name: mpfr(value, 53) for name, value in params.items()}
+    previous: tuple[float, bool] | None = None
+    while True:
+        with gmpy2.context(gmpy2.get_context(), precision=prec):
+            exact = fn(arg, **args)
+        if gmpy2.is_zero(exact):
+            return 0.0  # an exact zero is +0 (a negative result too small for the format is -0)
+        rounded = _signature(target.plus(exact))
+        if rounded == previous or prec >= MAX_BITS:
+            return rounded[0]
+        previous = rounded
+        prec *= 2
+
+
+def function_of(entry: Activation, quantity: str, param: str | None = None) -> Callable[..., Any]:
+    """The exact definition of ``quantity`` ("value", "derivative", "second_derivative", or with
+    ``param`` the derivative with respect to that parameter)."""
+    exact = entry.exact
+    if exact is None:
+        raise NotSupported(
+            "dtype",
+            f"{entry.name} is a vector function: float16 and bfloat16 results, /check and /reference "
+            "are available for elementwise functions",
+        )
+    if param is not None:
+        return exact.params[param]
+    if quantity not in QUANTITIES:
+        raise ValueError(quantity)
+    return {"value": exact.value, "derivative": exact.derivative, "second_derivative": exact.second}[quantity]
+
+
+def elementwise(
+    entry: Activation,
+    quantity: str,
+    x: Array,
+    params: Mapping[str, float],
+    fmt: Format,
+    param: str | None = None,
+) -> Array:
+    """The correctly rounded ``quantity`` at every element of ``x`` (values of ``fmt``, as float64),
+    evaluated once per distinct input; ``inf`` where a result exceeds the format."""
+    fn = function_of(entry, quantity, param)
+    unique, inverse = np.unique(np.asarray(x, dtype=np.float64), return_inverse=True)
+    results = np.array([correctly_rounded(fn, float(v), params, fmt) for v in unique], dtype=np.float64)
+    return results[inverse].reshape(np.shape(x))
+
+
+def finite_inputs(fmt: Format) -> Array:
+    """Every finite value of a 16-bit format, in the order of their bit patterns, as float64."""
+    bits = np.arange(1 << 16, dtype=np.uint16)
+    with np.errstate(invalid="ignore"):  # the NaN patterns
+        values = bits.view(fmt.numpy).astype(np.float64)
+    return values[np.isfinite(values)]
+
+
+@lru_cache(maxsize=64)
+def _table(name: str, quantity: str, params: tuple[tuple[str, float], ...], fmt_name: str) -> Array:
+    from . import get
+
+    fmt = FORMATS[fmt_name]
+    return elementwise(get(name), quantity, finite_inputs(fmt), dict(params), fmt)
+
+
+def table(entry: Activation, quantity: str, params: Mapping[str, float], fmt: Format) -> tuple[Array, Array]:
+    """Every finite input of a 16-bit format and its correctly rounded ``quantity`` (``inf`` where it
+    exceeds the format), both as float64."""
+    if fmt.name not in SIXTEEN_BIT:
+        raise ValueError(fmt.name)
+    y = _table(entry.name, quantity, tuple(sorted(params.items())), fmt.name)
+    return finite_inputs(fmt), y
+
+
+def check_finite(y: Array, field: str, fmt: Format) -> None:
+    """Refuse a result that exceeds the format, naming its first element."""
+    bad = np.flatnonzero(~np.isfinite(y))
+    if bad.size:
+        index = np.unravel_index(int(bad[0]), np.shape(y))
+        where = field + "".join(f"[{i}]" for i in index)
+        raise ResultOverflow(where, f"the true result exceeds the {fmt.name} range (+-{fmt.max:.4g})")
+
+
+# -- errors in ULPs, for /check ------------------------------------------------------------
+
+
+def ulp(x: Array, fmt: Format) -> Array:
+    """The unit in the last place of each (representable, finite) value of ``fmt``: the gap to the next
+    larger magnitude."""
+    _, e = np.frexp(np.asarray(x, dtype=np.float64))
+    return np.ldexp(1.0, np.maximum(e, fmt.emin + fmt.precision - 1) - fmt.precision)
+
+
+def ulp_error(given: Array, correct: Array, fmt: Format) -> Array:
+    """|given - correct| in units of the last place of the correctly rounded value (exact in float64
+    for the 16-bit formats and float32; for float64, the difference is taken in long double)."""
+    given = np.asarray(given, dtype=np.float64)
+    correct = np.asarray(correct, dtype=np.float64)
+    difference = np.abs(given.astype(np.longdouble) - correct.astype(np.longdouble))
+    return np.asarray(difference / ulp(correct, fmt).astype(np.longdouble), dtype=np.float64)
