@@ -41,7 +41,7 @@ from .problems import RequestError
 
 NPY_MEDIA_TYPE = "application/x-npy"
 NPZ_MEDIA_TYPE = "application/x-npz"
-FLOAT_DTYPES = (np.dtype("<f4"), np.dtype(">f4"), np.dtype("<f8"), np.dtype(">f8"))
+FLOAT_DTYPES = tuple(np.dtype(f"{order}f{size}") for size in (2, 4, 8) for order in "<>")
 
 _MAGIC = b"\x93NUMPY"
 #: Largest header dictionary accepted (NumPy writes ~120 bytes for up to 32 dimensions).
@@ -54,8 +54,9 @@ _MAX_RATIO = 1000
 _INPUT_PIECE = 1 << 16
 #: Decompressed bytes produced at a time.
 _OUTPUT_PIECE = 1 << 20
-_NPZ_MEMBERS = ("x", "grad")
-_NPZ_LAYOUTS = (["x.npy"], ["grad.npy", "x.npy"])
+_NPZ_MEMBERS = ("x", "grad", "y")
+#: x alone, x and grad (a vector-Jacobian product), x and y (POST /check).
+_NPZ_LAYOUTS = (["x.npy"], ["grad.npy", "x.npy"], ["x.npy", "y.npy"])
 
 
 class _Header(NamedTuple):
@@ -150,7 +151,7 @@ def _result(flat: Array, header: _Header) -> tuple[Array, type]:
     arr = flat.reshape(header.shape, order="F" if header.fortran else "C")
     with np.errstate(invalid="ignore"):  # (a float32 signalling NaN; non-finite numbers are refused later)
         wide = arr.astype(np.float64, copy=False)
-    return wide, np.float32 if header.dtype.itemsize == 4 else np.float64
+    return wide, {2: np.float16, 4: np.float32}.get(header.dtype.itemsize, np.float64)
 
 
 class _Cursor:
@@ -216,7 +217,7 @@ def _float_dtype(descr: str, field: str) -> np.dtype[Any]:
     if dtype is not None and dtype in FLOAT_DTYPES:
         return dtype
     sent = f"{dtype.str} ({dtype.name})" if dtype is not None else repr(descr[:40])
-    raise RequestError.one(422, field, f"must hold float32 or float64 numbers, not {sent}")
+    raise RequestError.one(422, field, f"must hold float16, float32 or float64 numbers, not {sent}")
 
 
 def _check_shape(shape: tuple[int, ...], field: str, max_elements: int) -> None:
@@ -320,7 +321,7 @@ class _HeaderDict:
         kind, value = self._take("the descr")
         if kind == "punct" and value == "[":
             raise RequestError.one(
-                422, self._field, "must hold float32 or float64 numbers, not a structured dtype"
+                422, self._field, "must hold float16, float32 or float64 numbers, not a structured dtype"
             )
         if kind != "str":
             raise self._bad(f"descr must be a type string, not {value[:20]!r}")
@@ -368,7 +369,9 @@ def _npz_members(view: memoryview, max_elements: int) -> dict[str, zipfile.ZipIn
     if sorted(names) not in _NPZ_LAYOUTS:
         shown = repr(names[:10])[:-1] + (f", ... ({len(names)} members)]" if len(names) > 10 else "]")
         raise RequestError.one(
-            422, "body", f"an .npz body holds the members x.npy and optionally grad.npy; found {shown}"
+            422,
+            "body",
+            f"an .npz body holds the member x.npy, and grad.npy or y.npy (POST /check); found {shown}",
         )
     members = {info.filename.removesuffix(".npy"): info for info in infos}
     limit = _MAX_PREFIX + _MAX_HEADER + max_elements * 8

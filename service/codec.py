@@ -168,7 +168,7 @@ def _colons(body: bytes | bytearray) -> int:
 
 
 #: Fields whose values are arrays; every other field is a scalar or an object of scalars.
-ARRAY_FIELDS = ("x", "grad")
+ARRAY_FIELDS = ("x", "grad", "y")
 _local = threading.local()
 
 
@@ -403,6 +403,8 @@ def diagnose(body: bytes | bytearray) -> RequestError:
         return RequestError.one(422, "body", "must be a JSON object")
     for key in ARRAY_FIELDS:
         value = doc.get(key)
+        if value is None and key != "x":
+            continue
         if value is None or not _numbers_of(value):
             return RequestError.one(
                 422,
@@ -413,9 +415,7 @@ def diagnose(body: bytes | bytearray) -> RequestError:
                 f"levels deep (a body over {EXACT_MAX_BYTES} bytes is checked as a whole; send a "
                 "smaller one to have the first offending element named)",
             )
-        if key == "x" and "grad" not in doc:
-            break
-    return RequestError.one(422, "body", "holds an array where only x and grad may hold one")
+    return RequestError.one(422, "body", f"holds an array where only {', '.join(ARRAY_FIELDS)} may hold one")
 
 
 def _numbers_of(value: Any) -> bool:

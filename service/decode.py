@@ -17,7 +17,6 @@ from pydantic_core import ErrorDetails
 
 from . import activations, binary, codec
 from .problems import RequestError
-from .schemas import ActivateRequest
 
 JSON_MEDIA_TYPE = "application/json"
 NPY_MEDIA_TYPE = binary.NPY_MEDIA_TYPE
@@ -27,7 +26,7 @@ NPZ_MEDIA_TYPE = binary.NPZ_MEDIA_TYPE
 OCTET_MEDIA_TYPE = "application/octet-stream"
 M = TypeVar("M", bound=BaseModel)
 Query = list[tuple[str, str]]
-Parser = Callable[[bytes | bytearray], ActivateRequest]
+Parser = Callable[[bytes | bytearray], BaseModel]
 
 
 def media_type(header: str) -> str:
@@ -40,7 +39,7 @@ def is_json(kind: str) -> bool:
 
 
 def parser_for(
-    model: type[ActivateRequest], kind: str, query: Query, max_elements: int, binary: bool = False
+    model: type[BaseModel], kind: str, query: Query, max_elements: int, binary: bool = False
 ) -> Parser:
     """The body parser for a media type: JSON, or .npy/.npz with the rest in the query string.
 
@@ -129,7 +128,7 @@ def _parse_binary(
     else:
         arrays = binary.read_npz(body, max_elements)
     data: dict[str, Any] = {"dtype": np.dtype(arrays["x"][1]).name}
-    fields = set(model.model_fields) - {"x", "grad", "params"}
+    fields = set(model.model_fields) - {*codec.ARRAY_FIELDS, "params"}
     params: dict[str, Any] = {}
     for key, text in query.items():
         if key in ("axis", "order"):
@@ -138,8 +137,11 @@ def _parse_binary(
             data[key] = text
         else:
             params[key] = _query_number(f"params.{key}", text, float)
-    if "grad" in arrays and "grad" not in model.model_fields:
-        raise RequestError.one(422, "grad", "is not a known field here; send grad to /derivative")
+    for name in arrays:
+        if name not in model.model_fields:
+            raise RequestError.one(
+                422, name, f"is not a known field here; expected: {', '.join(model.model_fields)}"
+            )
     data |= {name: arr for name, (arr, _) in arrays.items()} | {"params": params}
     return validate(model, data)
 

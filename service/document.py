@@ -21,6 +21,7 @@ from .schemas import (
     ActivateRequest,
     DerivativeRequest,
     Problem,
+    check_examples,
     request_examples,
 )
 
@@ -136,14 +137,16 @@ def _json_operation(op: Operation, derivative: bool) -> dict[str, Any]:
     assert op.compute is not None
     model = op.compute.model.__name__
     response = op.compute.response_model.__name__
+    examples = (
+        request_examples(derivative=derivative)
+        if issubclass(op.compute.model, ActivateRequest)
+        else check_examples()
+    )
     return {
         "requestBody": {
             "required": True,
             "content": {
-                JSON_MEDIA_TYPE: {
-                    "schema": {"$ref": f"#/components/schemas/{model}"},
-                    "examples": request_examples(derivative=derivative),
-                }
+                JSON_MEDIA_TYPE: {"schema": {"$ref": f"#/components/schemas/{model}"}, "examples": examples}
             },
         },
         "responses": {
@@ -201,11 +204,8 @@ def document(app: FastAPI) -> dict[str, Any]:
     paths = {op.path: {op.method.lower(): _compute_operation(op)} for op in compute}
     schema["servers"] = [{"url": "/", "description": "The server that serves this document."}]
     schema["paths"] = paths | schema.get("paths", {})
-    models: list[Any] = [
-        (ActivateRequest, "validation"),
-        (DerivativeRequest, "validation"),
-        (Problem, "validation"),
-    ]
+    requests = list(dict.fromkeys(op.compute.model for op in compute if op.compute))
+    models: list[Any] = [(model, "validation") for model in requests] + [(Problem, "validation")]
     models += [(op.compute.response_model, "serialization") for op in compute if op.compute]
     _, extra = models_json_schema(models, ref_template="#/components/schemas/{model}")
     components = schema.setdefault("components", {}).setdefault("schemas", {})

@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 
 from . import activations, codec
-from .activations import Activation, ActivationError, Array
+from .activations import Activation, ActivationError, Array, correct
 from .problems import RequestError
-from .schemas import ActivateRequest, DerivativeRequest
+from .schemas import ActivateRequest, CheckRequest, DerivativeRequest
 
 Payload = dict[str, Any]
 
@@ -88,7 +88,114 @@ def _workspace(entry: Activation, quantity: str, shape: tuple[int, ...], axis: i
     return int(entry.workspace_bytes(quantity, shape, axis))
 
 
+def _rounded_input(value: Any, field: str, fmt: correct.Format, limits: Limits) -> Array:
+    """x or grad rounded to a 16-bit format (as float64 values), refused beyond its range."""
+    arr = codec.to_array(value, field, np.float64)
+    if arr.size > limits.max_elements:
+        raise codec.too_many(field, arr.size, limits.max_elements)
+    rounded = correct.round_to(arr, fmt)
+    bad = np.flatnonzero(~np.isfinite(rounded))
+    if bad.size:
+        index = "".join(f"[{i}]" for i in np.unravel_index(int(bad[0]), arr.shape))
+        raise ActivationError(f"{field}{index}", f"is beyond the {fmt.name} range (+-{fmt.max:.4g})")
+    return rounded
+
+
+def _plan_sixteen_bit(req: ActivateRequest, limits: Limits, info: dict[str, Any] | None) -> Plan:
+    """A request in float16 or bfloat16: every result correctly rounded from the exact definitions
+    (:mod:`service.activations.correct`), elementwise functions only."""
+    entry = activations.get(req.activation)
+    if info is not None:
+        info["activation"] = entry.name
+    params = entry.bind(req.params)
+    fmt = correct.FORMATS[req.dtype]
+    correct.function_of(entry, "value")  # vector functions: 422 before any work
+    x = _rounded_input(req.x, "x", fmt, limits)
+    if info is not None:
+        info["elements"] = int(x.size)
+
+    def wire(y: Array, field: str) -> Array:
+        # float16 as itself; bfloat16 as float32 (exactly the same numbers: JSON and .npy know float32).
+        correct.check_finite(y, field, fmt)
+        return y.astype(np.float16 if fmt.name == "float16" else np.float32)
+
+    def head(shape: tuple[int, ...]) -> Payload:
+        return _envelope(entry, params, req.axis, req.dtype, shape)
+
+    derivative = isinstance(req, DerivativeRequest)
+    if not derivative:
+
+        def value() -> Payload:
+            return head(x.shape) | {"y": wire(correct.sixteen_bit(entry, "value", x, params, fmt), "y")}
+
+        return _exact_plan(value, x.size, x.size, req.dtype)
+    assert isinstance(req, DerivativeRequest)
+    if req.order == 2 and (req.grad is not None or req.wrt == "params"):
+        what = "grad" if req.grad is not None else "order"
+        raise ActivationError(what, "order 2 is the second derivative with respect to x, without grad")
+    if req.wrt == "params" and not entry.params:
+        entry.parameter_jacobian(x, params, -1)  # the core's refusal, worded as for other dtypes
+    g = _rounded_input(req.grad, "grad", fmt, limits) if req.grad is not None else None
+    if g is not None and g.shape != x.shape:
+        raise ActivationError("grad", f"has shape {list(g.shape)}; it must have x's shape {list(x.shape)}")
+    if req.order == 2:
+
+        def second() -> Payload:
+            d2 = correct.sixteen_bit(entry, "second_derivative", x, params, fmt)
+            return head(x.shape) | {"d2ydx2": wire(d2, "d2ydx2")}
+
+        return _exact_plan(second, x.size, x.size, req.dtype)
+    if req.wrt == "params":
+        if g is None:
+
+            def parameter_jacobian() -> Payload:
+                grads = {
+                    p.name: wire(correct.sixteen_bit(entry, "value", x, params, fmt, p.name), "dydparams")
+                    for p in entry.params
+                }
+                return head(x.shape) | {"dydparams": grads}
+
+            return _exact_plan(parameter_jacobian, x.size * len(entry.params), x.size, req.dtype)
+        gx = g
+
+        def parameter_vjp() -> Payload:
+            sums = {p.name: correct.summed(entry, p.name, x, gx, params, fmt) for p in entry.params}
+            for name, total in sums.items():
+                if not np.isfinite(total):
+                    raise activations.ResultOverflow(f"grad_params.{name}", f"exceeds the {fmt.name} range")
+            return head(()) | {"grad_params": sums}
+
+        return _exact_plan(parameter_vjp, len(entry.params), 2 * x.size, req.dtype)
+    if g is None:
+
+        def first() -> Payload:
+            return head(x.shape) | {
+                "dydx": wire(correct.sixteen_bit(entry, "derivative", x, params, fmt), "dydx")
+            }
+
+        return _exact_plan(first, x.size, x.size, req.dtype)
+    gy = g
+
+    def vjp() -> Payload:
+        return head(x.shape) | {
+            "grad_x": wire(correct.scaled(entry, "derivative", x, gy, params, fmt), "grad_x")
+        }
+
+    return _exact_plan(vjp, x.size, 2 * x.size, req.dtype)
+
+
+#: Bytes an element of the exact route holds: its input, the distinct inputs and the map back, the result.
+_EXACT_BYTES_PER_ELEMENT = 48
+
+
+def _exact_plan(run: Callable[[], Payload], result_elements: int, elements: int, dtype: str) -> Plan:
+    # Far more work an element than the NumPy core: never on the event loop.
+    return Plan(run, 1 << 30, _EXACT_BYTES_PER_ELEMENT * elements, result_elements, dtype)
+
+
 def plan_activate(req: ActivateRequest, limits: Limits, info: dict[str, Any] | None = None) -> Plan:
+    if req.dtype in correct.SIXTEEN_BIT:
+        return _plan_sixteen_bit(req, limits, info)
     entry, params, x, axis, dtype = _inputs(req, limits, info)
     out = math.prod(entry.output_shape(x.shape, axis))
 
@@ -101,6 +208,8 @@ def plan_activate(req: ActivateRequest, limits: Limits, info: dict[str, Any] | N
 
 def plan_derivative(req: ActivateRequest, limits: Limits, info: dict[str, Any] | None = None) -> Plan:
     assert isinstance(req, DerivativeRequest)
+    if req.dtype in correct.SIXTEEN_BIT:
+        return _plan_sixteen_bit(req, limits, info)
     entry, params, x, axis, dtype = _inputs(req, limits, info)
     shape = x.shape
 
@@ -186,3 +295,105 @@ def plan_derivative(req: ActivateRequest, limits: Limits, info: dict[str, Any] |
         return head(grad_x.shape) | {"grad_x": grad_x}
 
     return Plan(vjp, 2 * x.size + g.size, _workspace(entry, "vjp", shape, axis), x.size, req.dtype)
+
+
+# -- checking another implementation ----------------------------------------------------------
+
+#: Elements a float64 or float32 check may hold: each is worked out on its own (a 16-bit check is
+#: bounded by its distinct inputs instead, at most 65,536).
+CHECK_MAX_ELEMENTS = 100_000
+#: Upper bounds of the histogram's bins, in ULPs; the last two bins are "larger" and "non_finite".
+CHECK_BINS = (0.0, 0.5, 1.0, 2.0, 4.0, 16.0, 256.0)
+CHECK_WORST = 20
+
+
+def _values_of(value: Any, field: str, fmt: correct.Format, limit: int, results: bool = False) -> Array:
+    """x or y of a check: numbers of the format (not rounded to it: they are what was computed).
+
+    ``results``: the numbers under test, which may be non-finite in an .npz body (they are
+    counted as such, not refused).
+    """
+    if results and isinstance(value, np.ndarray):
+        arr = value.astype(np.float64, copy=False)
+    else:
+        arr = codec.to_array(value, field, np.float64)
+    if arr.size > limit:
+        reason = f"holds {arr.size} numbers; a {fmt.name} check takes at most {limit}"
+        raise RequestError.one(413, field, reason + " (send it in parts)")
+    with np.errstate(invalid="ignore"):
+        off = np.flatnonzero(np.isfinite(arr) & (correct.round_to(arr, fmt) != arr))
+    if off.size:
+        index = "".join(f"[{i}]" for i in np.unravel_index(int(off[0]), arr.shape))
+        raise ActivationError(f"{field}{index}", f"{float(arr.flat[off[0]])!r} is not a {fmt.name} number")
+    return arr
+
+
+def plan_check(req: Any, limits: Limits, info: dict[str, Any] | None = None) -> Plan:
+    """Compare y, another implementation's results at x, with the correctly rounded ones."""
+    assert isinstance(req, CheckRequest)
+    entry = activations.get(req.activation)
+    if info is not None:
+        info["activation"] = entry.name
+    params = entry.bind(req.params)
+    fmt = correct.FORMATS[req.dtype]
+    correct.function_of(entry, req.quantity)  # vector functions: 422 before any work
+    limit = (
+        limits.max_elements
+        if fmt.name in correct.SIXTEEN_BIT
+        else min(CHECK_MAX_ELEMENTS, limits.max_elements)
+    )
+    x = _values_of(req.x, "x", fmt, limit)
+    y = _values_of(req.y, "y", fmt, limit, results=True)
+    if y.shape != x.shape:
+        raise ActivationError("y", f"has shape {list(y.shape)}; it must have x's shape {list(x.shape)}")
+    if info is not None:
+        info["elements"] = int(x.size)
+
+    def run() -> Payload:
+        if fmt.name in correct.SIXTEEN_BIT:
+            right = correct.sixteen_bit(entry, req.quantity, x, params, fmt)
+        else:
+            right = correct.elementwise(entry, req.quantity, x, params, fmt)
+        over = np.flatnonzero(~np.isfinite(right))
+        if over.size:
+            index = "".join(f"[{i}]" for i in np.unravel_index(int(over[0]), x.shape))
+            raise ActivationError(
+                f"x{index}",
+                f"the true result exceeds the {fmt.name} range: no finite y is right there; leave it out",
+            )
+        given = np.isfinite(y)
+        with np.errstate(invalid="ignore"):
+            errors = np.where(given, correct.ulp_error(np.where(given, y, 0.0), right, fmt), 0.0)
+        finite_errors = errors[given]
+        bins = np.searchsorted(np.array(CHECK_BINS), finite_errors, side="left")
+        counts = np.bincount(bins, minlength=len(CHECK_BINS) + 1)
+        labels = [f"{b:g}" for b in CHECK_BINS] + ["larger"]
+        histogram = {label: int(n) for label, n in zip(labels, counts, strict=True)}
+        histogram["non_finite"] = int(y.size - finite_errors.size)
+        order = np.argsort(-errors.ravel(), kind="stable")[:CHECK_WORST]
+        worst = [
+            {
+                "index": [int(i) for i in np.unravel_index(int(k), x.shape)],
+                "x": float(x.flat[k]),
+                "y": float(y.flat[k]),
+                "correct": float(right.flat[k]),
+                "ulp": float(errors.flat[k]),
+            }
+            for k in order
+            if errors.flat[k] > 0
+        ]
+        return {
+            "activation": entry.name,
+            "params": params,
+            "quantity": req.quantity,
+            "dtype": req.dtype,
+            "count": int(x.size),
+            "correctly_rounded": int(np.count_nonzero(finite_errors == 0)),
+            # Over the finite results (the non-finite ones are counted in the histogram).
+            "max_ulp": float(finite_errors.max()) if finite_errors.size else 0.0,
+            "mean_ulp": float(finite_errors.mean()) if finite_errors.size else 0.0,
+            "histogram": histogram,
+            "worst": worst,
+        }
+
+    return _exact_plan(run, CHECK_WORST * 5, 4 * x.size, req.dtype)

@@ -10,17 +10,22 @@ document are all derived from :data:`TABLE`; no other module lists paths.
 
 from __future__ import annotations
 
+import io
 import re
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
+import numpy as np
 from fastapi import Path, Query, Request
+from pydantic import BaseModel
 from starlette.responses import Response
 from starlette.types import Scope
 
-from . import activations, codec, inference, operations, pages
+from . import activations, binary, codec, inference, operations, pages
+from .activations import correct
 from .lifecycle import DRAINING
 from .observe import metrics_text
 from .problems import PROBLEM_MEDIA_TYPE, RequestError
@@ -29,6 +34,8 @@ from .schemas import (
     ActivateResponse,
     ActivationInfo,
     Catalog,
+    CheckRequest,
+    CheckResponse,
     DerivativeRequest,
     DerivativeResponse,
     Health,
@@ -41,7 +48,7 @@ JSON_MEDIA_TYPE = "application/json"
 class Compute:
     """A compute operation: its request model and the function that plans its work."""
 
-    model: type[ActivateRequest]
+    model: type[BaseModel]
     plan: Callable[[Any, operations.Limits, dict[str, Any] | None], operations.Plan]
     response_model: type[Any]
     #: Takes .npy/.npz bodies only (the rest in the query string) and answers .npy unless
@@ -159,6 +166,63 @@ def openapi_document(request: Request) -> Response:
     return _json(doc)
 
 
+# -- reference tables (service.activations.correct) ----------------------------------------------
+
+#: One table is computed at a time (about a second each); the others wait this long, then get 503.
+_TABLES = threading.BoundedSemaphore(1)
+TABLE_WAIT = 10.0
+
+
+def reference(
+    request: Request,
+    name: Annotated[str, Path(description="A canonical name or an alias (elementwise functions).")],
+    dtype: Annotated[
+        Literal["float16", "bfloat16"], Query(description="The 16-bit format whose every input is tabulated.")
+    ],
+    quantity: Annotated[
+        Literal["value", "derivative", "second_derivative"], Query(description="f(x), f'(x) or f''(x).")
+    ] = "value",
+) -> Response:
+    """Every finite input of a 16-bit format and the correctly rounded result there, as an .npz.
+
+    The arrays x and y, in the order of x's bit patterns (float16 as float16; bfloat16 as float32
+    holding exactly the bfloat16 numbers). y is inf where the true result exceeds the format.
+    The activation's parameters are query parameters by name (``?negative_slope=0.1``).
+    """
+    try:
+        entry = activations.get(name)
+    except activations.UnknownActivation as exc:
+        raise RequestError.one(404, exc.field, exc.reason) from None
+    given: dict[str, float] = {}
+    for key, text in request.query_params.multi_items():
+        if key in ("dtype", "quantity"):
+            continue
+        try:
+            given[key] = float(text)
+        except ValueError:
+            raise RequestError.one(422, key[:100], f"must be a number, got {text[:40]!r}") from None
+    params = entry.bind(given)
+    fmt = correct.FORMATS[dtype]
+    correct.function_of(entry, quantity)
+    if not _TABLES.acquire(timeout=TABLE_WAIT):
+        raise RequestError.retry_later("busy computing another reference table; retry shortly")
+    try:
+        x, y = correct.table(entry, quantity, params, fmt)
+    finally:
+        _TABLES.release()
+    wire = np.float16 if dtype == "float16" else np.float32
+    out = io.BytesIO()
+    np.savez(out, x=x.astype(wire), y=y.astype(wire))
+    filename = f"{entry.name}-{quantity}-{dtype}.npz"
+    accept = request.headers.get("accept", "")
+    octet = "application/octet-stream" in accept and binary.NPZ_MEDIA_TYPE not in accept
+    return Response(
+        out.getvalue(),
+        media_type="application/octet-stream" if octet else binary.NPZ_MEDIA_TYPE,
+        headers={"content-disposition": f'attachment; filename="{filename}"'},
+    )
+
+
 # -- the Open Inference Protocol (service.inference) ---------------------------------------------------
 
 
@@ -252,6 +316,43 @@ TABLE: tuple[Operation, ...] = (
             "description": _DERIVATIVE_DESCRIPTION
             + _BINARY_DESCRIPTION.format(npz=" (with grad: an .npz archive holding the arrays x and grad)")
         },
+    ),
+    Operation(
+        "POST",
+        "/check",
+        operation_id="check",
+        summary="Check another implementation's results against the correctly rounded ones",
+        tags=("correct rounding",),
+        compute=Compute(CheckRequest, operations.plan_check, CheckResponse),
+        route={
+            "description": "y is what the implementation under test returned at x (numbers of dtype); "
+            "the answer counts the results that are correctly rounded, and the errors in ULPs of dtype. "
+            "Elementwise functions. float64 and float32 checks take up to 100,000 numbers; 16-bit ones "
+            "any number."
+        },
+    ),
+    Operation(
+        "GET",
+        "/reference/{name}",
+        operation_id="reference",
+        summary="The correctly rounded table of a 16-bit format",
+        tags=("correct rounding",),
+        endpoint=reference,
+        responses={
+            200: {
+                "description": "An .npz archive holding the arrays x and y.",
+                "content": {
+                    binary.NPZ_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}},
+                    # what generic clients ask for
+                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                },
+            },
+            401: UNAUTHORIZED,
+            404: documented_problem("No activation has this name or alias."),
+            422: documented_problem("A vector function, an unknown or out-of-range parameter."),
+            503: documented_problem("Another table is being computed: retry after Retry-After seconds."),
+        },
+        route={"response_class": Response},
     ),
     Operation(
         "GET",

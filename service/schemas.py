@@ -101,10 +101,12 @@ class ActivateRequest(BaseModel):
         default=-1,
         description="Vector functions (softmax) work along this axis of x; elementwise functions ignore it.",
     )
-    dtype: Literal["float32", "float64"] = Field(
+    dtype: Literal["float64", "float32", "float16", "bfloat16"] = Field(
         default="float64",
-        description="float32: x is rounded to float32, the result is the correctly rounded float32 "
-        "of the true value (within 1 ULP) and is written as the shortest decimal that round-trips.",
+        description="The format of the numbers: x is rounded to it, and the result is written in it "
+        "(as the shortest decimal that round-trips). float32: the result is within 1 ULP of the true "
+        "value. float16 and bfloat16 (elementwise functions): every result is the correctly rounded "
+        "true value (to nearest, ties to even).",
     )
 
 
@@ -151,13 +153,36 @@ class DerivativeRequest(ActivateRequest):
         return value
 
 
+class CheckRequest(BaseModel):
+    """Results of another implementation, to compare with the correctly rounded ones."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, title="CheckRequest")
+
+    activation: ActivationName
+    params: dict[str, FiniteFloat] = Field(
+        default_factory=dict,
+        description="Parameters of the activation by name; omitted ones take their defaults.",
+    )
+    quantity: Literal["value", "derivative", "second_derivative"] = Field(
+        default="value", description="What y holds: f(x), f'(x) or f''(x)."
+    )
+    dtype: Literal["float64", "float32", "float16", "bfloat16"] = Field(
+        default="float64",
+        description="The format x and y are numbers of; errors are measured in its units in the last place.",
+    )
+    x: NumberArray = Field(description="The inputs, numbers of dtype.")
+    y: NumberArray = Field(description="What the implementation under test returned for x, x's shape.")
+
+
 # -- responses ----------------------------------------------------------------------
 
 
 class _Result(BaseModel):
     activation: str = Field(description="The canonical name of the activation.")
     params: dict[str, float] = Field(description="Every parameter used, defaults filled in.")
-    dtype: Literal["float32", "float64"] = Field(description="The floating-point type of the result.")
+    dtype: Literal["float64", "float32", "float16", "bfloat16"] = Field(
+        description="The floating-point type of the result."
+    )
     shape: list[int] = Field(description="The shape of the returned array(s); [] for grad_params.")
     axis: int | SkipJsonSchema[None] = Field(
         default=None,
@@ -196,6 +221,29 @@ class DerivativeResponse(_Result):
         json_schema_extra=_without_default,
         description="With wrt=params and grad: sum(g * dy/dtheta) for each parameter.",
     )
+
+
+class CheckPoint(BaseModel):
+    index: list[int] = Field(description="Where the point is in x.")
+    x: float
+    y: float = Field(description="The result given.")
+    correct: float = Field(description="The correctly rounded result.")
+    ulp: float = Field(description="|y - correct| in units in the last place of correct, in dtype.")
+
+
+class CheckResponse(BaseModel):
+    activation: str
+    params: dict[str, float]
+    quantity: str
+    dtype: str
+    count: int
+    correctly_rounded: int = Field(description="How many results equal the correctly rounded one.")
+    max_ulp: float
+    mean_ulp: float
+    histogram: dict[str, int] = Field(
+        description="How many results are off by 0 ULP, at most 0.5, 1, 2, 4, 16, 256 ULP, or more."
+    )
+    worst: list[CheckPoint] = Field(description="The largest errors, at most 20, largest first.")
 
 
 class FieldError(BaseModel):
@@ -329,3 +377,22 @@ def request_examples(derivative: bool = False) -> dict[str, dict[str, Any]]:
             "value": {"activation": entry.name, "x": x},
         }
     return examples
+
+
+def check_examples() -> dict[str, dict[str, Any]]:
+    """Request examples of POST /check."""
+    return {
+        "float16_sigmoid": {
+            "summary": "a float16 sigmoid kernel's results: the second is 1 ULP off",
+            "value": {"activation": "sigmoid", "dtype": "float16", "x": [0, 1], "y": [0.5, 0.7314453125]},
+        },
+        "float64_gelu_derivative": {
+            "summary": "gelu' in float64 near its zero",
+            "value": {
+                "activation": "gelu",
+                "quantity": "derivative",
+                "x": [-0.75, -0.7518],
+                "y": [-0.0004342598, 7.1e-07],
+            },
+        },
+    }

@@ -190,7 +190,7 @@ async def test_npz_member_size_disagreeing_with_header_returns_400(client: httpx
 
 async def test_npz_unknown_member_returns_422(client: httpx.AsyncClient) -> None:
     r = await client.post("/derivative?activation=relu", content=npz(x=np.ones(2), w=np.ones(2)), headers=NPZ)
-    assert_problem(r, 422, "body", "x.npy and optionally grad.npy", "w.npy")
+    assert_problem(r, 422, "body", "the member x.npy, and grad.npy or y.npy", "w.npy")
 
 
 async def test_npz_not_a_zip_returns_400(client: httpx.AsyncClient) -> None:

@@ -26,6 +26,8 @@ def test_operation_ids_are_stable() -> None:
         "derivative",
         "activate_npy",
         "derivative_npy",
+        "check",
+        "reference",
         "list_activations",
         "get_activation",
         "healthz",

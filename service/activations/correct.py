@@ -108,23 +108,46 @@ def _signature(r: Any) -> tuple[float, bool]:
     return float(r), bool(gmpy2.is_signed(r))
 
 
-def correctly_rounded(fn: Callable[..., Any], x: float, params: Mapping[str, float], fmt: Format) -> float:
-    """fn(x, **params) rounded once to ``fmt``: ``inf`` where it exceeds the format."""
+def _midpoint(value: Any, fmt: Format) -> bool:
+    """Whether ``value`` lies exactly halfway between two neighbouring numbers of ``fmt``."""
+    finer = gmpy2.context(precision=fmt.precision + 1, emin=fmt.emin - 1, emax=fmt.emax, subnormalize=True)
+    return bool(finer.plus(value) == value and fmt.context.plus(value) != value)
+
+
+def ziv(compute: Callable[[int], Any], fmt: Format) -> float:
+    """``compute(precision)`` rounded once to ``fmt``, by Ziv's strategy.
+
+    The working precision doubles from the format's precision plus 64 bits until two consecutive
+    precisions round to the same number.  A result that lands exactly on a midpoint of the format
+    never counts (rounded to nearest at the working precision, it says nothing about which side the
+    true value is on), until MAX_BITS, where only a true midpoint, an exact rational result, still
+    lands there and is rounded to even.  An exact zero is +0 (the real number 0, whatever the sign
+    of the input); a negative result too small for the format, or even for MPFR, is -0.
+    """
     target = fmt.context
     prec = fmt.precision + 64
-    arg = mpfr(x, 53)
-    args = {name: mpfr(value, 53) for name, value in params.items()}
     previous: tuple[float, bool] | None = None
     while True:
-        with gmpy2.context(gmpy2.get_context(), precision=prec):
-            exact = fn(arg, **args)
-        if gmpy2.is_zero(exact):
-            return 0.0  # an exact zero is +0 (a negative result too small for the format is -0)
-        rounded = _signature(target.plus(exact))
-        if rounded == previous or prec >= MAX_BITS:
+        with gmpy2.context(gmpy2.get_context(), precision=prec) as context:
+            context.clear_flags()
+            value = compute(prec)
+            underflow = bool(context.underflow)
+        if gmpy2.is_zero(value) and not underflow:
+            return 0.0  # definitions return 0 exactly where, and only where, the true value is 0
+        if prec >= MAX_BITS:
+            return _signature(target.plus(value))[0]
+        rounded = None if _midpoint(value, fmt) else _signature(target.plus(value))
+        if rounded is not None and rounded == previous:
             return rounded[0]
         previous = rounded
         prec *= 2
+
+
+def correctly_rounded(fn: Callable[..., Any], x: float, params: Mapping[str, float], fmt: Format) -> float:
+    """fn(x, **params) rounded once to ``fmt`` (see :func:`ziv`): ``inf`` where it exceeds the format."""
+    arg = mpfr(x, 53)
+    args = {name: mpfr(value, 53) for name, value in params.items()}
+    return ziv(lambda _: fn(arg, **args), fmt)
 
 
 def function_of(entry: Activation, quantity: str, param: str | None = None) -> Callable[..., Any]:
@@ -211,3 +234,89 @@ def ulp_error(given: Array, correct: Array, fmt: Format) -> Array:
     correct = np.asarray(correct, dtype=np.float64)
     difference = np.abs(given.astype(np.longdouble) - correct.astype(np.longdouble))
     return np.asarray(difference / ulp(correct, fmt).astype(np.longdouble), dtype=np.float64)
+
+
+# -- arrays in the 16-bit formats -------------------------------------------------------------
+
+
+@lru_cache(maxsize=64)
+def _lookup(
+    name: str, quantity: str, param: str | None, params: tuple[tuple[str, float], ...], fmt_name: str
+) -> Array:
+    """The correctly rounded quantity at every bit pattern of a 16-bit format (NaN where the input is not
+    finite), computed once per function, quantity, parameters and format."""
+    from . import get
+
+    fmt = FORMATS[fmt_name]
+    bits = np.arange(1 << 16, dtype=np.uint16)
+    with np.errstate(invalid="ignore"):
+        x = bits.view(fmt.numpy).astype(np.float64)
+    out = np.full(x.shape, np.nan)
+    finite = np.isfinite(x)
+    out[finite] = elementwise(get(name), quantity, x[finite], dict(params), fmt, param)
+    return out
+
+
+#: Above this many distinct inputs, a whole table is computed (and kept) instead.
+TABLE_FROM = 4096
+
+
+def sixteen_bit(
+    entry: Activation,
+    quantity: str,
+    x: Array,
+    params: Mapping[str, float],
+    fmt: Format,
+    param: str | None = None,
+) -> Array:
+    """``quantity`` at every element of ``x`` (values of a 16-bit format, as float64), correctly rounded:
+    from the function's table when the array has many distinct inputs, else input by input."""
+    function_of(entry, quantity, param)  # refuses vector functions
+    if np.unique(x).size <= TABLE_FROM:
+        return elementwise(entry, quantity, x, params, fmt, param)
+    bits = np.asarray(x, dtype=np.float64).astype(fmt.numpy).view(np.uint16)
+    return _lookup(entry.name, quantity, param, tuple(sorted(params.items())), fmt.name)[bits]
+
+
+def scaled(
+    entry: Activation, quantity: str, x: Array, g: Array, params: Mapping[str, float], fmt: Format
+) -> Array:
+    """g * quantity(x) at every element, correctly rounded (the vector-Jacobian product of an
+    elementwise function: one rounding of the exact product, not of a rounded derivative)."""
+    fn = function_of(entry, quantity)
+    pairs, inverse = np.unique(np.stack([np.ravel(x), np.ravel(g)], axis=1), axis=0, return_inverse=True)
+    out = np.empty(len(pairs))
+    for i, (xi, gi) in enumerate(pairs):
+        out[i] = correctly_rounded(_times(float(gi), fn), float(xi), params, fmt)
+    return out[np.ravel(inverse)].reshape(np.shape(x))
+
+
+def _times(factor: float, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """factor * fn, the product exact (a double times a working-precision number)."""
+    exact = mpfr(factor, 53)
+
+    def product(v: Any, **p: Any) -> Any:
+        value = fn(v, **p)
+        with gmpy2.context(gmpy2.get_context(), precision=gmpy2.get_context().precision + 64):
+            return exact * value
+
+    return product
+
+
+def summed(
+    entry: Activation, param: str, x: Array, g: Array, params: Mapping[str, float], fmt: Format
+) -> float:
+    """sum(g * dy/dparam), correctly rounded: the exact sum of the exact products, rounded once."""
+    fn = function_of(entry, "value", param)
+    unique, inverse = np.unique(np.ravel(x), return_inverse=True)
+    weights = [mpfr(float(w), 53) for w in np.ravel(g)]
+    index = np.ravel(inverse)
+    args = {name: mpfr(value, 53) for name, value in params.items()}
+
+    def total(prec: int) -> Any:
+        derivatives = [fn(mpfr(float(v), 53), **args) for v in unique]
+        # Exact products (each of a double and a prec-bit number), then one rounding of their sum.
+        with gmpy2.context(gmpy2.get_context(), precision=prec + 64):
+            return gmpy2.fsum([w * derivatives[k] for w, k in zip(weights, index, strict=True)])
+
+    return ziv(total, fmt)

@@ -11,10 +11,59 @@ from __future__ import annotations
 
 import gmpy2
 import numpy as np
-from gmpy2 import mpfr
+from gmpy2 import mpfr, mpq
 
 from .exact import logistic
 from .registry import Activation, Array, Exact, Example, Kink, Param, register
+
+# -- exact definitions: rounding to odd ----------------------------------------------
+#
+# A value rounded to nearest at the working precision can land exactly on a
+# midpoint between two numbers of the format while the true value lies to one
+# side of it: x - lambda with x = 1 + 3 * 2^-24 and lambda = 1e-300 rounds to
+# the float32 midpoint 1 + 3 * 2^-24 at 88 bits and at 176, and the single
+# rounding to float32 then breaks a tie that is not there (to even: up, where
+# the true value lies below).  Doubling the precision does not tell: only past
+# ~1000 bits does the difference show.  Rounded to odd instead (toward zero,
+# then the last bit set when inexact), a value is a midpoint of a narrower
+# format only when it is exact, so the rounding to any format at least 2 bits
+# narrower than the working precision (the engine's is 64 bits wider) is the
+# correct rounding of the true value (Boldo and Melquiond, Emulation of FMA and
+# correctly rounded sums: proved algorithms using rounding to odd, 2008).
+# Rational results are formed exactly (mpq) and rounded to odd once; so is tanh,
+# which MPFR rounds toward zero correctly.
+
+
+def to_odd(r: mpfr, inexact: bool) -> mpfr:
+    """``r``, the true value rounded toward zero at the working precision, rounded to odd."""
+    if not inexact:
+        return r
+    m, e = r.as_mantissa_exp()  # r = m 2^e, m with the working precision's bits
+    if m % 2:
+        return r
+    return gmpy2.mul_2exp(mpfr(m + (1 if m > 0 else -1)), e)
+
+
+def exactly(q: mpq) -> mpfr:
+    """The rational ``q`` at the working precision, rounded to odd (exact when it fits)."""
+    with gmpy2.context(gmpy2.get_context(), round=gmpy2.RoundToZero):
+        r = mpfr(q)
+    return to_odd(r, mpq(r) != q)
+
+
+def exact_input(x: mpfr) -> mpfr:
+    """A float64 input itself (exact: the working precision exceeds 53 bits)."""
+    return exactly(mpq(x))
+
+
+def exact_constant(numerator: int, denominator: int = 1) -> mpfr:
+    return exactly(mpq(numerator, denominator))
+
+
+def exact_zero(x: mpfr, **params: mpfr) -> mpfr:
+    """The zero derivatives of piecewise-linear pieces, and at kinks (deltas are not represented)."""
+    return mpfr(0)
+
 
 # -- step ----------------------------------------------------------------------
 
@@ -34,6 +83,10 @@ def zero(x: Array, **params: float) -> Array:
     return np.zeros_like(x)
 
 
+def _step_exact(x: mpfr) -> mpfr:
+    return exact_constant(1 if x > 0 else 0)
+
+
 register(
     Activation(
         name="step",
@@ -41,6 +94,7 @@ register(
         forward=step,
         derivative=step_derivative,
         second=zero,
+        exact=Exact(_step_exact, exact_zero, exact_zero),
         formula=r"f(x) = \begin{cases} 1 & x > 0 \\ 0 & x \le 0 \end{cases}",
         derivative_formula=r"f'(x) = 0 \quad (x \ne 0)",
         range="{0, 1}",
@@ -74,6 +128,10 @@ def identity_derivative(x: Array) -> Array:
     return np.ones_like(x)
 
 
+def _identity_exact_derivative(x: mpfr) -> mpfr:
+    return exact_constant(1)
+
+
 register(
     Activation(
         name="identity",
@@ -81,6 +139,7 @@ register(
         forward=identity,
         derivative=identity_derivative,
         second=zero,
+        exact=Exact(exact_input, _identity_exact_derivative, exact_zero),
         formula=r"f(x) = x",
         derivative_formula=r"f'(x) = 1",
         range="(-inf, inf)",
@@ -176,6 +235,37 @@ def tanh_second(x: Array) -> Array:
     return -2.0 * np.tanh(x) * sech2(x)
 
 
+def _tanh_exact(x: mpfr) -> mpfr:
+    # Rounded to odd: at a tiny x, tanh x = x - x^3/3 rounds to x itself at any working
+    # precision below ~2 log2(1/|x|) bits, and x can be a midpoint of a narrower format.
+    with gmpy2.context(gmpy2.get_context(), round=gmpy2.RoundToZero):
+        t = gmpy2.tanh(x)
+    return to_odd(t, not gmpy2.is_zero(x))  # tanh of a nonzero rational is transcendental
+
+
+#: Beyond this |x|, sech^2 x < 2^-5900 and tanh'' too: far below half the smallest subnormal
+#: of every format (2^-1075), where they round to +-0.  They are evaluated at +-_TANH_FLAT:
+#: exp(-2|x|) underflows MPFR's exponent range past |x| ~ 3.7e8 and an underflow to zero
+#: would lose the sign of tanh'' (the engine takes a zero for an exact +0).
+_TANH_FLAT = 2048
+
+
+def _tanh_argument(x: mpfr) -> mpfr:
+    return x if abs(x) <= _TANH_FLAT else gmpy2.copy_sign(mpfr(_TANH_FLAT), x)
+
+
+def _tanh_exact_derivative(x: mpfr) -> mpfr:
+    # sech^2 x: no cancellation (1 - tanh^2 x cancels in the tails).
+    return gmpy2.sech(_tanh_argument(x)) ** 2
+
+
+def _tanh_exact_second(x: mpfr) -> mpfr:
+    # -2 tanh x sech^2 x, exactly 0 at x = 0.  With tanh rounded to odd, a tiny x gives
+    # strictly less than 2|x| in magnitude, as the true value: never the midpoint -2x.
+    c = _tanh_argument(x)
+    return -2 * _tanh_exact(c) * _tanh_exact_derivative(c)
+
+
 register(
     Activation(
         name="tanh",
@@ -183,6 +273,7 @@ register(
         forward=tanh,
         derivative=tanh_derivative,
         second=tanh_second,
+        exact=Exact(_tanh_exact, _tanh_exact_derivative, _tanh_exact_second),
         formula=r"\tanh(x) = \frac{e^{x} - e^{-x}}{e^{x} + e^{-x}}",
         derivative_formula=r"\tanh'(x) = \operatorname{sech}^2(x) = 1 - \tanh^2(x)",
         range="(-1, 1)",
@@ -208,6 +299,14 @@ def relu_derivative(x: Array) -> Array:
     return (x > 0).astype(np.float64)
 
 
+def _relu_exact(x: mpfr) -> mpfr:
+    return exact_input(x) if x > 0 else mpfr(0)
+
+
+def _relu_exact_derivative(x: mpfr) -> mpfr:
+    return _step_exact(x)  # relu'(0) = 0
+
+
 register(
     Activation(
         name="relu",
@@ -215,6 +314,7 @@ register(
         forward=relu,
         derivative=relu_derivative,
         second=zero,
+        exact=Exact(_relu_exact, _relu_exact_derivative, exact_zero),
         formula=r"f(x) = \max(0, x)",
         derivative_formula=r"f'(x) = \begin{cases} 1 & x > 0 \\ 0 & x \le 0 \end{cases}",
         range="[0, inf)",
@@ -248,6 +348,33 @@ def leaky_relu_param_grads(x: Array, negative_slope: float) -> dict[str, Array]:
     return {"negative_slope": np.where(x > 0, 0.0, x)}
 
 
+def leaky_exact(x: mpfr, slope: mpq) -> mpfr:
+    """x for x > 0, slope x otherwise (``slope`` exact), rounded to odd."""
+    return exact_input(x) if x > 0 else exactly(slope * mpq(x))
+
+
+def leaky_exact_derivative(x: mpfr, slope: mpq) -> mpfr:
+    """1 for x > 0, the slope otherwise (at 0 too)."""
+    return exact_constant(1) if x > 0 else exactly(slope)
+
+
+def leaky_exact_slope_grad(x: mpfr, scale: mpq) -> mpfr:
+    """d/dslope of leaky_exact times ``scale``: 0 for x > 0, scale x otherwise."""
+    return mpfr(0) if x > 0 else exactly(scale * mpq(x))
+
+
+def _leaky_relu_exact(x: mpfr, negative_slope: mpfr) -> mpfr:
+    return leaky_exact(x, mpq(negative_slope))
+
+
+def _leaky_relu_exact_derivative(x: mpfr, negative_slope: mpfr) -> mpfr:
+    return leaky_exact_derivative(x, mpq(negative_slope))
+
+
+def _leaky_relu_exact_slope(x: mpfr, negative_slope: mpfr) -> mpfr:
+    return leaky_exact_slope_grad(x, mpq(1))
+
+
 register(
     Activation(
         name="leaky_relu",
@@ -256,6 +383,12 @@ register(
         derivative=leaky_relu_derivative,
         second=zero,
         param_grads=leaky_relu_param_grads,
+        exact=Exact(
+            _leaky_relu_exact,
+            _leaky_relu_exact_derivative,
+            exact_zero,
+            params={"negative_slope": _leaky_relu_exact_slope},
+        ),
         params=(
             Param(
                 name="negative_slope",

@@ -12,9 +12,25 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
+from gmpy2 import mpfr, mpq
 
-from .elementwise import leaky_relu, leaky_relu_derivative, zero
-from .registry import Activation, ActivationError, Array, Example, Kink, Param, register
+from .elementwise import (
+    exact_constant,
+    exact_input,
+    exact_zero,
+    exactly,
+    leaky_exact,
+    leaky_exact_derivative,
+    leaky_exact_slope_grad,
+    leaky_relu,
+    leaky_relu_derivative,
+    zero,
+)
+from .registry import Activation, ActivationError, Array, Exact, Example, Kink, Param, register
+
+# The exact definitions (for correctly rounded results) follow each function's NumPy one,
+# kink conventions included; their values are rational, formed exactly and rounded to odd
+# at the working precision (see elementwise.to_odd).
 
 # -- relu6 -------------------------------------------------------------------------------
 
@@ -27,6 +43,14 @@ def relu6_derivative(x: Array) -> Array:
     return ((x > 0) & (x < 6)).astype(np.float64)
 
 
+def _relu6_exact(x: mpfr) -> mpfr:
+    return mpfr(0) if x <= 0 else exact_constant(6) if x >= 6 else exact_input(x)
+
+
+def _relu6_exact_derivative(x: mpfr) -> mpfr:
+    return exact_constant(1 if 0 < x < 6 else 0)
+
+
 register(
     Activation(
         name="relu6",
@@ -34,6 +58,7 @@ register(
         forward=relu6,
         derivative=relu6_derivative,
         second=zero,
+        exact=Exact(_relu6_exact, _relu6_exact_derivative, exact_zero),
         formula=r"f(x) = \min(\max(0, x), 6)",
         derivative_formula=r"f'(x) = 1 \text{ for } 0 < x < 6, \; 0 \text{ otherwise}",
         range="[0, 6]",
@@ -83,6 +108,22 @@ def _ordered(low: str, high: str, strict: bool) -> object:
     return check
 
 
+def _hard_tanh_exact(x: mpfr, min_val: mpfr, max_val: mpfr) -> mpfr:
+    return exact_input(min_val if x <= min_val else max_val if x >= max_val else x)
+
+
+def _hard_tanh_exact_derivative(x: mpfr, min_val: mpfr, max_val: mpfr) -> mpfr:
+    return exact_constant(1 if min_val < x < max_val else 0)
+
+
+def _hard_tanh_exact_min_val(x: mpfr, min_val: mpfr, max_val: mpfr) -> mpfr:
+    return exact_constant(1 if x <= min_val else 0)
+
+
+def _hard_tanh_exact_max_val(x: mpfr, min_val: mpfr, max_val: mpfr) -> mpfr:
+    return exact_constant(1 if x >= max_val else 0)
+
+
 register(
     Activation(
         name="hard_tanh",
@@ -91,6 +132,12 @@ register(
         derivative=hard_tanh_derivative,
         second=zero,
         param_grads=hard_tanh_param_grads,
+        exact=Exact(
+            _hard_tanh_exact,
+            _hard_tanh_exact_derivative,
+            exact_zero,
+            params={"min_val": _hard_tanh_exact_min_val, "max_val": _hard_tanh_exact_max_val},
+        ),
         constraint=_ordered("min_val", "max_val", strict=True),  # type: ignore[arg-type]
         params=(
             Param(name="min_val", default=-1.0, description="lower clipping value (less than max_val)"),
@@ -123,6 +170,14 @@ def hard_sigmoid_derivative(x: Array) -> Array:
     return np.where((x > -3) & (x < 3), 1.0 / 6.0, 0.0)
 
 
+def _hard_sigmoid_exact(x: mpfr) -> mpfr:
+    return mpfr(0) if x <= -3 else exact_constant(1) if x >= 3 else exactly((mpq(x) + 3) / 6)
+
+
+def _hard_sigmoid_exact_derivative(x: mpfr) -> mpfr:
+    return exact_constant(1, 6) if -3 < x < 3 else mpfr(0)
+
+
 register(
     Activation(
         name="hard_sigmoid",
@@ -130,6 +185,7 @@ register(
         forward=hard_sigmoid,
         derivative=hard_sigmoid_derivative,
         second=zero,
+        exact=Exact(_hard_sigmoid_exact, _hard_sigmoid_exact_derivative, exact_zero),
         formula=r"f(x) = \frac{\operatorname{relu6}(x + 3)}{6}",
         derivative_formula=r"f'(x) = \tfrac{1}{6} \text{ for } -3 < x < 3, \; 0 \text{ otherwise}",
         range="[0, 1]",
@@ -164,6 +220,29 @@ def hard_silu_second(x: Array) -> Array:
     return np.where((x > -3) & (x < 3), 1.0 / 3.0, 0.0)
 
 
+def _hard_silu_exact(x: mpfr) -> mpfr:
+    # x (x + 3) / 6 = x/2 + x^2/6: at a subnormal x, x/2 alone is a midpoint of the format.
+    if x <= -3:
+        return mpfr(0)
+    if x >= 3:
+        return exact_input(x)
+    q = mpq(x)
+    return exactly(q * (q + 3) / 6)
+
+
+def _hard_silu_exact_derivative(x: mpfr) -> mpfr:
+    # The outer pieces at -3 and 3, as the NumPy derivative (and JAX).
+    if x <= -3:
+        return mpfr(0)
+    if x >= 3:
+        return exact_constant(1)
+    return exactly((2 * mpq(x) + 3) / 6)
+
+
+def _hard_silu_exact_second(x: mpfr) -> mpfr:
+    return exact_constant(1, 3) if -3 < x < 3 else mpfr(0)
+
+
 register(
     Activation(
         name="hard_silu",
@@ -171,6 +250,7 @@ register(
         forward=hard_silu,
         derivative=hard_silu_derivative,
         second=hard_silu_second,
+        exact=Exact(_hard_silu_exact, _hard_silu_exact_derivative, _hard_silu_exact_second),
         formula=r"f(x) = x \, \frac{\operatorname{relu6}(x + 3)}{6}",
         derivative_formula=r"f'(x) = 0 \; (x \le -3), \; \frac{2x + 3}{6} \; (-3 < x < 3), \; 1 \; (x \ge 3)",
         range="[-0.375, inf)",
@@ -206,6 +286,25 @@ def softshrink_param_grads(x: Array, **p: float) -> dict[str, Array]:
     return {"lambda": np.where(x > lam, -1.0, np.where(x < -lam, 1.0, 0.0))}
 
 
+def _softshrink_exact(x: mpfr, **p: mpfr) -> mpfr:
+    # x - lambda, x + lambda exactly: lambda = 1e-300 next to x = 1 must not vanish.
+    lam = p["lambda"]
+    if x > lam:
+        return exactly(mpq(x) - mpq(lam))
+    if x < -lam:
+        return exactly(mpq(x) + mpq(lam))
+    return mpfr(0)
+
+
+def _shrink_exact_derivative(x: mpfr, **p: mpfr) -> mpfr:
+    return exact_constant(1 if abs(x) > p["lambda"] else 0)  # 0 at x = +-lambda
+
+
+def _softshrink_exact_lambda(x: mpfr, **p: mpfr) -> mpfr:
+    lam = p["lambda"]
+    return exact_constant(-1 if x > lam else 1 if x < -lam else 0)
+
+
 _SHRINK_KINKS = (
     Kink(at="lambda", derivative=0.0, second_derivative=0.0, note="0, as PyTorch"),
     Kink(at="-lambda", derivative=0.0, second_derivative=0.0, note="0, as PyTorch"),
@@ -219,6 +318,12 @@ register(
         derivative=shrink_derivative,
         second=zero,
         param_grads=softshrink_param_grads,
+        exact=Exact(
+            _softshrink_exact,
+            _shrink_exact_derivative,
+            exact_zero,
+            params={"lambda": _softshrink_exact_lambda},
+        ),
         params=(_LAMBDA,),
         formula=r"f(x) = \operatorname{sign}(x) \max(|x| - \lambda, 0)",
         derivative_formula=r"f'(x) = 1 \text{ for } |x| > \lambda, \; 0 \text{ otherwise}",
@@ -237,6 +342,10 @@ def hardshrink(x: Array, **p: float) -> Array:
     return np.where(np.abs(x) > p["lambda"], x, 0.0)
 
 
+def _hardshrink_exact(x: mpfr, **p: mpfr) -> mpfr:
+    return exact_input(x) if abs(x) > p["lambda"] else mpfr(0)
+
+
 register(
     Activation(
         name="hardshrink",
@@ -246,6 +355,7 @@ register(
         second=zero,
         # y jumps at +-lambda; elsewhere it does not depend on lambda.
         param_grads=lambda x, **p: {"lambda": np.zeros_like(x)},
+        exact=Exact(_hardshrink_exact, _shrink_exact_derivative, exact_zero, params={"lambda": exact_zero}),
         params=(_LAMBDA,),
         formula=r"f(x) = x \text{ for } |x| > \lambda, \; 0 \text{ otherwise}",
         derivative_formula=r"f'(x) = 1 \text{ for } |x| > \lambda, \; 0 \text{ otherwise}",
@@ -274,6 +384,18 @@ def threshold_param_grads(x: Array, threshold: float, value: float) -> dict[str,
     return {"threshold": np.zeros_like(x), "value": (x <= threshold).astype(np.float64)}
 
 
+def _threshold_exact(x: mpfr, threshold: mpfr, value: mpfr) -> mpfr:
+    return exact_input(x if x > threshold else value)
+
+
+def _threshold_exact_derivative(x: mpfr, threshold: mpfr, value: mpfr) -> mpfr:
+    return exact_constant(1 if x > threshold else 0)
+
+
+def _threshold_exact_value(x: mpfr, threshold: mpfr, value: mpfr) -> mpfr:
+    return exact_constant(1 if x <= threshold else 0)
+
+
 register(
     Activation(
         name="threshold",
@@ -282,6 +404,13 @@ register(
         derivative=threshold_derivative,
         second=zero,
         param_grads=threshold_param_grads,
+        # y jumps at the threshold; elsewhere it does not depend on it.
+        exact=Exact(
+            _threshold_exact,
+            _threshold_exact_derivative,
+            exact_zero,
+            params={"threshold": exact_zero, "value": _threshold_exact_value},
+        ),
         params=(
             Param(name="threshold", default=0.0, description="inputs at or below it are replaced"),
             Param(name="value", default=0.0, description="the replacement"),
@@ -304,6 +433,19 @@ register(
 
 # -- prelu / rrelu -------------------------------------------------------------------------------
 
+
+def _prelu_exact(x: mpfr, weight: mpfr) -> mpfr:
+    return leaky_exact(x, mpq(weight))
+
+
+def _prelu_exact_derivative(x: mpfr, weight: mpfr) -> mpfr:
+    return leaky_exact_derivative(x, mpq(weight))
+
+
+def _prelu_exact_weight(x: mpfr, weight: mpfr) -> mpfr:
+    return leaky_exact_slope_grad(x, mpq(1))
+
+
 register(
     Activation(
         name="prelu",
@@ -312,6 +454,9 @@ register(
         derivative=lambda x, weight: leaky_relu_derivative(x, weight),
         second=zero,
         param_grads=lambda x, weight: {"weight": np.where(x > 0, 0.0, x)},
+        exact=Exact(
+            _prelu_exact, _prelu_exact_derivative, exact_zero, params={"weight": _prelu_exact_weight}
+        ),
         params=(Param(name="weight", default=0.25, description="learned slope for x < 0"),),
         formula=r"f(x) = x \text{ for } x > 0, \; a x \text{ otherwise}",
         derivative_formula=r"f'(x) = 1 \text{ for } x > 0, \; a \text{ otherwise}",
@@ -330,6 +475,20 @@ def _rrelu_slope(lower: float, upper: float) -> float:
     return (lower + upper) / 2.0
 
 
+def _rrelu_exact(x: mpfr, lower: mpfr, upper: mpfr) -> mpfr:
+    # The slope (lower + upper)/2 exactly (NumPy rounds it to float64 first).
+    return leaky_exact(x, (mpq(lower) + mpq(upper)) / 2)
+
+
+def _rrelu_exact_derivative(x: mpfr, lower: mpfr, upper: mpfr) -> mpfr:
+    return leaky_exact_derivative(x, (mpq(lower) + mpq(upper)) / 2)
+
+
+def _rrelu_exact_bound(x: mpfr, lower: mpfr, upper: mpfr) -> mpfr:
+    # d/dlower = d/dupper = x/2 for x <= 0.
+    return leaky_exact_slope_grad(x, mpq(1, 2))
+
+
 register(
     Activation(
         name="rrelu",
@@ -341,6 +500,12 @@ register(
             "lower": np.where(x > 0, 0.0, 0.5 * x),
             "upper": np.where(x > 0, 0.0, 0.5 * x),
         },
+        exact=Exact(
+            _rrelu_exact,
+            _rrelu_exact_derivative,
+            exact_zero,
+            params={"lower": _rrelu_exact_bound, "upper": _rrelu_exact_bound},
+        ),
         constraint=_ordered("lower", "upper", strict=False),  # type: ignore[arg-type]
         params=(
             Param(
@@ -395,6 +560,27 @@ def _inside_unit(x: Array, value: float) -> Array:
     return np.where(np.abs(x) < 1, value, 0.0)
 
 
+def _sparse_plus_exact(x: mpfr) -> mpfr:
+    if x <= -1:
+        return mpfr(0)
+    if x >= 1:
+        return exact_input(x)
+    return exactly((mpq(x) + 1) ** 2 / 4)
+
+
+def _sparse_plus_exact_derivative(x: mpfr) -> mpfr:
+    return _sparse_sigmoid_exact(x)  # f' is continuous: 0 at -1, 1 at 1
+
+
+def _inside_unit_exact(x: mpfr) -> mpfr:
+    """1/2 for |x| < 1, 0 otherwise (the outer pieces at +-1)."""
+    return exact_constant(1, 2) if abs(x) < 1 else mpfr(0)
+
+
+def _sparse_sigmoid_exact(x: mpfr) -> mpfr:
+    return mpfr(0) if x <= -1 else exact_constant(1) if x >= 1 else exactly((mpq(x) + 1) / 2)
+
+
 register(
     Activation(
         name="sparse_plus",
@@ -402,6 +588,7 @@ register(
         forward=sparse_plus,
         derivative=sparse_plus_derivative,
         second=lambda x: _inside_unit(x, 0.5),
+        exact=Exact(_sparse_plus_exact, _sparse_plus_exact_derivative, _inside_unit_exact),
         formula=r"f(x) = 0 \; (x \le -1), \; \tfrac{(x + 1)^2}{4} \; (-1 < x < 1), \; x \; (x \ge 1)",
         derivative_formula=r"f'(x) = 0 \; (x \le -1), \; \tfrac{x + 1}{2} \; (-1 < x < 1), \; 1 \; (x \ge 1)",
         range="[0, inf)",
@@ -433,6 +620,7 @@ register(
         forward=lambda x: 0.5 * np.clip(x + 1.0, 0.0, 2.0),
         derivative=lambda x: _inside_unit(x, 0.5),
         second=zero,
+        exact=Exact(_sparse_sigmoid_exact, _inside_unit_exact, exact_zero),
         formula=r"f(x) = \tfrac{1}{2} \operatorname{clip}(x + 1, 0, 2)",
         derivative_formula=r"f'(x) = \tfrac{1}{2} \text{ for } |x| < 1, \; 0 \text{ otherwise}",
         range="[0, 1]",
@@ -449,6 +637,19 @@ register(
 
 # -- relu_squared -------------------------------------------------------------------------------
 
+
+def _relu_squared_exact(x: mpfr) -> mpfr:
+    return exactly(mpq(x) ** 2) if x > 0 else mpfr(0)
+
+
+def _relu_squared_exact_derivative(x: mpfr) -> mpfr:
+    return exactly(2 * mpq(x)) if x > 0 else mpfr(0)
+
+
+def _relu_squared_exact_second(x: mpfr) -> mpfr:
+    return exact_constant(2) if x > 0 else mpfr(0)
+
+
 register(
     Activation(
         name="relu_squared",
@@ -456,6 +657,7 @@ register(
         forward=lambda x: np.square(np.maximum(x, 0.0)),
         derivative=lambda x: 2.0 * np.maximum(x, 0.0),
         second=lambda x: np.where(x > 0, 2.0, 0.0),
+        exact=Exact(_relu_squared_exact, _relu_squared_exact_derivative, _relu_squared_exact_second),
         formula=r"f(x) = \max(0, x)^2",
         derivative_formula=r"f'(x) = 2 \max(0, x)",
         range="[0, inf)",
