@@ -68,7 +68,13 @@ def create_app(settings: Settings | None = None) -> Any:
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST"],
             allow_headers=["authorization", "content-type", "accept", "x-request-id"],
-            expose_headers=["x-activation", "x-activation-params", "x-activation-result", "x-request-id"],
+            expose_headers=[
+                "x-activation",
+                "x-activation-params",
+                "x-activation-result",
+                "x-activation-dtype",
+                "x-request-id",
+            ],
         )
     return Match(Observe(app), Table(), pipeline)
 

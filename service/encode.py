@@ -51,6 +51,8 @@ def encode(payload: dict[str, Any], npy: str | None = None) -> Reply:
             "x-activation": payload["activation"],
             "x-activation-params": orjson.dumps(payload["params"]).decode(),
             "x-activation-result": result,
+            # bfloat16 results travel as the same numbers in float32: the header names the format.
+            "x-activation-dtype": payload["dtype"],
         }
         return npy, headers, binary.npy_parts(payload[result])
     wire = {k: codec.wire(v) if isinstance(v, np.ndarray) else v for k, v in payload.items()}

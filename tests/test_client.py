@@ -12,11 +12,13 @@ import sys
 from pathlib import Path
 
 import httpx
+import ml_dtypes
 import numpy as np
 import pytest
 from activation_client import ActivationClient, AsyncActivationClient, ClientError, ServerError
 
 from service import activations
+from service.activations import correct
 from service.app import create_app
 from service.settings import Settings
 
@@ -55,6 +57,33 @@ async def test_async_client_keeps_float32() -> None:
     np.testing.assert_array_equal(
         y, activations.get("sigmoid").value(x.astype(np.float64), {}, dtype=np.float32)
     )
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["npy", "json"])
+async def test_async_client_keeps_16_bit_formats(binary: bool) -> None:
+    # float16 and bfloat16 arrays come back in their own type, correctly rounded.
+    sigmoid = activations.get("sigmoid")
+    for dtype in (np.float16, ml_dtypes.bfloat16):
+        x = np.linspace(-3, 3, 7).astype(dtype)
+        async with asgi_client(binary=binary) as client:
+            y = await client.activate("sigmoid", x)
+            dydx = await client.derivative("sigmoid", x)
+        fmt = correct.FORMATS[np.dtype(dtype).name]
+        assert y.dtype == x.dtype
+        assert dydx.dtype == x.dtype
+        wide = x.astype(np.float64)
+        assert y.astype(np.float64).tolist() == correct.elementwise(sigmoid, "value", wide, {}, fmt).tolist()
+        assert (
+            dydx.astype(np.float64).tolist()
+            == correct.elementwise(sigmoid, "derivative", wide, {}, fmt).tolist()
+        )
+
+
+async def test_async_client_asks_for_bfloat16_from_float32_input() -> None:
+    x = np.array([0.1, 1.0], dtype=np.float32)
+    async with asgi_client() as client:
+        y = await client.activate("sigmoid", x, dtype="bfloat16")
+    assert y.dtype.name == "bfloat16"
 
 
 async def test_async_client_parameter_gradients() -> None:

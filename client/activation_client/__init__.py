@@ -72,10 +72,37 @@ def _npz(x: np.ndarray, grad: np.ndarray) -> bytes:
 
 
 def _as_float(x: Any) -> np.ndarray:
+    """x as it travels: float16, float32 and float64 as they are, bfloat16 as the same numbers in
+    float32 (with dtype=bfloat16 beside them), anything else as float64."""
     arr = np.asarray(x)
-    if arr.dtype not in (np.float32, np.float64):
+    if arr.dtype.name == "bfloat16":
+        return arr.astype(np.float32)
+    if arr.dtype not in (np.float16, np.float32, np.float64):
         arr = arr.astype(np.float64)
     return arr
+
+
+def _format(x: Any, dtype: str | None) -> str:
+    """The format of a call: the one asked for, else x's own."""
+    if dtype is not None:
+        return dtype
+    name = np.asarray(x).dtype.name
+    return name if name in ("float16", "bfloat16", "float32", "float64") else "float64"
+
+
+def _numpy_type(fmt: str, like: Any) -> Any:
+    """The NumPy type results of ``fmt`` are given in: bfloat16 as x's bfloat16 type, or ml_dtypes'
+    when it is installed, else as float32 (the same numbers)."""
+    if fmt == "bfloat16":
+        if np.asarray(like).dtype.name == "bfloat16":
+            return np.asarray(like).dtype
+        try:
+            import ml_dtypes
+
+            return ml_dtypes.bfloat16
+        except ImportError:
+            return np.float32
+    return {"float16": np.float16, "float32": np.float32}.get(fmt, np.float64)
 
 
 class _Requests:
@@ -91,6 +118,7 @@ class _Requests:
     ) -> dict[str, Any]:
         arr = _as_float(x)
         fields = {k: v for k, v in fields.items() if v is not None}
+        fields.setdefault("dtype", _format(x, None))
         if self.binary:
             content = _npy(arr) if grad is None else _npz(arr, _as_float(grad).astype(arr.dtype))
             return {
@@ -101,17 +129,19 @@ class _Requests:
                 "headers": self.headers | {"content-type": NPY if grad is None else NPZ, "accept": NPY},
             }
         body: dict[str, Any] = {"activation": name, "x": arr.tolist(), "params": dict(params), **fields}
-        body.setdefault("dtype", arr.dtype.name)
         if grad is not None:
             body["grad"] = _as_float(grad).tolist()
         return {"method": "POST", "url": f"{self.base_url}{path}", "json": body, "headers": self.headers}
 
     @staticmethod
-    def result(response: httpx.Response) -> Any:
+    def result(response: httpx.Response, x: Any) -> Any:
+        """The result array(s) of a response, in the NumPy type of the call's format."""
         if response.headers.get("content-type", "").startswith(NPY):
-            return np.load(io.BytesIO(response.content), allow_pickle=False)
+            arr = np.load(io.BytesIO(response.content), allow_pickle=False)
+            fmt = response.headers.get("x-activation-dtype") or _format(x, None)
+            return arr.astype(_numpy_type(fmt, x)) if fmt == "bfloat16" else arr
         data = response.json()
-        dtype = np.float32 if data.get("dtype") == "float32" else np.float64
+        dtype = _numpy_type(data.get("dtype", "float64"), x)
         for key in ("y", "dydx", "grad_x", "d2ydx2"):
             if key in data:
                 return np.asarray(data[key], dtype=dtype)
@@ -205,7 +235,7 @@ class ActivationClient:
     ) -> Any:
         request = self._requests.build(path, name, x, grad, fields, params)
         try:
-            return _Requests.result(self._send(request))
+            return _Requests.result(self._send(request), x)
         except ClientError as exc:
             if exc.status != 415 or not self._requests.binary:
                 raise
@@ -289,7 +319,7 @@ class AsyncActivationClient:
     ) -> Any:
         request = self._requests.build(path, name, x, grad, fields, params)
         try:
-            return _Requests.result(await self._send(request))
+            return _Requests.result(await self._send(request), x)
         except ClientError as exc:
             if exc.status != 415 or not self._requests.binary:
                 raise
