@@ -191,7 +191,7 @@ def finite_inputs(fmt: Format) -> Array:
     return values[np.isfinite(values)]
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=16)  # 16 tables of 65,536 float64: 8 MiB at most
 def _table(name: str, quantity: str, params: tuple[tuple[str, float], ...], fmt_name: str) -> Array:
     from . import get
 
@@ -239,7 +239,7 @@ def ulp_error(given: Array, correct: Array, fmt: Format) -> Array:
 # -- arrays in the 16-bit formats -------------------------------------------------------------
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=16)  # 16 tables of 65,536 float64: 8 MiB at most
 def _lookup(
     name: str, quantity: str, param: str | None, params: tuple[tuple[str, float], ...], fmt_name: str
 ) -> Array:
