@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import ml_dtypes
 import numpy as np
 import orjson
 import simdjson
@@ -36,8 +37,13 @@ from .schemas import DerivativeRequest
 HEADER_LENGTH = "inference-header-content-length"
 JSON_MEDIA_TYPE = "application/json"
 BINARY_MEDIA_TYPE = "application/octet-stream"
-DATATYPES: dict[str, type[np.float32] | type[np.float64]] = {"FP32": np.float32, "FP64": np.float64}
-DTYPE_NAMES = {"FP32": "float32", "FP64": "float64"}
+DATATYPES: dict[str, Any] = {
+    "FP64": np.float64,
+    "FP32": np.float32,
+    "FP16": np.float16,
+    "BF16": ml_dtypes.bfloat16,  # (elementwise functions, as float16: correctly rounded)
+}
+DTYPE_NAMES = {"FP64": "float64", "FP32": "float32", "FP16": "float16", "BF16": "bfloat16"}
 INPUTS = ("x", "grad")
 OUTPUTS = ("y", "dydx", "d2ydx2", "grad_x")
 VERSION = "1"
@@ -358,7 +364,14 @@ def _inputs(value: Any, tail: memoryview, max_elements: int) -> dict[str, tuple[
                 raise RequestError.one(
                     400, field, f"its binary data runs past the body's end ({len(tail) - offset} bytes left)"
                 )
-            arr = np.frombuffer(tail[offset : offset + size], dtype=dtype.newbyteorder("<")).reshape(shape)
+            raw = tail[offset : offset + size]
+            if datatype == "BF16":  # 16-bit patterns, little-endian
+                arr = np.frombuffer(raw, dtype="<u2").astype(np.uint16).view(ml_dtypes.bfloat16)
+            else:
+                arr = np.frombuffer(raw, dtype=dtype.newbyteorder("<"))
+            arr = arr.reshape(shape)
+            if datatype in ("FP16", "BF16"):
+                arr = arr.astype(np.float64)  # exact; rounded to the format again, a no-op
             offset += size
         elif "data" in tensor:
             arr = _json_data(tensor["data"], field, shape)
@@ -447,8 +460,10 @@ def _renamed(exc: RequestError | ActivationError) -> RequestError:
     for field, reason in pairs:
         if field.startswith("params."):
             field = "parameters." + field[len("params.") :]
-        elif field in ("axis", "dtype"):
-            field = f"parameters.{field}"
+        elif field == "axis":
+            field = "parameters.axis"
+        elif field == "dtype":
+            field = "inputs.x.datatype"
         elif field.startswith(("x", "grad")):
             field = "inputs." + field
         renamed.append((field, reason))
@@ -479,7 +494,10 @@ def plan(req: InferRequest, limits: operations.Limits, info: dict[str, Any] | No
         try:
             for name, binary, sub in plans:
                 payload = sub.run()
-                outputs.append((name, binary, np.asarray(payload[result_keys[name]])))
+                result = np.asarray(payload[result_keys[name]])
+                if base.dtype == "bfloat16":  # held as the same numbers in float32 until here
+                    result = result.astype(ml_dtypes.bfloat16)
+                outputs.append((name, binary, result))
                 head = payload
         except (RequestError, ActivationError) as exc:
             raise _renamed(exc) from None
@@ -497,7 +515,7 @@ def plan(req: InferRequest, limits: operations.Limits, info: dict[str, Any] | No
     )
 
 
-_DATATYPE_OF = {np.dtype(np.float32): "FP32", np.dtype(np.float64): "FP64"}
+_DATATYPE_OF = {np.dtype(t): name for name, t in DATATYPES.items()}
 
 
 def encode(payload: dict[str, Any]) -> tuple[str, dict[str, str], list[bytes | memoryview]]:
@@ -513,11 +531,15 @@ def encode(payload: dict[str, Any]) -> tuple[str, dict[str, str], list[bytes | m
         arr = np.ascontiguousarray(arr)
         tensor: dict[str, Any] = {"name": name, "datatype": _DATATYPE_OF[arr.dtype], "shape": list(arr.shape)}
         if binary:
-            data = arr.astype(arr.dtype.newbyteorder("<"), copy=False)
+            if arr.dtype == ml_dtypes.bfloat16:
+                data = arr.view(np.uint16).astype("<u2", copy=False)
+            else:
+                data = arr.astype(arr.dtype.newbyteorder("<"), copy=False)
             tensor["parameters"] = {"binary_data_size": data.nbytes}
             binaries.append(data.reshape(-1).view(np.uint8).data)
         else:
-            arrays.append(arr.reshape(-1))
+            # JSON numbers: bfloat16 as the same numbers in float32 (which JSON writers know).
+            arrays.append((arr.astype(np.float32) if arr.dtype == ml_dtypes.bfloat16 else arr).reshape(-1))
             tensor["data"] = len(arrays) - 1  # replaced by the array's numbers below
         described.append(tensor)
     head["outputs"] = described

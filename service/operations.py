@@ -101,7 +101,9 @@ def _rounded_input(value: Any, field: str, fmt: correct.Format, limits: Limits) 
     return rounded
 
 
-def _plan_sixteen_bit(req: ActivateRequest, limits: Limits, info: dict[str, Any] | None) -> Plan:
+def _plan_sixteen_bit(
+    req: ActivateRequest, limits: Limits, info: dict[str, Any] | None, derivative: bool
+) -> Plan:
     """A request in float16 or bfloat16: every result correctly rounded from the exact definitions
     (:mod:`service.activations.correct`), elementwise functions only."""
     entry = activations.get(req.activation)
@@ -122,7 +124,6 @@ def _plan_sixteen_bit(req: ActivateRequest, limits: Limits, info: dict[str, Any]
     def head(shape: tuple[int, ...]) -> Payload:
         return _envelope(entry, params, req.axis, req.dtype, shape)
 
-    derivative = isinstance(req, DerivativeRequest)
     if not derivative:
 
         def value() -> Payload:
@@ -195,7 +196,7 @@ def _exact_plan(run: Callable[[], Payload], result_elements: int, elements: int,
 
 def plan_activate(req: ActivateRequest, limits: Limits, info: dict[str, Any] | None = None) -> Plan:
     if req.dtype in correct.SIXTEEN_BIT:
-        return _plan_sixteen_bit(req, limits, info)
+        return _plan_sixteen_bit(req, limits, info, derivative=False)
     entry, params, x, axis, dtype = _inputs(req, limits, info)
     out = math.prod(entry.output_shape(x.shape, axis))
 
@@ -209,7 +210,7 @@ def plan_activate(req: ActivateRequest, limits: Limits, info: dict[str, Any] | N
 def plan_derivative(req: ActivateRequest, limits: Limits, info: dict[str, Any] | None = None) -> Plan:
     assert isinstance(req, DerivativeRequest)
     if req.dtype in correct.SIXTEEN_BIT:
-        return _plan_sixteen_bit(req, limits, info)
+        return _plan_sixteen_bit(req, limits, info, derivative=True)
     entry, params, x, axis, dtype = _inputs(req, limits, info)
     shape = x.shape
 
