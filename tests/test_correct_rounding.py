@@ -98,6 +98,17 @@ async def test_every_16_bit_input_is_correctly_rounded(
     assert not wrong, wrong[:5]
 
 
+async def test_a_single_number_in_a_16_bit_format(client: httpx.AsyncClient) -> None:
+    r = await client.post("/activate", json={"activation": "sigmoid", "x": 0.5, "dtype": "bfloat16"})
+    assert r.status_code == 200, r.text
+    assert r.json()["shape"] == []
+    assert rounding.round_to(Fraction(r.json()["y"]), "bfloat16") == expected("value", 0.5, "bfloat16")
+    r = await client.post("/check", json={"activation": "sigmoid", "x": 0.5, "y": 0.5, "dtype": "float16"})
+    assert r.status_code == 200, r.text
+    assert r.json()["count"] == 1
+    assert r.json()["correctly_rounded"] == 0
+
+
 async def test_float16_npy_in_float16_npy_out(client: httpx.AsyncClient) -> None:
     x = np.linspace(-6, 6, 25).astype(np.float16)
     r = await client.post(

@@ -95,8 +95,7 @@ def round_to(x: Array, fmt: Format) -> Array:
     q = np.maximum(e, fmt.emin + fmt.precision - 1) - fmt.precision
     with np.errstate(over="ignore"):
         out = np.ldexp(np.rint(np.ldexp(x, -q)), q)
-        out[np.abs(out) > fmt.max] = np.copysign(np.inf, x[np.abs(out) > fmt.max])
-    return out
+    return np.asarray(np.where(np.abs(out) > fmt.max, np.copysign(np.inf, x), out), dtype=np.float64)
 
 
 def as_format(x: Array, fmt: Format) -> np.ndarray[Any, Any]:
