@@ -36,7 +36,7 @@ import ml_dtypes
 import numpy as np
 from gmpy2 import mpfr
 
-from .registry import Activation, Array, NotSupported, ResultOverflow
+from .registry import Activation, Array, NotSupported, ResultOverflow, entries
 
 
 @dataclass(frozen=True)
@@ -154,10 +154,11 @@ def function_of(entry: Activation, quantity: str, param: str | None = None) -> C
     ``param`` the derivative with respect to that parameter)."""
     exact = entry.exact
     if exact is None:
+        why = "is a vector function" if entry.kind == "vector" else "has no exact definition yet"
         raise NotSupported(
             "dtype",
-            f"{entry.name} is a vector function: float16 and bfloat16 results, /check and /reference "
-            "are available for elementwise functions",
+            f"{entry.name} {why}: float16 and bfloat16 results, /check and /reference are available for "
+            f"the functions that have one: {', '.join(e.name for e in entries() if e.exact is not None)}",
         )
     if param is not None:
         return exact.params[param]
