@@ -7,13 +7,18 @@ the rounding of the argument is amplified by exp, keep full relative accuracy.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
+import gmpy2
 import numpy as np
+from gmpy2 import mpfr
 from scipy import special
 
 from . import exact
 from .elementwise import sech2
 from .exact import EXTENDED
-from .registry import Activation, Array, Example, Kink, Param, register
+from .registry import Activation, Array, Exact, Example, Kink, Param, register
 
 #: Klambauer, Unterthiner, Mayr and Hochreiter, Self-normalizing neural networks (2017).
 SELU_ALPHA = 1.6732632423543772848170429916717
@@ -26,6 +31,93 @@ SQRT_HALF_PI = 1.2533141373155003  # sqrt(pi/2), correctly rounded
 GELU_TANH_K = exact.dd_constant("1.5957691216057307117597842397375")
 GELU_TANH_A = exact.rational_constant("0.044715")
 QUICK_GELU_BETA = exact.rational_constant("1.702")
+
+# -- exact definitions: shared pieces ------------------------------------------------------------
+#
+# The ``Exact`` definitions below evaluate each quantity with MPFR at the working precision P
+# (the caller's precision, at least 128 bits so that the product of two float64 numbers is exact).
+# Three things besides plain cancellation would defeat the caller's strategy of raising the
+# precision until the rounded result stops changing:
+#
+# * A result m + d where m is a short binary number (x, x/2, alpha, beta/4, x^2, ...) and d is far
+#   below its last place (x - x Phi(-x) at x = 40; x/2 + x^2 phi(0) at x = 1e-300).  Where m is a
+#   midpoint of the target format, m itself rounds to even although the true value lies to one
+#   side of it, at every precision the caller tries.  Such results are formed by ``_plus_tiny``,
+#   which keeps the side of d; the small-argument ones from the first terms of their series once
+#   d / m < 2^-(P/2 + 4) (the next term is then below 2^-P).
+# * Exponentials beyond MPFR's exponent range: e^-y is taken at y <= _TAIL.  e^-65536 = 2^-94548 is
+#   far below the last place of any result at any precision used here and, multiplied by any power
+#   of a finite double that occurs here, far below every format's smallest subnormal; it keeps the
+#   sign of a result that underflows (-0 rather than +0) and the time of exp small.
+# * The irrational roots of f' and f'': no float64 input is a root, but a formula that cancels to
+#   exactly 0 would be taken as exact; ``_nonzero`` evaluates it again with more bits.
+
+_TAIL = 65536
+_MIN_BITS = 128
+
+
+def _at(extra: int = 0) -> Any:
+    """The working context: the current precision (at least _MIN_BITS) plus ``extra`` bits."""
+    context = gmpy2.get_context()
+    return gmpy2.context(context, precision=max(context.precision, _MIN_BITS) + extra)
+
+
+def _nonzero(formula: Callable[..., mpfr], *args: mpfr, extra: int = 0) -> mpfr:
+    """formula(*args) in the working context (plus ``extra`` bits), again with more bits while it
+    cancels to exactly 0 (used where the true value is never 0)."""
+    while True:
+        with _at(extra):
+            result = formula(*args)
+        if not gmpy2.is_zero(result) or extra >= 1 << 16:
+            return result
+        extra = 2 * extra + 64
+
+
+def _exponent(v: mpfr) -> int:
+    """e with 2^(e-1) <= |v| < 2^e (0 for v = 0)."""
+    return int(gmpy2.get_exp(v))
+
+
+def _boost(v: mpfr) -> int:
+    """Bits that absorb the rounding of an argument v of exp: its relative error 2^-P becomes
+    |v| 2^-P in the result (up to |v| = _TAIL, where the clamp takes over)."""
+    return min(max(_exponent(v), 0), 17) + 4
+
+
+def _tiny(d: mpfr) -> bool:
+    """|d| < 2^-(P/2 + 4): a relative deviation whose square is negligible at the working precision."""
+    return bool(gmpy2.is_zero(d)) or _exponent(d) < -(gmpy2.get_context().precision // 2) - 4
+
+
+def _plus_tiny(main: mpfr, correction: mpfr) -> mpfr:
+    """main + correction rounded to the working precision, but never to ``main`` itself when the
+    correction is not 0: the neighbour on the correction's side (a faithful rounding, still within
+    2^-P).  ``main`` is exact at the working precision wherever it can be a midpoint (a short
+    binary number); where it is rounded, the result is still within 2^-P."""
+    result = main + correction
+    if result == main and not gmpy2.is_zero(correction):
+        return gmpy2.next_above(result) if correction > 0 else gmpy2.next_below(result)
+    return result
+
+
+def _exp_neg(y: mpfr) -> mpfr:
+    """e^-y for y >= 0, with y clamped at _TAIL."""
+    return gmpy2.exp(-y) if y < _TAIL else gmpy2.exp(-_TAIL)
+
+
+def _sig(z: mpfr) -> mpfr:
+    """sigma(z), with no cancellation in either tail."""
+    if z >= 0:
+        return 1 / (1 + _exp_neg(z))
+    e = _exp_neg(-z)
+    return e / (1 + e)
+
+
+def _dsig(z: mpfr) -> mpfr:
+    """sigma'(z) = sigma(z) sigma(-z) = e / (1 + e)^2, e = e^-|z|."""
+    e = _exp_neg(abs(z))
+    return e / ((1 + e) * (1 + e))
+
 
 # -- elu / selu / celu -------------------------------------------------------------------------
 
@@ -49,6 +141,45 @@ def elu_derivative(x: Array, alpha: float) -> Array:
     return np.where(x > 0, 1.0, _scaled_exp(x, alpha))
 
 
+def _expm1_exact(x: mpfr) -> mpfr:
+    """e^x - 1 for x <= 0: x + x^2/2 where x^2/2 is below the last place of x."""
+    if _tiny(x):
+        return _plus_tiny(x, x * x / 2)
+    return gmpy2.expm1(x)
+
+
+def _elu_exact(x: mpfr, alpha: mpfr) -> mpfr:
+    if x > 0:
+        return x
+    with _at():
+        if x < -1:
+            return _plus_tiny(-alpha, alpha * _exp_neg(-x))  # -alpha + alpha e^x
+        if _tiny(x):
+            return _plus_tiny(alpha * x, alpha * x * x / 2)
+        return alpha * gmpy2.expm1(x)
+
+
+def _elu_exact_derivative(x: mpfr, alpha: mpfr) -> mpfr:
+    # At 0 the left piece, alpha (the catalog's kink convention).
+    if x > 0:
+        return mpfr(1)
+    with _at():
+        if _tiny(x):
+            return _plus_tiny(alpha, alpha * x)
+        return alpha * _exp_neg(-x)
+
+
+def _elu_exact_second(x: mpfr, alpha: mpfr) -> mpfr:
+    return mpfr(0) if x > 0 else _elu_exact_derivative(x, alpha)
+
+
+def _elu_exact_alpha(x: mpfr, alpha: mpfr) -> mpfr:
+    if x > 0:
+        return mpfr(0)
+    with _at():
+        return _expm1_exact(x)
+
+
 register(
     Activation(
         name="elu",
@@ -57,6 +188,7 @@ register(
         derivative=elu_derivative,
         second=lambda x, alpha: np.where(x > 0, 0.0, _scaled_exp(x, alpha)),
         param_grads=lambda x, alpha: {"alpha": np.where(x > 0, 0.0, np.expm1(_negative(x)))},
+        exact=Exact(_elu_exact, _elu_exact_derivative, _elu_exact_second, params={"alpha": _elu_exact_alpha}),
         params=(
             Param(
                 name="alpha", default=1.0, minimum=0.0, description="saturation value -alpha for x -> -inf"
@@ -81,6 +213,37 @@ register(
     )
 )
 
+#: The published constants, exactly (Klambauer et al. 2017): built at the working precision.
+_SELU_ALPHA_DIGITS = "1.6732632423543772848170429916717"
+_SELU_SCALE_DIGITS = "1.0507009873554804934193349852946"
+
+
+def _selu_scale_alpha() -> mpfr:
+    return mpfr(_SELU_SCALE_DIGITS) * mpfr(_SELU_ALPHA_DIGITS)
+
+
+def _selu_exact(x: mpfr) -> mpfr:
+    # lambda alpha is not a short binary number: no result lies structurally close to a midpoint.
+    with _at():
+        if x > 0:
+            return mpfr(_SELU_SCALE_DIGITS) * x
+        return _selu_scale_alpha() * gmpy2.expm1(x)
+
+
+def _selu_exact_derivative(x: mpfr) -> mpfr:
+    with _at():
+        if x > 0:
+            return mpfr(_SELU_SCALE_DIGITS)
+        return _selu_scale_alpha() * _exp_neg(-x)
+
+
+def _selu_exact_second(x: mpfr) -> mpfr:
+    if x > 0:
+        return mpfr(0)
+    with _at():
+        return _selu_scale_alpha() * _exp_neg(-x)
+
+
 register(
     Activation(
         name="selu",
@@ -88,6 +251,7 @@ register(
         forward=lambda x: np.where(x > 0, SELU_SCALE * x, SELU_SCALE_ALPHA * np.expm1(_negative(x))),
         derivative=lambda x: np.where(x > 0, SELU_SCALE, _scaled_exp(x, SELU_SCALE_ALPHA)),
         second=lambda x: np.where(x > 0, 0.0, _scaled_exp(x, SELU_SCALE_ALPHA)),
+        exact=Exact(_selu_exact, _selu_exact_derivative, _selu_exact_second),
         formula=r"f(x) = \lambda x \; (x > 0), \; \lambda \alpha (e^x - 1) \; (x \le 0), \; \lambda \approx 1.0507, \alpha \approx 1.6733",
         derivative_formula=r"f'(x) = \lambda \; (x > 0), \; \lambda \alpha e^x \; (x \le 0)",
         range="(-1.7581, inf)",
@@ -130,6 +294,55 @@ def _celu_exp(x: Array, alpha: float) -> Array:
     return np.exp(hi) * (1.0 + lo)
 
 
+def _celu_at(x: mpfr, alpha: mpfr) -> Any:
+    """The working context for t = x / alpha, whose rounding exp(t) amplifies |t|-fold."""
+    return _at(min(max(_exponent(x) - _exponent(alpha) + 1, 0), 17) + 4)
+
+
+def _celu_exact(x: mpfr, alpha: mpfr) -> mpfr:
+    if x > 0:
+        return x
+    with _celu_at(x, alpha):
+        t = x / alpha
+        if t < -1:
+            return _plus_tiny(-alpha, alpha * _exp_neg(-t))  # -alpha + alpha e^t
+        if _tiny(t):
+            return _plus_tiny(x, x * t / 2)  # alpha (t + t^2/2)
+        return alpha * gmpy2.expm1(t)
+
+
+def _celu_exact_derivative(x: mpfr, alpha: mpfr) -> mpfr:
+    if x > 0:
+        return mpfr(1)
+    with _celu_at(x, alpha):
+        return _exp_neg(-x / alpha)
+
+
+def _celu_exact_second(x: mpfr, alpha: mpfr) -> mpfr:
+    # At 0 the left piece, 1/alpha.
+    if x > 0:
+        return mpfr(0)
+    with _celu_at(x, alpha):
+        return _exp_neg(-x / alpha) / alpha
+
+
+def _celu_exact_alpha(x: mpfr, alpha: mpfr) -> mpfr:
+    # d/dalpha [alpha expm1(x/alpha)] = expm1(t) - t e^t = -t^2/2 - t^3/3 - ..., t = x/alpha <= 0.
+    if x > 0:
+        return mpfr(0)
+    with _celu_at(x, alpha):
+        t = x / alpha
+        if t < -1:
+            e = _exp_neg(-t)
+            return e * (1 - t) - 1
+        if _tiny(t):
+            return _plus_tiny(-t * t / 2, -t * t * t / 3)
+    # The two terms cancel to -t^2/2: |t|'s exponent in bits more.
+    with _celu_at(x, alpha), _at(-_exponent(t) + 4):
+        t = x / alpha
+        return gmpy2.expm1(t) - t * gmpy2.exp(t)
+
+
 register(
     Activation(
         name="celu",
@@ -138,6 +351,9 @@ register(
         derivative=lambda x, alpha: np.where(x > 0, 1.0, _celu_exp(x, alpha)),
         second=lambda x, alpha: np.where(x > 0, 0.0, _celu_exp(x, alpha) / alpha),
         param_grads=lambda x, alpha: {"alpha": np.where(x > 0, 0.0, _celu_alpha_grad(_negative(x) / alpha))},
+        exact=Exact(
+            _celu_exact, _celu_exact_derivative, _celu_exact_second, params={"alpha": _celu_exact_alpha}
+        ),
         params=(
             Param(
                 name="alpha",
@@ -225,6 +441,87 @@ def gelu_second(x: Array) -> Array:
     return _phi(x, (2.0 - p_hi) - p_lo)
 
 
+#: |x| beyond which phi(x) and Phi(-|x|) are taken at this |x| (x^2/2 = _TAIL there).
+_GELU_TAIL = 362
+
+
+def _normal_tail(y: mpfr, absolute: bool = False) -> mpfr:
+    """Phi(-y) = erfc(y / sqrt 2) / 2 for y >= 0, to the relative accuracy of the working precision
+    (``absolute``: to its absolute accuracy, enough where Phi(-y) is added to 1 or y times it to y).
+
+    MPFR's erfc takes up to a millisecond for 3 < y/sqrt(2) < 16 (it forms 1 - erf at a precision
+    raised by y^2 log2(e) / 2 bits, and the terms of erf's series run to ~y^2).  Here: erfc itself
+    for y^2/2 < 4; 1 - erf at the raised precision up to y^2/2 = 36; beyond, Laplace's continued
+    fraction (its even part, in y^2, which is exact), Phi(-y) = y phi(y) / F with
+    F = y^2 + 1 - 1*2 / (y^2 + 5 - 3*4 / (y^2 + 9 - ...)), which needs ~ (P ln2 / 4u)^2 + P/10 terms.
+    """
+    if y > _GELU_TAIL:
+        y = mpfr(_GELU_TAIL)
+    half_square = float(y) ** 2 / 2
+    precision = gmpy2.get_context().precision
+    if absolute:  # Phi(-y) < e^(-y^2/2): its leading bits are zeros of the absolute error
+        precision = max(precision - int(half_square * 1.4426), 32)
+    if half_square < 4:
+        with gmpy2.context(gmpy2.get_context(), precision=precision):
+            return gmpy2.erfc(y * gmpy2.rec_sqrt(2)) / 2
+    if half_square < 36:
+        with gmpy2.context(gmpy2.get_context(), precision=precision + int(half_square * 1.4427) + 8):
+            return (1 - gmpy2.erf(y * gmpy2.rec_sqrt(2))) / 2
+    terms = (0.1733 * precision) ** 2 / half_square + precision / 10
+    with gmpy2.context(gmpy2.get_context(), precision=precision + 12):
+        t = y * y + 1
+        tolerance = mpfr(2) ** (-precision - 4)
+        f = c = t
+        d = mpfr(0)
+        for n in range(1, 4 * int(terms) + 100):
+            a = -(2 * n - 1) * (2 * n)
+            b = t + 4 * n
+            d = 1 / (b + a * d)
+            c = b + a / c
+            delta = c * d
+            f *= delta
+            if abs(delta - 1) < tolerance:
+                return y * _normal_density(y) / f
+    with gmpy2.context(gmpy2.get_context(), precision=precision):  # a safeguard: not reached
+        return gmpy2.erfc(y * gmpy2.rec_sqrt(2)) / 2
+
+
+def _normal_density(x: mpfr) -> mpfr:
+    """phi(x) = e^(-x^2/2) / sqrt(2 pi)."""
+    return _exp_neg(x * x / 2) * gmpy2.rec_sqrt(2 * gmpy2.const_pi())
+
+
+def _gelu_exact(x: mpfr) -> mpfr:
+    with _at(4):
+        if _tiny(x):
+            return _plus_tiny(x / 2, x * x * gmpy2.rec_sqrt(2 * gmpy2.const_pi()))
+        if abs(x) < 1:
+            return x * (1 + gmpy2.erf(x * gmpy2.rec_sqrt(2))) / 2
+        if x > 0:
+            return _plus_tiny(x, -x * _normal_tail(x, absolute=True))  # x - x Phi(-x)
+        return x * _normal_tail(-x)
+
+
+def _gelu_derivative_formula(x: mpfr) -> mpfr:
+    if abs(x) < 1:  # Phi(x) + x phi(x): cancels towards its root at -0.7518
+        return (1 + gmpy2.erf(x * gmpy2.rec_sqrt(2))) / 2 + x * _normal_density(x)
+    if x > 0:
+        return 1 - _normal_tail(x, absolute=True) + x * _normal_density(x)
+    if x < -_GELU_TAIL:  # both terms at the clamp, which keeps the sign of their sum
+        x = mpfr(-_GELU_TAIL)
+    return _normal_tail(-x) + x * _normal_density(x)
+
+
+def _gelu_exact_derivative(x: mpfr) -> mpfr:
+    return _nonzero(_gelu_derivative_formula, x, extra=4)
+
+
+def _gelu_exact_second(x: mpfr) -> mpfr:
+    # phi(x) (2 - x^2); x^2 is exact, so 2 - x^2 is too.
+    with _at():
+        return _normal_density(x) * (2 - x * x)
+
+
 register(
     Activation(
         name="gelu",
@@ -233,6 +530,7 @@ register(
         forward=gelu,
         derivative=gelu_derivative,
         second=gelu_second,
+        exact=Exact(_gelu_exact, _gelu_exact_derivative, _gelu_exact_second),
         formula=r"f(x) = x \, \Phi(x) = \tfrac{x}{2} \left(1 + \operatorname{erf}(x / \sqrt{2})\right)",
         derivative_formula=r"f'(x) = \Phi(x) + x \, \varphi(x)",
         range="[-0.17, inf)",
@@ -294,6 +592,52 @@ def gelu_tanh_second(x: Array) -> Array:
     return exact.dexpit_times(v_hi, v_lo, bracket.astype(np.float64))
 
 
+def _gelu_tanh_at(x: mpfr) -> Any:
+    # v ~ 0.07 x^3: exp(-|v|) amplifies the rounding of v |v|-fold (up to the clamp at _TAIL).
+    return _at(min(3 * max(_exponent(x), 0), 17) + 6)
+
+
+def _gelu_tanh_v(x: mpfr) -> tuple[mpfr, mpfr, mpfr]:
+    """v = 2 sqrt(2/pi) (x + 0.044715 x^3), with v' and v'': x/2 (1 + tanh(v/2)) = x sigma(v)."""
+    k = gmpy2.sqrt(8 / gmpy2.const_pi())
+    a = mpfr("0.044715")
+    x2 = x * x
+    return k * (x + a * x2 * x), k * (1 + 3 * a * x2), 6 * k * a * x
+
+
+def _gelu_tanh_exact(x: mpfr) -> mpfr:
+    with _gelu_tanh_at(x):
+        if _tiny(x):  # x sigma(v) = x/2 + x v/4 - ..., v = k x + O(x^3)
+            return _plus_tiny(x / 2, x * x * gmpy2.sqrt(8 / gmpy2.const_pi()) / 4)
+        v = _gelu_tanh_v(x)[0]
+        if x >= 1:
+            return _plus_tiny(x, -x * _sig(-v))
+        return x * _sig(v)
+
+
+def _gelu_tanh_derivative_formula(x: mpfr) -> mpfr:
+    # sigma(v) (1 + x v' sigma(-v)): the bracket cancels towards its root at -0.7525.
+    v, dv, _ = _gelu_tanh_v(x)
+    s, s_neg = _sigmoid_pair(v)
+    return s * (1 + x * dv * s_neg)
+
+
+def _gelu_tanh_exact_derivative(x: mpfr) -> mpfr:
+    with _gelu_tanh_at(x):
+        return _nonzero(_gelu_tanh_derivative_formula, x)
+
+
+def _gelu_tanh_second_formula(x: mpfr) -> mpfr:
+    # sigma'(v) (2 v' - x tanh(v/2) v'^2 + x v''): roots at +-1.4185.
+    v, dv, ddv = _gelu_tanh_v(x)
+    return _dsig(v) * (2 * dv - x * gmpy2.tanh(v / 2) * dv * dv + x * ddv)
+
+
+def _gelu_tanh_exact_second(x: mpfr) -> mpfr:
+    with _gelu_tanh_at(x):
+        return _nonzero(_gelu_tanh_second_formula, x)
+
+
 register(
     Activation(
         name="gelu_tanh",
@@ -302,6 +646,7 @@ register(
         forward=gelu_tanh,
         derivative=gelu_tanh_derivative,
         second=gelu_tanh_second,
+        exact=Exact(_gelu_tanh_exact, _gelu_tanh_exact_derivative, _gelu_tanh_exact_second),
         formula=r"f(x) = \tfrac{x}{2} \left(1 + \tanh\!\left(\sqrt{2/\pi}\,(x + 0.044715 x^3)\right)\right)",
         derivative_formula=r"f'(x) = \sigma(v) \left(1 + x \, \sigma(-v) \, v'\right), \; v = 2\sqrt{2/\pi}(x + 0.044715x^3)",
         range="[-0.17, inf)",
@@ -346,6 +691,87 @@ def _swish_second(x: Array, z_hi: Array, z_lo: Array, beta: float) -> Array:
     return exact.dexpit_times(z_hi, z_lo, beta * bracket.astype(np.float64))
 
 
+def _swish_exact(x: mpfr, z: mpfr) -> mpfr:
+    """x sigma(z), z = beta x."""
+    if _tiny(z):  # x/2 + x z/4 - x z^3/48 + ...
+        return _plus_tiny(x / 2, x * z / 4)
+    if z >= 1:
+        return _plus_tiny(x, -x * _sig(-z))
+    return x * _sig(z)
+
+
+def _sigmoid_pair(z: mpfr) -> tuple[mpfr, mpfr]:
+    """sigma(z) and sigma(-z), from one exponential."""
+    e = _exp_neg(abs(z))
+    near, far = 1 / (1 + e), e / (1 + e)
+    return (near, far) if z >= 0 else (far, near)
+
+
+def _swish_exact_derivative(z: mpfr) -> mpfr:
+    # sigma(z) (1 + z sigma(-z)): the bracket cancels towards its root at z = -1.2785.
+    s, s_neg = _sigmoid_pair(z)
+    return s * (1 + z * s_neg)
+
+
+def _swish_exact_second(z: mpfr, beta: mpfr) -> mpfr:
+    # beta sigma'(z) (2 - z tanh(z/2)), roots at |z| = 2.3994; beta/2 - beta z^2/4 + ... near 0.
+    if _tiny(z * z):
+        return _plus_tiny(beta / 2, -beta * z * z / 4)
+    return beta * _dsig(z) * (2 - z * gmpy2.tanh(z / 2))
+
+
+def _swish_exact_beta(x: mpfr, z: mpfr) -> mpfr:
+    # d/dbeta x sigma(beta x) = x^2 sigma'(z) = x^2/4 - x^2 z^2/16 + ...
+    if _tiny(z * z):
+        return _plus_tiny(x * x / 4, -x * x * z * z / 16)
+    return x * x * _dsig(z)
+
+
+def _silu_exact(x: mpfr, beta: mpfr) -> mpfr:
+    with _at():
+        return _swish_exact(x, beta * x)  # beta x: exact at >= 106 bits
+
+
+def _silu_exact_derivative(x: mpfr, beta: mpfr) -> mpfr:
+    with _at():
+        return _nonzero(lambda: _swish_exact_derivative(beta * x))
+
+
+def _silu_exact_second(x: mpfr, beta: mpfr) -> mpfr:
+    with _at():
+        # Exactly 0 for beta = 0 (x/2 is linear); never 0 otherwise.
+        return _nonzero(lambda: _swish_exact_second(beta * x, beta)) if beta else mpfr(0)
+
+
+def _silu_exact_beta(x: mpfr, beta: mpfr) -> mpfr:
+    with _at():
+        return _swish_exact_beta(x, beta * x)
+
+
+def _quick_gelu_at(x: mpfr) -> Any:
+    # z = 1.702 x is rounded, and exp amplifies that |z|-fold.
+    return _at(_boost(x))
+
+
+def _quick_gelu_z(x: mpfr) -> mpfr:
+    return mpfr("1.702") * x
+
+
+def _quick_gelu_exact(x: mpfr) -> mpfr:
+    with _quick_gelu_at(x):
+        return _swish_exact(x, _quick_gelu_z(x))
+
+
+def _quick_gelu_exact_derivative(x: mpfr) -> mpfr:
+    with _quick_gelu_at(x):
+        return _nonzero(lambda: _swish_exact_derivative(_quick_gelu_z(x)))
+
+
+def _quick_gelu_exact_second(x: mpfr) -> mpfr:
+    with _quick_gelu_at(x):
+        return _nonzero(lambda: _swish_exact_second(_quick_gelu_z(x), mpfr("1.702")))
+
+
 register(
     Activation(
         name="silu",
@@ -355,6 +781,9 @@ register(
         derivative=lambda x, beta: _swish_derivative(x, *exact.scale(x, beta)),
         second=lambda x, beta: _swish_second(x, *exact.scale(x, beta), beta),
         param_grads=lambda x, beta: {"beta": x * exact.dexpit_times(*exact.scale(x, beta), x)},
+        exact=Exact(
+            _silu_exact, _silu_exact_derivative, _silu_exact_second, params={"beta": _silu_exact_beta}
+        ),
         params=(
             Param(
                 name="beta",
@@ -383,6 +812,7 @@ register(
         forward=lambda x: _swish(x, *exact.scale(x, QUICK_GELU_BETA)),
         derivative=lambda x: _swish_derivative(x, *exact.scale(x, QUICK_GELU_BETA)),
         second=lambda x: _swish_second(x, *exact.scale(x, QUICK_GELU_BETA), QUICK_GELU_BETA[0]),
+        exact=Exact(_quick_gelu_exact, _quick_gelu_exact_derivative, _quick_gelu_exact_second),
         formula=r"f(x) = x \, \sigma(1.702 x)",
         derivative_formula=r"f'(x) = \sigma(1.702x) \left(1 + 1.702x \, \sigma(-1.702x)\right)",
         range="[-0.16, inf)",
@@ -441,6 +871,52 @@ def mish_second(x: Array) -> Array:
     return (sech2_sp * s * bracket).astype(np.float64)
 
 
+# With w = e^x, e^softplus(x) = 1 + w exactly, so tanh(softplus(x)) = N / D with N = w (w + 2),
+# D = N + 2, sech^2(softplus(x)) = 4 (1 + w)^2 / D^2 and sigma(x) = w / (1 + w): mish and its
+# derivatives are rational functions of w and x.  For x > 0 the same fractions are written in
+# e = e^-x = 1/w (numerator and denominator multiplied by a power of e), with D_e = 1 + 2e + 2e^2.
+
+
+def _mish_exact(x: mpfr) -> mpfr:
+    with _at():
+        if x > 0:
+            e = _exp_neg(x)
+            return _plus_tiny(x, -2 * x * e * e / (1 + 2 * e + 2 * e * e))  # x (1 - 2e^2 / D_e)
+        w = _exp_neg(-x)
+        n = w * (w + 2)
+        return x * n / (n + 2)
+
+
+def _mish_derivative_formula(x: mpfr) -> mpfr:
+    # w ((w + 2) D + 4x (1 + w)) / D^2; the bracket cancels towards its root at x = -1.1924.
+    if x > 0:
+        e = _exp_neg(x)
+        d = 1 + 2 * e + 2 * e * e
+        return ((1 + 2 * e) * d + 4 * x * e * e * (1 + e)) / (d * d)
+    w = _exp_neg(-x)
+    d = w * (w + 2) + 2
+    return w * ((w + 2) * d + 4 * x * (1 + w)) / (d * d)
+
+
+def _mish_second_formula(x: mpfr) -> mpfr:
+    # 4w (2 (1 + w) D + x (2 + 2w - 3w^2 - 2w^3)) / D^3; the bracket has roots at -2.2564 and 1.4906.
+    if x > 0:
+        e = _exp_neg(x)
+        d = 1 + 2 * e + 2 * e * e
+        return 4 * e * e * (2 * (1 + e) * d + x * (((2 * e + 2) * e - 3) * e - 2)) / (d * d * d)
+    w = _exp_neg(-x)
+    d = w * (w + 2) + 2
+    return 4 * w * (2 * (1 + w) * d + x * (2 + (2 - (3 + 2 * w) * w) * w)) / (d * d * d)
+
+
+def _mish_exact_derivative(x: mpfr) -> mpfr:
+    return _nonzero(_mish_derivative_formula, x)
+
+
+def _mish_exact_second(x: mpfr) -> mpfr:
+    return _nonzero(_mish_second_formula, x)
+
+
 register(
     Activation(
         name="mish",
@@ -449,6 +925,7 @@ register(
         forward=mish,
         derivative=mish_derivative,
         second=mish_second,
+        exact=Exact(_mish_exact, _mish_exact_derivative, _mish_exact_second),
         formula=r"f(x) = x \tanh(\operatorname{softplus}(x))",
         derivative_formula=r"f'(x) = \tanh(\operatorname{sp}(x)) + x \operatorname{sech}^2(\operatorname{sp}(x)) \, \sigma(x)",
         range="[-0.31, inf)",
@@ -485,6 +962,37 @@ def softplus_beta_grad(x: Array, beta: float) -> Array:
     return -(z * exact.logistic(-z) + np.log1p(np.exp(-z))) / beta / beta
 
 
+def _softplus_exact(x: mpfr, beta: mpfr) -> mpfr:
+    # log(1 + e^z) / beta, z = beta x exact; for z > 0 that is x + log1p(e^-z) / beta.
+    with _at():
+        z = beta * x
+        if z > 0:
+            return _plus_tiny(x, gmpy2.log1p(_exp_neg(z)) / beta)
+        return gmpy2.log1p(_exp_neg(-z)) / beta
+
+
+def _softplus_exact_derivative(x: mpfr, beta: mpfr) -> mpfr:
+    with _at():
+        return _sig(beta * x)
+
+
+def _softplus_exact_second(x: mpfr, beta: mpfr) -> mpfr:
+    # beta sigma'(z) = beta/4 - beta z^2/16 + ...
+    with _at():
+        z = beta * x
+        if _tiny(z * z):
+            return _plus_tiny(beta / 4, -beta * z * z / 16)
+        return beta * _dsig(z)
+
+
+def _softplus_exact_beta(x: mpfr, beta: mpfr) -> mpfr:
+    # (z sigma(z) - softplus(z)) / beta^2 = -(|z| sigma(-|z|) + log1p(e^-|z|)) / beta^2: like signs.
+    with _at():
+        a = abs(beta * x)
+        e = _exp_neg(a)
+        return -(a * e / (1 + e) + gmpy2.log1p(e)) / (beta * beta)
+
+
 register(
     Activation(
         name="softplus",
@@ -494,6 +1002,12 @@ register(
         derivative=lambda x, beta: _softplus_beta(x, beta)[1],
         second=lambda x, beta: exact.dexpit_times(*exact.scale(x, beta), beta),
         param_grads=lambda x, beta: {"beta": softplus_beta_grad(x, beta)},
+        exact=Exact(
+            _softplus_exact,
+            _softplus_exact_derivative,
+            _softplus_exact_second,
+            params={"beta": _softplus_exact_beta},
+        ),
         params=(
             Param(name="beta", default=1.0, minimum=0.0, exclusive_minimum=True, description="sharpness"),
         ),
@@ -518,6 +1032,28 @@ def _inv_one_plus_abs(x: Array) -> Array:
     return 1.0 / (1.0 + np.abs(x))
 
 
+def _softsign_exact(x: mpfr) -> mpfr:
+    with _at():
+        if _tiny(x):  # x - x|x| + ...
+            return _plus_tiny(x, -x * abs(x))
+        return x / (1 + abs(x))
+
+
+def _softsign_exact_derivative(x: mpfr) -> mpfr:
+    with _at():
+        d = 1 + abs(x)
+        return 1 / (d * d)
+
+
+def _softsign_exact_second(x: mpfr) -> mpfr:
+    # 0 at x = 0, the mean of the one-sided values -+2 (the catalog's convention).
+    if gmpy2.is_zero(x):
+        return mpfr(0)
+    with _at():
+        d = 1 + abs(x)
+        return (-2 if x > 0 else 2) / (d * d * d)
+
+
 register(
     Activation(
         name="softsign",
@@ -525,6 +1061,7 @@ register(
         forward=lambda x: x / (1.0 + np.abs(x)),
         derivative=lambda x: np.square(_inv_one_plus_abs(x)),
         second=lambda x: -2.0 * np.sign(x) * _inv_one_plus_abs(x) ** 3,
+        exact=Exact(_softsign_exact, _softsign_exact_derivative, _softsign_exact_second),
         formula=r"f(x) = \frac{x}{1 + |x|}",
         derivative_formula=r"f'(x) = \frac{1}{(1 + |x|)^2}",
         range="(-1, 1)",
@@ -544,6 +1081,25 @@ register(
     )
 )
 
+
+def _log_sigmoid_exact(x: mpfr) -> mpfr:
+    # min(x, 0) - log1p(e^-|x|)
+    with _at():
+        if x < 0:
+            return _plus_tiny(x, -gmpy2.log1p(_exp_neg(-x)))
+        return -gmpy2.log1p(_exp_neg(x))
+
+
+def _log_sigmoid_exact_derivative(x: mpfr) -> mpfr:
+    with _at():
+        return _sig(-x)
+
+
+def _log_sigmoid_exact_second(x: mpfr) -> mpfr:
+    with _at():
+        return -_dsig(x)
+
+
 register(
     Activation(
         name="log_sigmoid",
@@ -552,6 +1108,7 @@ register(
         forward=lambda x: np.minimum(x, 0.0) - np.log1p(np.exp(-np.abs(x))),
         derivative=lambda x: exact.logistic(-x),
         second=lambda x: -exact.logistic(x) * exact.logistic(-x),
+        exact=Exact(_log_sigmoid_exact, _log_sigmoid_exact_derivative, _log_sigmoid_exact_second),
         formula=r"f(x) = \log \sigma(x) = -\log(1 + e^{-x})",
         derivative_formula=r"f'(x) = \sigma(-x)",
         range="(-inf, 0)",
@@ -600,6 +1157,44 @@ def tanhshrink(x: Array) -> Array:
     return out.reshape(shape)
 
 
+def _tanhshrink_exact(x: mpfr) -> mpfr:
+    with _at():
+        a = abs(x)
+        if a >= 1:
+            # x - tanh x = (x - s) + s 2e / (1 + e), s = sign(x), e = e^-2|x|; x - s is exact
+            # below 2^(P-1), and beyond it rounds to x or next to it.
+            s = 1 if x > 0 else -1
+            e = _exp_neg(2 * a)
+            if _exponent(x) < gmpy2.get_context().precision:
+                return _plus_tiny(x - s, s * 2 * e / (1 + e))
+            return _plus_tiny(x, -s * (1 - e) / (1 + e))
+        if _tiny(x * x):  # x^3/3 - 2x^5/15 + 17x^7/315 - ...
+            return x * x * x * (5 - 2 * x * x) / 15
+    # x^3/3 is 2 log2(1/|x|) bits below x: as many bits more.
+    with _at(-2 * _exponent(x) + 6):
+        return x - gmpy2.tanh(x)
+
+
+def _tanhshrink_exact_derivative(x: mpfr) -> mpfr:
+    # tanh^2 x = x^2 - 2x^4/3 + ...
+    with _at():
+        if _tiny(x * x):
+            return _plus_tiny(x * x, -2 * x**4 / 3)
+        t = gmpy2.tanh(x)
+        return t * t
+
+
+def _tanhshrink_exact_second(x: mpfr) -> mpfr:
+    # 2 tanh(x) sech^2(x) = 8 s e (1 - e) / (1 + e)^3, e = e^-2|x|; 2x - 8x^3/3 + ... near 0.
+    with _at():
+        if _tiny(x * x):
+            return _plus_tiny(2 * x, -8 * x**3 / 3)
+        a = 2 * abs(x)
+        e = _exp_neg(a)
+        value = -8 * e * gmpy2.expm1(-a) / ((1 + e) * (1 + e) * (1 + e))
+        return value if x > 0 else -value
+
+
 register(
     Activation(
         name="tanhshrink",
@@ -608,6 +1203,7 @@ register(
         forward=tanhshrink,
         derivative=lambda x: np.square(np.tanh(x)),
         second=lambda x: 2.0 * np.tanh(x) * sech2(x),
+        exact=Exact(_tanhshrink_exact, _tanhshrink_exact_derivative, _tanhshrink_exact_second),
         formula=r"f(x) = x - \tanh(x)",
         derivative_formula=r"f'(x) = \tanh^2(x)",
         range="(-inf, inf)",
@@ -641,6 +1237,60 @@ def squareplus_derivative(x: Array, b: float) -> Array:
     return np.where(x >= 0, 0.5 + 0.5 * (x / s), b / (2.0 * s * (s + np.abs(x))))
 
 
+# With u = b / x^2: for u small, f = x + b/(4x) - ... (x > 0) or m (1 - u/4 + ...) with
+# m = b / (4|x|) (x < 0), f' = 1 - u/4 or m' (1 - 3u/4) with m' = b / (4x^2), f'' = m'' (1 - 3u/2)
+# with m'' = b / (2|x|^3), df/db = m_b (1 - u/2) with m_b = 1 / (4|x|).  For x^2/b small,
+# f = sqrt(b)/2 + x/2 + x^2 / (4 sqrt b) - ....  The leading terms may be short binary numbers
+# (x; b/4|x| where x is a power of two; sqrt(b)/2 where b is a square).
+
+
+def _squareplus_exact(x: mpfr, b: mpfr) -> mpfr:
+    with _at():
+        x2 = x * x
+        if gmpy2.is_zero(x):
+            return gmpy2.sqrt(b) / 2
+        u = b / x2
+        if _tiny(u):
+            if x > 0:
+                return _plus_tiny(x, b / (4 * x))
+            m = b / (-4 * x)
+            return _plus_tiny(m, -m * u / 4)
+        if _tiny(1 / u):
+            r = gmpy2.sqrt(b)
+            return _plus_tiny(r / 2, x / 2 + x2 / (4 * r))
+        s = gmpy2.sqrt(x2 + b)
+        return (x + s) / 2 if x >= 0 else b / (2 * (s - x))
+
+
+def _squareplus_exact_derivative(x: mpfr, b: mpfr) -> mpfr:
+    with _at():
+        x2 = x * x
+        if x < 0 and _tiny(u := b / x2):
+            m = b / (4 * x2)
+            return _plus_tiny(m, -3 * m * u / 4)
+        s = gmpy2.sqrt(x2 + b)
+        return (1 + x / s) / 2 if x >= 0 else b / (2 * s * (s - x))
+
+
+def _squareplus_exact_second(x: mpfr, b: mpfr) -> mpfr:
+    with _at():
+        x2 = x * x
+        if not gmpy2.is_zero(x) and _tiny(u := b / x2):
+            m = b / (2 * x2 * abs(x))
+            return _plus_tiny(m, -3 * m * u / 2)
+        s = gmpy2.sqrt(x2 + b)
+        return b / (2 * s * s * s)
+
+
+def _squareplus_exact_b(x: mpfr, b: mpfr) -> mpfr:
+    with _at():
+        x2 = x * x
+        if not gmpy2.is_zero(x) and _tiny(u := b / x2):
+            m = 1 / (4 * abs(x))
+            return _plus_tiny(m, -m * u / 2)
+        return 1 / (4 * gmpy2.sqrt(x2 + b))
+
+
 register(
     Activation(
         name="squareplus",
@@ -652,6 +1302,12 @@ register(
             0.5 * b / _squareplus_root(x, b) / _squareplus_root(x, b) / _squareplus_root(x, b)
         ),
         param_grads=lambda x, b: {"b": 0.25 / _squareplus_root(x, b)},
+        exact=Exact(
+            _squareplus_exact,
+            _squareplus_exact_derivative,
+            _squareplus_exact_second,
+            params={"b": _squareplus_exact_b},
+        ),
         params=(
             Param(name="b", default=4.0, minimum=0.0, exclusive_minimum=True, description="curvature at 0"),
         ),
@@ -665,6 +1321,13 @@ register(
     )
 )
 
+
+def _exponential_exact(x: mpfr) -> mpfr:
+    # Clamped at +-_TAIL: e^65536 exceeds, and e^-65536 is below, every format.
+    with _at():
+        return gmpy2.exp(x) if abs(x) < _TAIL else gmpy2.exp(_TAIL if x > 0 else -_TAIL)
+
+
 register(
     Activation(
         name="exponential",
@@ -672,6 +1335,7 @@ register(
         forward=np.exp,
         derivative=np.exp,
         second=np.exp,
+        exact=Exact(_exponential_exact, _exponential_exact, _exponential_exact),
         formula=r"f(x) = e^x",
         derivative_formula=r"f'(x) = e^x",
         range="(0, inf)",
