@@ -268,3 +268,10 @@ async def test_reference_refusals(client: httpx.AsyncClient) -> None:
     assert_problem(await client.get("/reference/softmax?dtype=float16"), 422, "dtype")
     assert_problem(await client.get("/reference/sigmoid?dtype=float32"), 422, "dtype")
     assert_problem(await client.get("/reference/sigmoid?dtype=float16&alpha=1"), 422, "params.alpha")
+
+
+def test_an_error_against_a_zero_is_counted_in_the_smallest_subnormal() -> None:
+    for name, fmt in correct.FORMATS.items():
+        assert correct.ulp(np.array([0.0, -0.0]), fmt).tolist() == [fmt.smallest] * 2, name
+    error = correct.ulp_error(np.array([1e-300]), np.array([0.0]), correct.FORMATS["float64"])
+    assert error[0] == pytest.approx(1e-300 / 5e-324)

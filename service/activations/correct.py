@@ -223,8 +223,10 @@ def check_finite(y: Array, field: str, fmt: Format) -> None:
 def ulp(x: Array, fmt: Format) -> Array:
     """The unit in the last place of each (representable, finite) value of ``fmt``: the gap to the next
     larger magnitude."""
-    _, e = np.frexp(np.asarray(x, dtype=np.float64))
-    return np.ldexp(1.0, np.maximum(e, fmt.emin + fmt.precision - 1) - fmt.precision)
+    x = np.asarray(x, dtype=np.float64)
+    _, e = np.frexp(x)
+    spacing = np.ldexp(1.0, np.maximum(e, fmt.emin + fmt.precision - 1) - fmt.precision)
+    return np.where(x == 0, fmt.smallest, spacing)  # (frexp gives 0 an exponent of 0)
 
 
 def ulp_error(given: Array, correct: Array, fmt: Format) -> Array:
