@@ -1,10 +1,32 @@
-"""Accuracy of every activation against the 50-digit mpmath reference.
+"""Accuracy of every activation against the mpmath reference (tests/reference.py).
 
-Used by the test suite, and runnable to print the table in the README:
+Run ``python -m tests.accuracy`` (``--quick`` for a subset, ``--only name,...`` for some functions,
+``--help`` for the rest) to measure, for every function of the registry, every quantity (value, f',
+f''; for vector functions value, Jacobian and vector-Jacobian product) in every output format the
+core serves (float64 and float32; float16 and bfloat16 for elementwise functions with an exact
+definition):
 
-    python -m tests.accuracy
+- the largest error in ULPs: |computed - true| / ULP, where ULP is the unit in the last place of
+  the correctly rounded true value in the format (the smallest subnormal where that is 0), so a
+  correctly rounded result is within 0.5;
+- the share of results that are correctly rounded: bit for bit the true value rounded to nearest
+  (ties to even) in the format; the sign of a zero counts, except where the true value is exactly 0.
 
-Scores (a score <= 1 passes):
+The true value is the reference evaluated with mpmath and rounded to the format in integer
+arithmetic (:func:`round_mp`, checked against tests/rounding.py at every run), never anything the
+service computes.  It is evaluated at 60 digits, then at 120, 240, ... until two consecutive
+precisions round to the same number, a value exactly halfway between two numbers of the format
+never counting (see :func:`settle`).  The grids are described in tests/accuracy_grids.py.  The
+output is Markdown: a table by function, quantity and format, one by grid, and the worst points.
+
+Inputs are numbers of the output format, as the service rounds them (float32 requests are rounded
+to float32, 16-bit ones to their format); a point whose true result is beyond the format is left
+out (the service refuses it with a 422).  A point where the service raises, or takes longer than
+the time limit, counts as not correctly rounded and is listed.
+
+The test suite uses the older pass/fail scores below (:func:`elementwise_scores`,
+:func:`vector_scores`), each score <= 1 passing:
+
 - float64: relative error / 1e-15 (about 4.5 eps) where the true result is a
   normal float; below the normal range the absolute error must stay below
   the smallest normal (flushing to zero is allowed).
@@ -19,16 +41,45 @@ Scores (a score <= 1 passes):
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import functools
+import heapq
+import json
 import math
+import multiprocessing
+import os
+import random
+import signal
+import subprocess
 import sys
+import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 import mpmath as mp
 import numpy as np
 
 from service import activations
-from tests import reference
+from service.activations import correct
+from tests import reference, rounding
+from tests.accuracy_grids import (
+    dense_grid,
+    find_zeros,
+    random_points,
+    root_points,
+    sixteen_bit_inputs,
+    stress_grid,
+    to_format,
+    vector_grid,
+    window_points,
+)
+
+__all__ = ["dense_grid", "stress_grid"]  # (kept here for the tests that use them)
+
+# -- the test suite's scores ---------------------------------------------------------------------------
 
 TINY = float(np.finfo(np.float64).tiny)
 HUGE = float(np.finfo(np.float64).max)
@@ -57,22 +108,6 @@ ALT_PARAMS: Mapping[str, Mapping[str, float]] = {
     "softmin": {"temperature": 0.5},
 }
 ABSOLUTE_NEAR_ZERO = {"sparsemax"}
-
-
-def stress_grid(dtype: type = np.float64) -> np.ndarray:
-    """The points every elementwise function is checked at."""
-    info = np.finfo(dtype)
-    named = [1e-300, 1e-8, 1.0, 20.0, 30.0, 40.0, 700.0, 1e4, 1e300]
-    extremes = [float(info.smallest_subnormal), float(info.tiny), float(info.max), 0.5, 2.0]
-    magnitudes = list(np.logspace(np.log10(float(info.tiny)), np.floor(np.log10(float(info.max))), 300))
-    dense = list(np.linspace(-50.0, 50.0, 2001))
-    positive = [v for v in named + extremes + magnitudes if v <= float(info.max)]
-    grid = np.array(dense + positive + [-v for v in positive] + [0.0], dtype=np.float64)
-    return np.unique(grid.astype(dtype)).astype(np.float64)
-
-
-def dense_grid() -> np.ndarray:
-    return np.linspace(-50.0, 50.0, 2001)
 
 
 @dataclass
@@ -227,45 +262,946 @@ def vector_scores(
     return {k: w for k, w in worst.items() if w.points}
 
 
+# -- the true value, rounded to a format ------------------------------------------------------------------
+
+FORMATS = ("float64", "float32", "float16", "bfloat16")
+SIXTEEN = ("float16", "bfloat16")
+SHORT = {"float64": "f64", "float32": "f32", "float16": "f16", "bfloat16": "bf16"}
+#: Elementwise quantities (named as in service.activations.correct) and vector ones.
+ELEMENTWISE_QUANTITIES = ("value", "derivative", "second_derivative")
+VECTOR_QUANTITIES = ("value", "jacobian", "vjp")
+LABELS = {
+    "value": "f",
+    "derivative": "f′",
+    "second_derivative": "f″",
+    "jacobian": "Jacobian",
+    "vjp": "VJP",
+}
+
+START_DPS = 60
+#: Digits at which a value that still moves is taken as it is (and counted as undecided).
+MAX_DPS = START_DPS * 2**7
+
+
+def round_mp(value: mp.mpf, fmt: str) -> tuple[float, bool]:
+    """``value`` rounded to nearest, ties to even, in ``fmt`` (``inf`` beyond its range), and whether it
+    lies exactly halfway between two numbers of the format."""
+    precision, qmin, emax = rounding.FORMATS[fmt]
+    sign, man, exp, bc = value._mpf_
+    if not man:
+        if value != 0:
+            raise ValueError(f"not a finite number: {value}")
+        return 0.0, False
+    man, exp = int(man), int(exp)
+    negative = bool(sign)
+    top = exp + int(bc) - 1  # 2^top <= |value| < 2^(top + 1)
+    if top > emax + 1:
+        return (-math.inf if negative else math.inf), False
+    if top < qmin - 2:  # below a quarter of the smallest subnormal
+        return (-0.0 if negative else 0.0), False
+    quantum = max(top - precision + 1, qmin)
+    midpoint = False
+    if exp >= quantum:
+        whole = man << (exp - quantum)
+    else:
+        shift = quantum - exp
+        whole = man >> shift
+        rest = man - (whole << shift)
+        half = 1 << (shift - 1)
+        midpoint = rest == half
+        if rest > half or (midpoint and whole & 1):
+            whole += 1
+    if quantum + whole.bit_length() - 1 > emax:
+        return (-math.inf if negative else math.inf), False
+    out = math.ldexp(float(whole), quantum)  # exact: whole has at most 53 bits
+    return (-out if negative else out), midpoint
+
+
+def check_rounding(samples: int = 3000) -> None:
+    """round_mp agrees with tests/rounding.py (which rounds the exact rational) on random values,
+    ties, subnormals and the edges of each format's range."""
+    rng = random.Random(5)
+    with mp.workdps(START_DPS):
+        for fmt in FORMATS:
+            precision, qmin, emax = rounding.FORMATS[fmt]
+            for i in range(samples):
+                top = rng.randint(qmin - 4, emax + 1)
+                bits = rng.choice([precision, precision + 1, precision + 2, 200])
+                man = rng.getrandbits(bits) | (1 << (bits - 1))
+                if i % 5 == 0:  # a tie, or next to one
+                    man = (man >> 3 << 3) | (1 << 2) | rng.choice([0, 1, 0])
+                v = mp.mpf(man) * mp.mpf(2) ** (top - bits + 1) * rng.choice([-1, 1])
+                got, _ = round_mp(v, fmt)
+                want = rounding.round_to(rounding.exact(v), fmt)
+                if not (got == want and math.copysign(1, got) == math.copysign(1, want)):
+                    raise AssertionError(f"round_mp({v}, {fmt}) = {got!r}, tests/rounding.py: {want!r}")
+
+
+def ulp_exponent(rounded: float, fmt: str) -> int:
+    """e such that 2^e is the unit in the last place of a number of ``fmt``: its quantum (the smallest
+    subnormal at 0)."""
+    precision, qmin, _ = rounding.FORMATS[fmt]
+    if rounded == 0:
+        return qmin
+    return max(math.frexp(rounded)[1] - precision, qmin)
+
+
+def _same(a: float, b: float) -> bool:
+    return a == b and math.copysign(1.0, a) == math.copysign(1.0, b)
+
+
+class Truth(NamedTuple):
+    value: mp.mpf  # at the last precision evaluated
+    rounded: float  # correctly rounded to the format
+    #: False: at MAX_DPS digits it still moved, or still lay exactly halfway between two numbers of
+    #: the format (then it is rounded to even: a true tie, or one the reference cannot break).
+    decided: bool
+
+
+def settle(compute: Callable[[], Sequence[mp.mpf]], fmt: str) -> list[Truth]:
+    """Each number ``compute()`` returns, correctly rounded to ``fmt``: evaluated at START_DPS digits
+    and at twice as many, and again at twice as many, until two consecutive precisions round to the
+    same number.
+
+    A value exactly halfway between two numbers of the format never counts: it may be a tie only at
+    that precision (x - tanh x = -4085 - 2e-8172 at x = -4086 is -4085 to 3500 digits, x Phi(x) is x/2
+    to 300 digits at x = 5e-324).  A number that rounds to 0 at both precisions but changes sign
+    between them, or whose logarithm changes by more than 2^-20 of itself, is the reference's rounding
+    error about an exact 0 (terms that cancel exactly, as sparsemax's 1 - 1/3 - 1/3 - 1/3): its true
+    value is taken to be 0.  (A true value far below the format, e^-800 or e^-1e300, keeps its sign
+    and its logarithm.)
+    """
+    dps = START_DPS
+    with mp.workdps(dps):
+        before = list(compute())
+    rounded: list[float | None] = []
+    for v in before:
+        r, midpoint = round_mp(v, fmt)
+        rounded.append(None if midpoint else r)
+    out: list[Truth | None] = [None] * len(before)
+    pending = set(range(len(before)))
+    while pending:
+        dps *= 2
+        with mp.workdps(dps):
+            values = list(compute())
+        for i in sorted(pending):
+            r, midpoint = round_mp(values[i], fmt)
+            previous = rounded[i]
+            stable = not midpoint and previous is not None and _same(r, previous)
+            if stable or dps >= MAX_DPS:
+                value = values[i]
+                if r == 0 and value != 0 and _rounding_noise(value, before[i]):
+                    value = mp.mpf(0)
+                out[i] = Truth(value, r, stable)
+                pending.discard(i)
+            else:
+                before[i], rounded[i] = values[i], None if midpoint else r
+    return [t for t in out if t is not None]
+
+
+def _rounding_noise(value: mp.mpf, before: mp.mpf) -> bool:
+    """Whether two evaluations of a number at different precisions are rounding errors about 0."""
+    if before == 0 or mp.sign(value) != mp.sign(before):
+        return True
+    log_value, log_before = mp.log(abs(value)), mp.log(abs(before))
+    return bool(abs(log_value - log_before) > abs(log_value) * mp.mpf(2) ** -20)
+
+
+def _picked(fn: Callable[..., Any]) -> tuple[Callable[..., Any], int] | None:
+    """(g, i) when ``fn`` is ``lambda x, **p: g(x, **p)[i]`` (reference entries built from one
+    function of all three quantities)."""
+    names = getattr(getattr(fn, "__code__", None), "co_freevars", ())
+    if set(names) != {"fn", "i"} or fn.__closure__ is None:
+        return None
+    cells = dict(zip(names, (c.cell_contents for c in fn.__closure__), strict=True))
+    return cells["fn"], cells["i"]
+
+
+def elementwise_reference(name: str) -> Callable[..., list[mp.mpf]]:
+    """x, params -> [f, f', f''] from tests/reference.py (one call where the entry computes all three
+    together)."""
+    ref = reference.ELEMENTWISE[name]
+    fns = (ref.value, ref.d1, ref.d2)
+    picked = [_picked(f) for f in fns]
+    if all(p is not None for p in picked):
+        bases = {id(p[0]) for p in picked if p is not None}
+        if len(bases) == 1 and [p[1] for p in picked if p is not None] == [0, 1, 2]:
+            triple = picked[0][0]  # type: ignore[index]
+            return lambda x, **params: list(triple(x, **params))
+    return lambda x, **params: [f(x, **params) for f in fns]
+
+
+# -- asking the service, with a time limit ------------------------------------------------------------
+
+
+class TimeLimit(BaseException):
+    """Raised in the middle of a call that takes too long (a BaseException: no `except Exception` in
+    the code under test swallows it)."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    def expire(signum: int, frame: object) -> None:
+        raise TimeLimit
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _reason(exc: BaseException, seconds: float) -> str:
+    if isinstance(exc, TimeLimit):
+        return f"no result within {seconds:g} s"
+    return f"{type(exc).__name__}: {str(exc)[:100]}"
+
+
+#: (points per call, seconds per call and per point in it, seconds per point when a call fails): the
+#: 16-bit formats are evaluated input by input with MPFR (about 0.1 ms each), float64 and float32 with
+#: NumPy.
+LIMITS = {"sixteen": (400, 0.5, 0.003, 0.5), "numpy": (1 << 20, 60.0, 0.0, 10.0)}
+
+
+def guarded(
+    call: Callable[[np.ndarray], np.ndarray], xs: np.ndarray, kind: str
+) -> tuple[np.ndarray, list[str]]:
+    """``call`` on ``xs`` (sorted) in chunks, each under a time limit, and point by point in a chunk
+    that fails.  Returns the results (NaN where there is none) and for each point why there is none
+    ("" where there is one).
+
+    Where two inputs in a row exceed the limit, the inputs after them are probed at growing distances
+    until one gets a result, and the end of the slow stretch is found by bisection; the inputs of the
+    stretch not tried are given up ("skipped")."""
+    chunk, per_call, per_element, per_point = LIMITS[kind]
+    n = len(xs)
+    got = np.full(n, np.nan)
+    why = [""] * n
+
+    def one(k: int) -> bool:
+        """A result (or an exception) for xs[k] within the limit."""
+        try:
+            with time_limit(per_point):
+                got[k] = float(np.asarray(call(xs[k : k + 1]), dtype=np.float64)[0])
+            return True
+        except (TimeLimit, Exception) as exc:
+            why[k] = _reason(exc, per_point)
+            return not isinstance(exc, TimeLimit)
+
+    i = 0
+    while i < n:
+        j = min(n, i + chunk)
+        try:
+            with time_limit(per_call + per_element * (j - i)):
+                got[i:j] = np.asarray(call(xs[i:j]), dtype=np.float64)
+            i = j
+            continue
+        except (TimeLimit, Exception):
+            pass
+        k, late = i, 0
+        while k < j and late < 2:
+            late = 0 if one(k) else late + 1
+            k += 1
+        if late < 2:
+            i = j
+            continue
+        first_slow, bad, step = k - 2, k - 1, 1
+        good = bad + step
+        while good < n and not one(good):
+            bad, step = good, 2 * step
+            good = bad + step
+        good = min(good, n)
+        while good - bad > 1:
+            mid = (bad + good) // 2
+            if one(mid):
+                good = mid
+            else:
+                bad = mid
+        for m in range(first_slow, good):
+            if not why[m] and np.isnan(got[m]):
+                why[m] = f"skipped: among inputs that take over {per_point:g} s"
+        i = good
+    return got, why
+
+
+def elementwise_service(
+    entry: activations.Activation, quantity: str, bound: Mapping[str, float], fmt: str
+) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
+    if fmt in SIXTEEN:
+        spec = correct.FORMATS[fmt]
+        return (lambda a: correct.sixteen_bit(entry, quantity, a, bound, spec)), "sixteen"
+    dtype = np.float64 if fmt == "float64" else np.float32
+    method = {
+        "value": entry.value,
+        "derivative": entry.jacobian,
+        "second_derivative": entry.second_derivative,
+    }[quantity]
+    return (lambda a: method(a, bound, dtype=dtype)), "numpy"
+
+
+# -- what is measured ---------------------------------------------------------------------------------------
+
+
+class Point(NamedTuple):
+    ulps: float
+    where: str
+    got: float
+    want: float
+
+
+WORST_KEPT = 5
+
+
 @dataclass
+class Stats:
+    """Results of one quantity in one format on one grid."""
+
+    points: int = 0
+    correct: int = 0
+    max_ulps: float = 0.0
+    #: Equal to the correctly rounded value but for the sign of a zero.
+    zero_sign: int = 0
+    #: No result (an exception or the time limit): counted in ``points``, not correct.
+    failed: int = 0
+    #: True result beyond the format: refused by the service, not counted.
+    refused: int = 0
+    #: At MAX_DPS digits the reference still moved, or still lay halfway (see :class:`Truth`).
+    undecided: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+    worst: list[Point] = field(default_factory=list)
+
+    def add(
+        self, truth: Truth, got: float, fmt: str, where: str | Callable[[], str], reason: str = ""
+    ) -> None:
+        """One result; ``where`` (or what it returns) names the point."""
+        self.points += 1
+        self.undecided += not truth.decided
+        if reason:
+            self.failed += 1
+            self.reasons[reason] += 1
+            return
+        want = truth.rounded
+        if got == want and (want != 0 or truth.value == 0 or _same(got, want)):
+            self.correct += 1
+        elif got == want:
+            self.zero_sign += 1
+        if math.isfinite(got):
+            err = float(mp.ldexp(abs(mp.mpf(got) - truth.value), -ulp_exponent(want, fmt)))
+            if err == 0.5 and got != want and truth.decided:  # above half an ULP by less than float64 shows
+                err = math.nextafter(0.5, 1.0)
+        else:
+            err = math.inf
+        self.max_ulps = max(self.max_ulps, err)
+        if len(self.worst) < WORST_KEPT or err > self.worst[0].ulps:
+            self._note(Point(err, where if isinstance(where, str) else where(), got, want))
+
+    def _note(self, point: Point) -> None:
+        if len(self.worst) < WORST_KEPT:
+            heapq.heappush(self.worst, point)
+        elif point.ulps > self.worst[0].ulps:
+            heapq.heapreplace(self.worst, point)
+
+    def merge(self, other: Stats) -> None:
+        self.points += other.points
+        self.correct += other.correct
+        self.zero_sign += other.zero_sign
+        self.failed += other.failed
+        self.refused += other.refused
+        self.undecided += other.undecided
+        self.reasons.update(other.reasons)
+        self.max_ulps = max(self.max_ulps, other.max_ulps)
+        for p in other.worst:
+            self._note(p)
+
+
+# -- the work, in tasks ----------------------------------------------------------------------------------
+
+GRIDS = {
+    "stress": "(a) stress grid",
+    "windows": "(b) exp windows",
+    "roots": "(c) zeros of f′, f″",
+    "random": "(d) random",
+    "vectors": "(e) vectors",
+    "all16": "(f) 16-bit inputs",
+}
+
+
+@dataclass(frozen=True)
 class Row:
+    """A function with its default parameters (``params`` empty) or with other ones."""
+
     name: str
-    params: str
-    dtype: str
-    scores: dict[str, Worst] = field(default_factory=dict)
+    params: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def label(self) -> str:
+        if not self.params:
+            return self.name
+        return f"{self.name} ({', '.join(f'{k}={v:g}' for k, v in self.params)})"
 
 
-def table(dtypes: Sequence[type] = (np.float64, np.float32)) -> Iterator[Row]:
-    for entry in activations.entries():
-        for dtype in dtypes:
-            settings: list[Mapping[str, float] | None] = [None]
-            if entry.name in ALT_PARAMS and dtype is np.float64:
-                settings.append(ALT_PARAMS[entry.name])
-            for params in settings:
-                if entry.kind == "elementwise":
-                    xs = stress_grid(dtype) if params is None else dense_grid()
-                    scores = elementwise_scores(entry.name, xs, params, dtype)
-                else:
-                    scores = vector_scores(entry.name, vector_cases(entry.name), params, dtype)
-                label = "defaults" if params is None else ", ".join(f"{k}={v:g}" for k, v in params.items())
-                yield Row(entry.name, label, np.dtype(dtype).name, scores)
+@dataclass
+class Task:
+    row: Row
+    grid: str
+    fmt: str
+    xs: np.ndarray | None = None
+    vectors: list[tuple[int, np.ndarray, np.ndarray]] | None = None
+    cost: float = 0.0
 
 
-def main() -> int:
-    print("max error per quantity: float64 in units of eps = 2.2e-16 (target <= 4.5),")
-    print("float32 in float32 ULPs (target <= 1); see the module docstring for the rules.")
-    header = f"{'activation':<15} {'dtype':<8} {'params':<26} "
-    print(header + "  ".join(f"{k:>9}" for k in ("value", "d1/jac", "d2/vjp")))
-    failed = False
-    for row in table():
-        values = list(row.scores.values())
+Key = tuple[str, str, str, str]  # row label, grid, format, quantity
+
+
+def run_task(task: Task) -> tuple[Task, dict[str, Stats], float]:
+    start = time.perf_counter()
+    entry = activations.get(task.row.name)
+    bound = entry.bind(dict(task.row.params))
+    if entry.kind == "elementwise":
+        out = _elementwise_task(entry, bound, task)
+    else:
+        out = _vector_task(entry, bound, task)
+    return task, out, time.perf_counter() - start
+
+
+def _elementwise_task(
+    entry: activations.Activation, bound: Mapping[str, float], task: Task
+) -> dict[str, Stats]:
+    assert task.xs is not None
+    evaluate = elementwise_reference(entry.name)
+    xs = task.xs
+    truths = [
+        settle(lambda x=float(x): evaluate(mp.mpf(x), **bound), task.fmt)  # type: ignore[misc]
+        for x in xs
+    ]
+    out = {}
+    for i, quantity in enumerate(ELEMENTWISE_QUANTITIES):
+        stats = Stats()
+        keep = [k for k, t in enumerate(truths) if math.isfinite(t[i].rounded)]
+        stats.refused = len(xs) - len(keep)
+        call, kind = elementwise_service(entry, quantity, bound, task.fmt)
+        got, why = guarded(call, xs[keep], kind)
+        for k, value, reason in zip(keep, got, why, strict=True):
+            stats.add(truths[k][i], float(value), task.fmt, lambda k=k: f"x = {float(xs[k])!r}", reason)
+        out[quantity] = stats
+    return out
+
+
+def _vector_label(index: int, x: np.ndarray) -> str:
+    shown = ", ".join(repr(float(v)) for v in x[:4]) + (", …" if x.size > 4 else "")
+    return f"(e) #{index}: x = [{shown}] (n = {x.size})" if index >= 0 else f"x = [{shown}]"
+
+
+def _where(label: str, quantity: str, k: int, n: int, g: Sequence[float]) -> str:
+    if quantity == "jacobian":
+        return f"{label}, component [{k // n}, {k % n}]"
+    if quantity == "vjp":
+        shown = ", ".join(repr(v) for v in g[:4]) + (", …" if len(g) > 4 else "")
+        return f"{label}, g = [{shown}], component [{k}]"
+    return f"{label}, component [{k}]"
+
+
+def _vector_task(entry: activations.Activation, bound: Mapping[str, float], task: Task) -> dict[str, Stats]:
+    assert task.vectors is not None
+    ref = reference.VECTOR[entry.name]
+    dtype = np.float64 if task.fmt == "float64" else np.float32
+    out = {q: Stats() for q in VECTOR_QUANTITIES}
+    for index, x, g in task.vectors:
+        xv, gv = [float(v) for v in x], [float(v) for v in g]
+
+        def compute(xv: list[float] = xv, gv: list[float] = gv) -> list[mp.mpf]:
+            value = ref.value(xv, **bound)
+            jac = ref.jacobian(xv, **bound)
+            weights = [mp.mpf(v) for v in gv]
+            vjp = [mp.fdot(weights, [row[j] for row in jac]) for j in range(len(xv))]  # sum_i g_i J_ij
+            return [*value, *(e for row in jac for e in row), *vjp]
+
+        truths = settle(compute, task.fmt)
+        n = x.size
+        m = (len(truths) - n) // (n + 1)
+        parts = {"value": truths[:m], "jacobian": truths[m : m + m * n], "vjp": truths[m + m * n :]}
+        calls = {
+            "value": lambda x=x: entry.value(x, bound, dtype=dtype),
+            "jacobian": lambda x=x: entry.jacobian(x, bound, dtype=dtype),
+            "vjp": lambda x=x, g=g: entry.vector_jacobian_product(x, g, bound, dtype=dtype),
+        }
+        label = _vector_label(index, x)
+        for quantity, want in parts.items():
+            stats = out[quantity]
+            if not all(math.isfinite(t.rounded) for t in want):
+                stats.refused += len(want)
+                continue
+            reason = ""
+            try:
+                with time_limit(LIMITS["numpy"][1]):
+                    got = np.asarray(calls[quantity](), dtype=np.float64).ravel()
+            except (TimeLimit, Exception) as exc:
+                got, reason = np.full(len(want), np.nan), _reason(exc, LIMITS["numpy"][1])
+            for k, (t, value) in enumerate(zip(want, got, strict=True)):
+                stats.add(
+                    t, float(value), task.fmt, functools.partial(_where, label, quantity, k, n, gv), reason
+                )
+    return out
+
+
+# -- what to run --------------------------------------------------------------------------------------------
+
+#: Relative cost of the reference, to hand out the largest tasks first.
+HEAVY = {"gelu": 6, "gelu_tanh": 5, "mish": 5, "silu": 4, "quick_gelu": 4, "tanhshrink": 2}
+POINTS_PER_TASK = 400
+
+
+@dataclass
+class Plan:
+    quick: bool
+    stride16: int
+    vectors: int
+    random: tuple[int, int]
+    windows: int
+    alternative_params: bool
+    grids: tuple[str, ...]
+
+
+def plan_for(quick: bool, stride16: int) -> Plan:
+    if quick:
+        return Plan(True, 0, 30, (200, 200), 150, False, ("windows", "roots", "random", "vectors"))
+    return Plan(False, stride16, 200, (2000, 2000), 300, True, tuple(GRIDS))
+
+
+def rows_for(names: Sequence[str], plan: Plan) -> list[Row]:
+    rows = []
+    for name in names:
+        rows.append(Row(name))
+        if plan.alternative_params and name in ALT_PARAMS:
+            rows.append(Row(name, tuple(ALT_PARAMS[name].items())))
+    return rows
+
+
+def _formats(entry: activations.Activation) -> tuple[str, ...]:
+    if entry.kind == "elementwise" and entry.exact is not None:
+        return FORMATS
+    return ("float64", "float32")
+
+
+def _chunks(task: Task, xs: np.ndarray, weight: float) -> Iterator[Task]:
+    for start in range(0, xs.size, POINTS_PER_TASK):
+        part = xs[start : start + POINTS_PER_TASK]
+        yield Task(task.row, task.grid, task.fmt, xs=part, cost=weight * part.size)
+
+
+def elementwise_tasks(row: Row, plan: Plan, zeros: Mapping[str, Sequence[float]]) -> Iterator[Task]:
+    entry = activations.get(row.name)
+    bound = entry.bind(dict(row.params))
+    weight = HEAVY.get(row.name, 1)
+    default = not row.params  # the stress grid and the 16-bit inputs: default parameters only
+    base: dict[str, np.ndarray] = {}
+    if "windows" in plan.grids:
+        base["windows"] = window_points(row.name, bound, plan.windows)
+    if "roots" in plan.grids:
+        base["roots"] = root_points(sorted({z for zs in zeros.values() for z in zs}))
+    if "random" in plan.grids:
+        base["random"] = random_points(*plan.random)
+    for fmt in _formats(entry):
+        grids = dict(base)
+        if "stress" in plan.grids and default and fmt not in SIXTEEN:
+            grids["stress"] = stress_grid(np.float64 if fmt == "float64" else np.float32)
+        for grid, xs in grids.items():
+            yield from _chunks(
+                Task(row, grid, fmt), to_format(xs, fmt), weight * (3 if fmt in SIXTEEN else 1)
+            )
+        if "all16" in plan.grids and default and fmt in SIXTEEN:
+            xs = sixteen_bit_inputs(fmt, plan.stride16)
+            yield from _chunks(Task(row, "all16", fmt), xs, weight * 3)
+
+
+def vector_tasks(row: Row, plan: Plan) -> Iterator[Task]:
+    if "vectors" not in plan.grids:
+        return
+    cases = vector_grid(row.name, plan.vectors)
+    count = len(cases)
+    for fmt in ("float64", "float32"):
+        batch: list[tuple[int, np.ndarray, np.ndarray]] = []
+        cost = 0.0
+        for i, (x, g) in enumerate(cases):
+            index = i if i < plan.vectors else -1  # the audit's cases: shown in full
+            if fmt == "float32":
+                x, g = x.astype(np.float32).astype(np.float64), g.astype(np.float32).astype(np.float64)
+            batch.append((index, x, g))
+            cost += 0.1 * x.size * (x.size + 2)
+            if cost > 4000 or i == count - 1:
+                yield Task(row, "vectors", fmt, vectors=batch, cost=cost)
+                batch, cost = [], 0.0
+
+
+def zeros_of(row: Row) -> tuple[Row, dict[str, list[float]]]:
+    entry = activations.get(row.name)
+    return row, find_zeros(row.name, entry.bind(dict(row.params)))
+
+
+# -- running -------------------------------------------------------------------------------------------------
+
+
+def run(
+    tasks: Sequence[Task], jobs: int, progress: Callable[[str], None]
+) -> tuple[dict[Key, Stats], dict[str, float]]:
+    results: dict[Key, Stats] = {}
+    seconds: Counter[str] = Counter()
+    ordered = sorted(tasks, key=lambda t: -t.cost)
+    total = sum(t.cost for t in ordered) or 1.0
+    done, shown, start = 0.0, 0, time.perf_counter()
+    for task, out, spent in _map(run_task, ordered, jobs):
+        seconds[task.grid] += spent
+        for quantity, stats in out.items():
+            results.setdefault((task.row.label, task.grid, task.fmt, quantity), Stats()).merge(stats)
+        done += task.cost
+        if done / total * 10 >= shown + 1:
+            shown = int(done / total * 10)
+            progress(f"{10 * shown}% of the work, {time.perf_counter() - start:.0f} s")
+    return results, dict(seconds)
+
+
+def _map(fn: Callable[[Any], Any], items: Sequence[Any], jobs: int) -> Iterator[Any]:
+    if jobs <= 1:
+        yield from map(fn, items)
+        return
+    with multiprocessing.get_context("fork").Pool(jobs) as pool:
+        yield from pool.imap_unordered(fn, items)
+
+
+# -- the report ----------------------------------------------------------------------------------------------
+
+
+def _ulps(u: float) -> str:
+    if math.isinf(u):
+        return "∞"
+    if 0.5 < u < 0.505:
+        return ">0.50"  # not correctly rounded, if only by a hair
+    if u < 10:
+        return f"{u:.2f}"
+    if u < 1e5:
+        return f"{u:.0f}"
+    mantissa, exponent = f"{u:.1e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def _percent(stats: Stats) -> str:
+    if stats.correct == stats.points:
+        return "100"
+    return f"{math.floor(10000 * stats.correct / stats.points) / 100:.2f}"
+
+
+def _cell(stats: Stats | None) -> str:
+    if stats is None or stats.points == 0:
+        return "—"
+    mark = "†" if stats.failed else ""
+    return f"{_ulps(stats.max_ulps)} / {_percent(stats)}{mark}"
+
+
+def _merged(
+    results: Mapping[Key, Stats], by: Callable[[Key], tuple[str, ...]]
+) -> dict[tuple[str, ...], Stats]:
+    """The results merged into groups named by ``by``."""
+    out: dict[tuple[str, ...], Stats] = {}
+    for key, stats in results.items():
+        out.setdefault(by(key), Stats()).merge(stats)
+    return out
+
+
+DIGITS = {"float64": 17, "float32": 9, "float16": 5, "bfloat16": 4}
+
+
+def _number(v: float, fmt: str) -> str:
+    if math.isnan(v):
+        return "—"
+    return repr(v) if fmt == "float64" else f"{v:.{DIGITS[fmt]}g}"
+
+
+def report(
+    results: Mapping[Key, Stats],
+    rows: Sequence[Row],
+    zeros: Mapping[Row, Mapping[str, Sequence[float]]],
+    plan: Plan,
+    meta: Mapping[str, Any],
+) -> str:
+    out: list[str] = []
+    w = out.append
+    elementwise = [r for r in rows if activations.get(r.name).kind == "elementwise"]
+    vector = [r for r in rows if activations.get(r.name).kind == "vector"]
+    grids = [g for g in GRIDS if any(k[1] == g for k in results)]
+    overall = _merged(results, lambda k: (k[0], k[2], k[3]))  # row, format, quantity
+    per_grid = _merged(results, lambda k: (k[0], k[1]))
+
+    w("## Accuracy: largest error in ULPs / % correctly rounded")
+    w("")
+    w(
+        f"`python -m tests.accuracy{' --quick' if plan.quick else ''}` on {meta['revision']}: "
+        f"{meta['wall']:.0f} s wall time with {meta['jobs']} process{'es' if meta['jobs'] != 1 else ''} "
+        f"({meta['cpu']:.0f} s of work). Each cell: the largest error in ULPs of the format (of the "
+        "correctly rounded true value; a correctly rounded result is within 0.5) / the percentage of "
+        "results bit-equal to the correctly rounded true value, over all grids. † some inputs got no "
+        "result (listed below)."
+    )
+    w("")
+    if elementwise:
+        fmts = FORMATS
+        head = [f"{LABELS[q]} {SHORT[f]}" for q in ELEMENTWISE_QUANTITIES for f in fmts]
+        w("| function | " + " | ".join(head) + " |")
+        w("|---" * (len(head) + 1) + "|")
+        for row in elementwise:
+            cells = [_cell(overall.get((row.label, f, q))) for q in ELEMENTWISE_QUANTITIES for f in fmts]
+            w(f"| {row.label} | " + " | ".join(cells) + " |")
+        w("")
+    if vector:
+        head = [f"{LABELS[q]} {SHORT[f]}" for q in VECTOR_QUANTITIES for f in ("float64", "float32")]
+        w("| function | " + " | ".join(head) + " |")
+        w("|---" * (len(head) + 1) + "|")
+        for row in vector:
+            cells = [
+                _cell(overall.get((row.label, f, q)))
+                for q in VECTOR_QUANTITIES
+                for f in ("float64", "float32")
+            ]
+            w(f"| {row.label} | " + " | ".join(cells) + " |")
+        w("")
+    missing = [r.name for r in elementwise if activations.get(r.name).exact is None and not r.params]
+    if missing:
+        w(f"float16 and bfloat16 not measured for {', '.join(missing)}: no exact definition in the registry.")
+        w("")
+
+    w("### By grid")
+    w("")
+    w(
+        "Each cell: largest error in ULPs / % correctly rounded over all quantities and formats of the grid, "
+        "and where the largest error is."
+    )
+    w("")
+    w("| function | " + " | ".join(GRIDS[g] for g in grids) + " |")
+    w("|---" * (len(grids) + 1) + "|")
+    for row in rows:
         cells = []
-        for w in values[:3]:
-            unit = w.score * (REL_TOL / EPS) if row.dtype == "float64" else w.score
-            cells.append(f"{unit:9.2f}")
-            failed |= w.score > 1.0
-        print(f"{row.name:<15} {row.dtype:<8} {row.params:<26} " + "  ".join(cells), flush=True)
-    return 1 if failed else 0
+        for grid in grids:
+            stats = per_grid.get((row.label, grid))
+            where = ""
+            if stats is not None and stats.points and stats.max_ulps > 0.5:
+                (_, _, f, q), _ = max(
+                    ((k, s) for k, s in results.items() if k[0] == row.label and k[1] == grid),
+                    key=lambda ks: ks[1].max_ulps,
+                )
+                where = f" ({LABELS[q]} {SHORT[f]})"
+            cells.append(_cell(stats) + where)
+        w(f"| {row.label} | " + " | ".join(cells) + " |")
+    w("")
+    w("Results compared per grid (points × quantities × formats) and the seconds of work they took:")
+    w("")
+    for grid in grids:
+        n = sum(s.points for k, s in results.items() if k[1] == grid)
+        w(f"- {GRIDS[grid]}: {n:,} results, {meta['seconds'].get(grid, 0):.0f} s. {GRID_NOTES[grid](plan)}")
+    w("")
+
+    if any(z for zs in zeros.values() for z in zs.values()):
+        w("### Zeros of f′ and f″ away from 0 (grid c)")
+        w("")
+        w("| function | f′ = 0 | f″ = 0 |")
+        w("|---|---|---|")
+        for row, z in zeros.items():
+            if any(z.values()):
+                first = ", ".join(f"{v:.10g}" for v in z["derivative"]) or "—"
+                second = ", ".join(f"{v:.10g}" for v in z["second_derivative"]) or "—"
+                w(f"| {row.label} | {first} | {second} |")
+        w("")
+
+    worst: dict[tuple[str, str, str], tuple[Point, str]] = {}
+    for (label, grid, fmt, quantity), stats in results.items():
+        for p in stats.worst:
+            key = (label, quantity, fmt)
+            if p.ulps > 0.5 and (key not in worst or p.ulps > worst[key][0].ulps):
+                worst[key] = (p, grid)
+    w("### Worst cases")
+    w("")
+    if worst:
+        w("The worst point of each function, quantity and format, the 15 largest errors:")
+        w("")
+        w("| function | quantity | format | grid | input | computed | correctly rounded | error (ULP) |")
+        w("|---|---|---|---|---|---|---|---|")
+        ranked = sorted(worst.items(), key=lambda kv: -kv[1][0].ulps)[:15]
+        for (label, quantity, fmt), (p, grid) in ranked:
+            w(
+                f"| {label} | {LABELS[quantity]} | {fmt} | {GRIDS[grid][:3]} | {p.where} | "
+                f"{_number(p.got, fmt)} | {_number(p.want, fmt)} | {_ulps(p.ulps)} |"
+            )
+    else:
+        w("Every result is within 0.5 ULP of the true value.")
+    w("")
+
+    failures = {k: s for k, s in results.items() if s.failed}
+    if failures:
+        w("### Inputs without a result (†)")
+        w("")
+        for (label, grid, fmt, quantity), stats in sorted(failures.items()):
+            reasons = "; ".join(f"{n} × {r}" for r, n in stats.reasons.most_common(3))
+            where = f"{label} {LABELS[quantity]} {fmt}, {GRIDS[grid]}"
+            w(f"- {where}: {stats.failed} of {stats.points}: {reasons}")
+        w("")
+    notes = []
+    zero_sign = {k: s.zero_sign for k, s in results.items() if s.zero_sign}
+    if zero_sign:
+        parts = Counter[tuple[str, str, str]]()
+        for (label, _, fmt, quantity), n in zero_sign.items():
+            parts[(label, quantity, fmt)] += n
+        listed = ", ".join(
+            f"{label} {LABELS[q]} {SHORT[f]} ({n})" for (label, q, f), n in sorted(parts.items())
+        )
+        notes.append(f"Not correctly rounded only by the sign of a zero: {listed}.")
+    undecided = _merged(results, lambda k: (k[0], k[3], k[2]))
+    listed = ", ".join(
+        f"{label} {LABELS[q]} {SHORT[f]} ({s.undecided})"
+        for (label, q, f), s in sorted(undecided.items())
+        if s.undecided
+    )
+    notes.append(
+        f"True values exactly halfway between two numbers of the format at every precision up to {MAX_DPS} "
+        "digits, taken as ties (rounded to even): the exact ties of the piecewise functions, and any the "
+        f"reference cannot break (or still moving there): {listed}."
+        if listed
+        else f"Every true value settled, none exactly halfway (at most {MAX_DPS} digits)."
+    )
+    refused = sum(s.refused for s in results.values())
+    notes.append(
+        f"Left out because the true result is beyond the format (the service refuses them): {refused:,}."
+    )
+    w("### Notes")
+    w("")
+    w("\n".join(f"- {n}" for n in notes))
+    return "\n".join(out) + "\n"
+
+
+GRID_NOTES: dict[str, Callable[[Plan], str]] = {
+    "stress": lambda p: "float64 and float32 only (the 16-bit formats have grid f); default parameters.",
+    "windows": lambda p: (
+        f"{p.windows} uniform random points in each interval t in [-745.2, -708], [708, 710], [710, 745.2], "
+        "[-104, -87.3], [87.3, 89], mapped to x through each exponential the function takes (x = t / beta "
+        "for silu, t / 1.702 for quick_gelu, t alpha for celu, t / 2 for tanh, ±sqrt(2|t|) for gelu, ...)."
+    ),
+    "roots": lambda p: (
+        "around each zero r: 300 points uniform in [r - 0.5, r + 0.5] and 100 at a log-uniform distance "
+        "from 1e-16 |r| to 0.5."
+    ),
+    "random": lambda p: (
+        f"{p.random[0]} points with |x| log-uniform in [1e-300, 1e300] and a random sign, "
+        f"{p.random[1]} uniform in [-50, 50]."
+    ),
+    "vectors": lambda p: (
+        f"{p.vectors} random vectors of lengths 2 to 64 (even for glu) and mixed scales, a random normal g "
+        "each, and [700, -712.5], [0, 0, 0] with g = [1, 1, 1]."
+    ),
+    "all16": lambda p: (
+        (
+            "every finite float16 and bfloat16 number"
+            if p.stride16 == 1
+            else f"every {_ordinal(p.stride16)} bit pattern of float16 and bfloat16 (the finite numbers "
+            "among them): all of them take too long here"
+        )
+        + "; default parameters."
+    ),
+}
+
+
+def _revision() -> str:
+    """The commit measured, and whether the working tree differs from it."""
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty=+changes"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            cwd=os.path.dirname(os.path.abspath(__file__)),
+        )
+        return f"`{out.stdout.strip()}`" if out.returncode == 0 and out.stdout.strip() else "this tree"
+    except (OSError, subprocess.SubprocessError):
+        return "this tree"
+
+
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
+def _json(results: Mapping[Key, Stats]) -> list[dict[str, Any]]:
+    return [
+        {
+            "function": label,
+            "grid": grid,
+            "format": fmt,
+            "quantity": quantity,
+            "points": s.points,
+            "correctly_rounded": s.correct,
+            "max_ulps": None if math.isinf(s.max_ulps) else s.max_ulps,
+            "zero_sign": s.zero_sign,
+            "failed": s.failed,
+            "refused": s.refused,
+            "undecided": s.undecided,
+            "worst": [p._asdict() for p in sorted(s.worst, reverse=True)],
+        }
+        for (label, grid, fmt, quantity), s in sorted(results.items())
+    ]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.accuracy", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="grids b, c and a small d (and a few vectors)")
+    parser.add_argument("--only", default="", help="comma-separated function names")
+    parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="processes (default 2)")
+    parser.add_argument(
+        "--stride16",
+        type=int,
+        default=3,
+        help="grid f: every k-th bit pattern of the 16-bit formats (default 3)",
+    )
+    parser.add_argument("--json", help="also write every figure, with the worst points, to this file")
+    parser.add_argument("--output", help="write the report to this file as well as to stdout")
+    args = parser.parse_args(argv)
+
+    def progress(message: str) -> None:
+        print(f"[accuracy] {message}", file=sys.stderr, flush=True)
+
+    start = time.perf_counter()
+    check_rounding()
+    names = [activations.get(n.strip()).name for n in args.only.split(",") if n.strip()] or [
+        e.name for e in activations.entries()
+    ]
+    plan = plan_for(args.quick, max(1, args.stride16))
+    rows = rows_for(names, plan)
+    elementwise = [r for r in rows if activations.get(r.name).kind == "elementwise"]
+    zeros: dict[Row, dict[str, list[float]]] = {}
+    if "roots" in plan.grids:
+        zeros = dict(_map(zeros_of, elementwise, args.jobs))
+        zeros = {r: zeros[r] for r in elementwise}
+        progress(f"zeros of f' and f'' found, {time.perf_counter() - start:.0f} s")
+    tasks: list[Task] = []
+    for row in rows:
+        if activations.get(row.name).kind == "elementwise":
+            tasks += elementwise_tasks(row, plan, zeros.get(row, {}))
+        else:
+            tasks += vector_tasks(row, plan)
+    progress(f"{len(tasks)} tasks")
+    results, seconds = run(tasks, args.jobs, progress)
+    meta = {
+        "revision": _revision(),
+        "wall": time.perf_counter() - start,
+        "jobs": args.jobs,
+        "cpu": sum(seconds.values()),
+        "seconds": seconds,
+    }
+    text = report(results, rows, zeros, plan, meta)
+    print(text, end="")
+    if args.output:
+        with open(args.output, "w") as f:
+            f.write(text)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(_json(results), f, indent=1)
+    return 0
 
 
 if __name__ == "__main__":
