@@ -275,3 +275,12 @@ def test_an_error_against_a_zero_is_counted_in_the_smallest_subnormal() -> None:
         assert correct.ulp(np.array([0.0, -0.0]), fmt).tolist() == [fmt.smallest] * 2, name
     error = correct.ulp_error(np.array([1e-300]), np.array([0.0]), correct.FORMATS["float64"])
     assert error[0] == pytest.approx(1e-300 / 5e-324)
+
+
+async def test_check_against_a_correct_zero_reports_a_finite_error(client: httpx.AsyncClient) -> None:
+    # gelu(0) = 0: any other y is more ULPs (of the smallest subnormal) off than float64 can count.
+    body = {"activation": "gelu", "x": [0.0, 1.0], "y": [-0.0004342598, 7.1e-07]}
+    r = await client.post("/check", json=body)
+    assert r.status_code == 200, r.text
+    assert r.json()["max_ulp"] == np.finfo(np.float64).max
+    assert r.json()["histogram"]["larger"] == 2

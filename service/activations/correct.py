@@ -235,7 +235,10 @@ def ulp_error(given: Array, correct: Array, fmt: Format) -> Array:
     given = np.asarray(given, dtype=np.float64)
     correct = np.asarray(correct, dtype=np.float64)
     difference = np.abs(given.astype(np.longdouble) - correct.astype(np.longdouble))
-    return np.asarray(difference / ulp(correct, fmt).astype(np.longdouble), dtype=np.float64)
+    ratio = difference / ulp(correct, fmt).astype(np.longdouble)
+    # Against a correct 0 (spacing: the smallest subnormal), an error can exceed the float64 range:
+    # it is reported as the largest float64 (JSON has no infinity).
+    return np.asarray(np.minimum(ratio, np.finfo(np.float64).max), dtype=np.float64)
 
 
 # -- arrays in the 16-bit formats -------------------------------------------------------------
