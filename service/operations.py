@@ -329,6 +329,13 @@ def _values_of(value: Any, field: str, fmt: correct.Format, limit: int, results:
     return arr
 
 
+def _mean(errors: Array) -> float:
+    """The mean of errors that may each be as large as float64 allows (summed in long double)."""
+    if not errors.size:
+        return 0.0
+    return float(min(np.mean(errors.astype(np.longdouble)), np.finfo(np.float64).max))
+
+
 def plan_check(req: Any, limits: Limits, info: dict[str, Any] | None = None) -> Plan:
     """Compare y, another implementation's results at x, with the correctly rounded ones."""
     assert isinstance(req, CheckRequest)
@@ -392,7 +399,7 @@ def plan_check(req: Any, limits: Limits, info: dict[str, Any] | None = None) -> 
             "correctly_rounded": int(np.count_nonzero(finite_errors == 0)),
             # Over the finite results (the non-finite ones are counted in the histogram).
             "max_ulp": float(finite_errors.max()) if finite_errors.size else 0.0,
-            "mean_ulp": float(finite_errors.mean()) if finite_errors.size else 0.0,
+            "mean_ulp": _mean(finite_errors),
             "histogram": histogram,
             "worst": worst,
         }

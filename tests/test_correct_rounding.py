@@ -283,4 +283,9 @@ async def test_check_against_a_correct_zero_reports_a_finite_error(client: httpx
     r = await client.post("/check", json=body)
     assert r.status_code == 200, r.text
     assert r.json()["max_ulp"] == np.finfo(np.float64).max
+    assert r.json()["mean_ulp"] > 1e300
     assert r.json()["histogram"]["larger"] == 2
+    body = {"activation": "relu_squared", "x": [-0.75, -0.7518], "y": [-0.0004342598, 7.1e-07]}
+    r = await client.post("/check", json=body)  # two such errors: their sum, too
+    assert r.status_code == 200, r.text
+    assert r.json()["mean_ulp"] == np.finfo(np.float64).max
