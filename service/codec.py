@@ -33,7 +33,7 @@ import numpy as np
 import orjson
 import simdjson
 
-from .activations import Array, first_non_finite
+from .activations import Array, element, first_non_finite
 from .problems import RequestError
 
 #: Arrays have at most this many dimensions (JSON nesting deeper is refused before it reaches
@@ -480,14 +480,14 @@ def to_array(value: Any, field: str, dtype: type = np.float64) -> Array:
             422, field, f"must be a number or a nested list of numbers, not {_kind(value)}"
         )
     if (index := first_non_finite(arr)) is not None:
-        raise RequestError.one(422, _name(field, index), "is not a finite number")
+        raise RequestError.one(422, element(field, index), "is not a finite number")
     if dtype is not np.float64:
         with np.errstate(over="ignore"):
             rounded: Array = arr.astype(dtype)
         if (index := first_non_finite(rounded)) is not None:
             limit = float(np.finfo(dtype).max)
             raise RequestError.one(
-                422, _name(field, index), f"is beyond the {np.dtype(dtype).name} range (+-{limit:.4g})"
+                422, element(field, index), f"is beyond the {np.dtype(dtype).name} range (+-{limit:.4g})"
             )
         arr = rounded.astype(np.float64)
     return arr
@@ -535,10 +535,6 @@ def _kind(value: Any) -> str:
     if isinstance(value, list):
         return "a list"
     return type(value).__name__  # pragma: no cover
-
-
-def _name(field: str, index: Any) -> str:
-    return field + "".join(f"[{int(i)}]" for i in index)
 
 
 def wire(arr: Array) -> float | Array:

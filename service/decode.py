@@ -99,13 +99,21 @@ def decode_cost(kind: str, body: bytes | bytearray, max_elements: int) -> tuple[
         numbers = codec.count_byte(body, b",") + 1
         if codec.is_flat(body):  # parsed in segments: each segment's parser is small
             return len(body) + _FAST_BYTES_PER_NUMBER * numbers, numbers
-        # simdjson's whole-document parser touches up to about 4.3 times the body (measured on a
-        # body of a million keys; 2.2 times for numbers); up to EXACT_MAX_BYTES the exact path may follow.
-        per = _EXACT_BYTES_PER_NUMBER if len(body) <= codec.EXACT_MAX_BYTES else _FAST_BYTES_PER_NUMBER
-        return _DOCUMENT_PARSER_FACTOR * len(body) + per * numbers, numbers
+        return document_cost(len(body), numbers), numbers
     kind = sniff(kind, body)
     elements = binary.declared_elements(body, kind, max_elements)
     return len(body) + (8 if kind == NPY_MEDIA_TYPE else 16) * elements, elements
+
+
+def document_cost(length: int, numbers: int) -> int:
+    """Bytes that parsing a whole JSON document of ``length`` bytes and up to ``numbers`` numbers
+    holds at its peak.
+
+    simdjson's whole-document parser touches up to about 4.3 times the body (measured on a body of
+    a million keys; 2.2 times for numbers); up to EXACT_MAX_BYTES the exact path may follow.
+    """
+    per = _EXACT_BYTES_PER_NUMBER if length <= codec.EXACT_MAX_BYTES else _FAST_BYTES_PER_NUMBER
+    return _DOCUMENT_PARSER_FACTOR * length + per * numbers
 
 
 def _parse_json(model: type[M], max_elements: int, body: bytes | bytearray) -> M:
@@ -132,11 +140,11 @@ def _parse_binary(
     params: dict[str, Any] = {}
     for key, text in query.items():
         if key in ("axis", "order"):
-            data[key] = _query_number(key, text, int)
+            data[key] = query_number(key, text, int)
         elif key in fields:
             data[key] = text
         else:
-            params[key] = _query_number(f"params.{key}", text, float)
+            params[key] = query_number(f"params.{key}", text, float)
     for name in arrays:
         if name not in model.model_fields:
             raise RequestError.one(
@@ -175,12 +183,12 @@ def _check_query(model: type[BaseModel], query: dict[str, str]) -> None:
                     422, f"query.{key}", f"must be one of {', '.join(_QUERY_CHOICES[key])}"
                 )
         elif key == "axis":
-            _query_number("query.axis", text, int)
+            query_number("query.axis", text, int)
         else:
-            _query_number(f"query.{key[:100]}", text, float)
+            query_number(f"query.{key[:100]}", text, float)
 
 
-def _query_number(field: str, text: str, kind: type[int] | type[float]) -> int | float:
+def query_number(field: str, text: str, kind: type[int] | type[float]) -> int | float:
     try:
         return kind(text)
     except ValueError:

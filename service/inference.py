@@ -131,8 +131,7 @@ def cost(body: bytes | bytearray, header_length: str | None) -> tuple[int, int]:
     body alone: the JSON header's commas, and the binary part at 4 bytes a number."""
     head, tail = split(body, header_length)
     numbers = codec.count_byte(head, b",") + 1 + len(tail) // 4
-    per = 64 if len(head) <= codec.EXACT_MAX_BYTES else 24
-    return len(body) + 6 * len(head) + per * numbers + 8 * numbers, numbers
+    return len(body) + decode.document_cost(len(head), numbers) + 8 * numbers, numbers
 
 
 def _load_header(head: memoryview) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import activations, codec
-from .activations import Activation, ActivationError, Array, correct
+from .activations import Activation, ActivationError, Array, correct, element
 from .problems import RequestError
 from .schemas import ActivateRequest, CheckRequest, DerivativeRequest
 
@@ -94,10 +94,9 @@ def _rounded_input(value: Any, field: str, fmt: correct.Format, limits: Limits) 
     if arr.size > limits.max_elements:
         raise codec.too_many(field, arr.size, limits.max_elements)
     rounded = correct.round_to(arr, fmt)
-    bad = np.flatnonzero(~np.isfinite(rounded))
-    if bad.size:
-        index = "".join(f"[{i}]" for i in np.unravel_index(int(bad[0]), arr.shape))
-        raise ActivationError(f"{field}{index}", f"is beyond the {fmt.name} range (+-{fmt.max:.4g})")
+    index = activations.first_non_finite(rounded)
+    if index is not None:
+        raise ActivationError(element(field, index), f"is beyond the {fmt.name} range (+-{fmt.max:.4g})")
     return rounded
 
 
@@ -324,8 +323,8 @@ def _values_of(value: Any, field: str, fmt: correct.Format, limit: int, results:
     with np.errstate(invalid="ignore"):
         off = np.flatnonzero(np.isfinite(arr) & (correct.round_to(arr, fmt) != arr))
     if off.size:
-        index = "".join(f"[{i}]" for i in np.unravel_index(int(off[0]), arr.shape))
-        raise ActivationError(f"{field}{index}", f"{float(arr.flat[off[0]])!r} is not a {fmt.name} number")
+        where = element(field, np.unravel_index(int(off[0]), arr.shape))
+        raise ActivationError(where, f"{float(arr.flat[off[0]])!r} is not a {fmt.name} number")
     return arr
 
 
@@ -362,11 +361,10 @@ def plan_check(req: Any, limits: Limits, info: dict[str, Any] | None = None) -> 
             right = correct.sixteen_bit(entry, req.quantity, x, params, fmt)
         else:
             right = correct.elementwise(entry, req.quantity, x, params, fmt)
-        over = np.flatnonzero(~np.isfinite(right))
-        if over.size:
-            index = "".join(f"[{i}]" for i in np.unravel_index(int(over[0]), x.shape))
+        over = activations.first_non_finite(right)
+        if over is not None:
             raise ActivationError(
-                f"x{index}",
+                element("x", over),
                 f"the true result exceeds the {fmt.name} range: no finite y is right there; leave it out",
             )
         given = np.isfinite(y)

@@ -24,7 +24,7 @@ from pydantic import BaseModel
 from starlette.responses import Response
 from starlette.types import Scope
 
-from . import activations, binary, codec, inference, operations, pages
+from . import activations, binary, codec, decode, inference, operations, pages
 from .activations import correct
 from .lifecycle import DRAINING
 from .observe import metrics_text
@@ -197,10 +197,7 @@ def reference(
     for key, text in request.query_params.multi_items():
         if key in ("dtype", "quantity"):
             continue
-        try:
-            given[key] = float(text)
-        except ValueError:
-            raise RequestError.one(422, key[:100], f"must be a number, got {text[:40]!r}") from None
+        given[key] = float(decode.query_number(f"params.{key[:100]}", text, float))
     params = entry.bind(given)
     fmt = correct.FORMATS[dtype]
     correct.function_of(entry, quantity)

@@ -54,7 +54,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -728,8 +728,12 @@ def _finite(y: Array, name: str, dtype: DType = np.float64) -> Array:
     index = first_non_finite(y)
     if index is None:
         return y
-    where = name + "".join(f"[{i}]" for i in index)
-    raise ResultOverflow(where, f"the true result is too large for {np.dtype(dtype).name}")
+    raise ResultOverflow(element(name, index), f"the true result is too large for {np.dtype(dtype).name}")
+
+
+def element(name: str, index: Iterable[Any]) -> str:
+    """An element's name in an error: ``x[1][0]``."""
+    return name + "".join(f"[{int(i)}]" for i in index)
 
 
 _SMALL = 4096
