@@ -36,7 +36,7 @@ import ml_dtypes
 import numpy as np
 from gmpy2 import mpfr
 
-from .registry import Activation, Array, NotSupported, ResultOverflow, entries
+from .registry import Activation, Array, NotSupported, ResultOverflow, element, entries, first_non_finite
 
 
 @dataclass(frozen=True)
@@ -183,38 +183,37 @@ def elementwise(
     return results[inverse].reshape(np.shape(x))
 
 
-def finite_inputs(fmt: Format) -> Array:
-    """Every finite value of a 16-bit format, in the order of their bit patterns, as float64."""
+def every_value(fmt: Format) -> Array:
+    """The value of every bit pattern of a 16-bit format, in their order, as float64 (NaN for NaNs)."""
     bits = np.arange(1 << 16, dtype=np.uint16)
     with np.errstate(invalid="ignore"):  # the NaN patterns
-        values = bits.view(fmt.numpy).astype(np.float64)
+        return bits.view(fmt.numpy).astype(np.float64)
+
+
+def finite_inputs(fmt: Format) -> Array:
+    """Every finite value of a 16-bit format, in the order of their bit patterns, as float64."""
+    values = every_value(fmt)
     return values[np.isfinite(values)]
-
-
-@lru_cache(maxsize=16)  # 16 tables of 65,536 float64: 8 MiB at most
-def _table(name: str, quantity: str, params: tuple[tuple[str, float], ...], fmt_name: str) -> Array:
-    from . import get
-
-    fmt = FORMATS[fmt_name]
-    return elementwise(get(name), quantity, finite_inputs(fmt), dict(params), fmt)
 
 
 def table(entry: Activation, quantity: str, params: Mapping[str, float], fmt: Format) -> tuple[Array, Array]:
     """Every finite input of a 16-bit format and its correctly rounded ``quantity`` (``inf`` where it
-    exceeds the format), both as float64."""
+    exceeds the format), both as float64: the table arrays are looked up in (:func:`sixteen_bit`)."""
     if fmt.name not in SIXTEEN_BIT:
         raise ValueError(fmt.name)
-    y = _table(entry.name, quantity, tuple(sorted(params.items())), fmt.name)
-    return finite_inputs(fmt), y
+    values = every_value(fmt)
+    finite = np.isfinite(values)
+    y = _lookup(entry.name, quantity, None, tuple(sorted(params.items())), fmt.name)
+    return values[finite], y[finite]
 
 
 def check_finite(y: Array, field: str, fmt: Format) -> None:
     """Refuse a result that exceeds the format, naming its first element."""
-    bad = np.flatnonzero(~np.isfinite(y))
-    if bad.size:
-        index = np.unravel_index(int(bad[0]), np.shape(y))
-        where = field + "".join(f"[{i}]" for i in index)
-        raise ResultOverflow(where, f"the true result exceeds the {fmt.name} range (+-{fmt.max:.4g})")
+    index = first_non_finite(np.asarray(y))
+    if index is not None:
+        raise ResultOverflow(
+            element(field, index), f"the true result exceeds the {fmt.name} range (+-{fmt.max:.4g})"
+        )
 
 
 # -- errors in ULPs, for /check ------------------------------------------------------------
@@ -253,9 +252,7 @@ def _lookup(
     from . import get
 
     fmt = FORMATS[fmt_name]
-    bits = np.arange(1 << 16, dtype=np.uint16)
-    with np.errstate(invalid="ignore"):
-        x = bits.view(fmt.numpy).astype(np.float64)
+    x = every_value(fmt)
     out = np.full(x.shape, np.nan)
     finite = np.isfinite(x)
     out[finite] = elementwise(get(name), quantity, x[finite], dict(params), fmt, param)
