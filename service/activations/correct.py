@@ -25,8 +25,11 @@ rounds twice, through float32), results from the MPFR value directly.
 
 from __future__ import annotations
 
+import contextvars
 import math
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -36,7 +39,17 @@ import ml_dtypes
 import numpy as np
 from gmpy2 import mpfr
 
-from .registry import Activation, Array, NotSupported, ResultOverflow, element, entries, first_non_finite
+from .bounded import B, decide
+from .registry import (
+    Activation,
+    ActivationError,
+    Array,
+    NotSupported,
+    ResultOverflow,
+    element,
+    entries,
+    first_non_finite,
+)
 
 
 @dataclass(frozen=True)
@@ -322,3 +335,179 @@ def summed(
             return gmpy2.fsum([w * derivatives[k] for w, k in zip(weights, index, strict=True)])
 
     return ziv(total, fmt)
+
+
+# -- float64 and float32: the fast path and its exact fallback ---------------------------------
+
+#: The working precision of the fast path, by result format: long double for both (float64 would
+#: do for float32 results, but its exponent range does not: products of e^-|x| underflow where
+#: long double keeps them).  ``force_working`` changes it (tests force float64 for float64
+#: results: the route a machine without an extended long double takes).
+_WORKING: dict[str, Any] = {"float64": np.longdouble, "float32": np.longdouble}
+#: Elements the fast path evaluates at a time: its intermediates stay in cache.
+FAST_CHUNK = 16384
+
+
+#: Elements of one call that may go to the exact route: this many, plus EXACT_SHARE of the call's
+#: elements.  Ordinary inputs send 0.1-2% there; inputs chosen to sit on rounding boundaries (or
+#: on the zeros of f') could send every element, at 20-100 us each, holding the interpreter: such a
+#: request is refused (422) rather than allowed to take minutes of a worker.
+EXACT_FLOOR = 65536
+EXACT_SHARE = 0.05
+
+
+class _ExactBudget:
+    def __init__(self, elements: int) -> None:
+        self.left = EXACT_FLOOR + int(EXACT_SHARE * elements)
+        self.lock = threading.Lock()
+
+    def take(self, count: int) -> None:
+        with self.lock:
+            self.left -= count
+            if self.left < 0:
+                limit = f"{EXACT_FLOOR:,} + {EXACT_SHARE:.0%} of the elements"
+                raise ActivationError(
+                    "x",
+                    f"too many elements lie too close to a rounding boundary to be decided quickly "
+                    f"(the limit is {limit} a request): send them in smaller requests",
+                )
+
+
+_budget: contextvars.ContextVar[_ExactBudget | None] = contextvars.ContextVar("exact_budget", default=None)
+
+
+@contextmanager
+def exact_budget(elements: int) -> Iterator[None]:
+    """Bound the elements that calls made inside (blocks in pool threads included: they run in
+    copies of this context) send to the exact route, for an array of ``elements``."""
+    token = _budget.set(_ExactBudget(elements))
+    try:
+        yield
+    finally:
+        _budget.reset(token)
+
+
+def force_working(fmt_name: str, dtype: Any) -> Any:
+    """Use ``dtype`` as the fast path's working precision for results in ``fmt_name``; returns
+    the previous one (for tests)."""
+    previous = _WORKING[fmt_name]
+    _WORKING[fmt_name] = dtype
+    return previous
+
+
+def bounded_of(entry: Activation, quantity: str, param: str | None = None) -> Callable[..., B] | None:
+    """The fast definition of a quantity of an elementwise function, or None."""
+    fast = entry.fast
+    if fast is None:
+        return None
+    if param is not None:
+        return fast.params.get(param)
+    return {"value": fast.value, "derivative": fast.derivative, "second_derivative": fast.second}[quantity]
+
+
+def rounded(
+    entry: Activation,
+    quantity: str,
+    x: Array,
+    params: Mapping[str, float],
+    fmt_name: str,
+    param: str | None = None,
+    g: Array | None = None,
+) -> Array:
+    """``quantity`` (times ``g`` where given) at every element of ``x``, correctly rounded to
+    float64 or float32 (held as float64): bounded evaluation, and the exact definition for the
+    elements it cannot decide.  A result beyond the format is ``inf``; the elements after the
+    first such one in ``x`` may be left NaN (the caller refuses the request at the first)."""
+    fn = bounded_of(entry, quantity, param)
+    assert fn is not None
+    fmt = FORMATS[fmt_name]
+    work = _WORKING[fmt_name]
+    flat = np.ravel(x)
+    gflat = None if g is None else np.ravel(g)
+    out = np.empty(flat.size)
+    for start in range(0, flat.size, FAST_CHUNK):
+        xs = flat[start : start + FAST_CHUNK]
+        with np.errstate(all="ignore"):
+            b = fn(B.exact(xs, work), **params)
+            if gflat is not None:
+                b = b * B.exact(gflat[start : start + FAST_CHUNK], work)
+            r, sure = decide(b, fmt.numpy)
+        unsure = np.flatnonzero(~sure)
+        if unsure.size:
+            budget = _budget.get()
+            if budget is not None:
+                budget.take(int(unsure.size))
+            fill = _exact_in_order(entry, quantity, xs, gflat, start, unsure, params, fmt, param)
+            r[unsure] = fill
+        out[start : start + xs.size] = r
+    return out.reshape(np.shape(x))
+
+
+def _exact_in_order(
+    entry: Activation,
+    quantity: str,
+    xs: Array,
+    gflat: Array | None,
+    start: int,
+    unsure: Array,
+    params: Mapping[str, float],
+    fmt: Format,
+    param: str | None,
+) -> Array:
+    """The exact results at ``unsure`` (indices into xs), in order, up to the first that exceeds the
+    format (NaN after it: the request is refused there, and the work it would take is not done)."""
+    fn = function_of(entry, quantity, param)
+    args = {name: mpfr(value, 53) for name, value in params.items()}
+    fill = np.full(unsure.size, np.nan)
+    seen: dict[tuple[float, float], float] = {}
+    for k, i in enumerate(unsure):
+        xi = float(xs[i])
+        gi = 1.0 if gflat is None else float(gflat[start + i])
+        key = (xi, gi)
+        if key not in seen:
+            f = fn if gflat is None else _times(gi, fn)
+            arg = mpfr(xi, 53)
+            seen[key] = ziv(lambda _, f=f, arg=arg: f(arg, **args), fmt)
+        fill[k] = seen[key]
+        if math.isinf(fill[k]):
+            break
+    return fill
+
+
+def rounded_sum(
+    entry: Activation, param: str, x: Array, g: Array, params: Mapping[str, float], fmt_name: str
+) -> float:
+    """sum(g * dy/dparam), correctly rounded to float64 or float32: the bounded products are summed
+    exactly (each long double split into two float64 parts, added by ``math.fsum``), and the sum is
+    decided with the sum of their bounds; the exact sum of the exact products where that fails."""
+    fn = bounded_of(entry, "value", param)
+    assert fn is not None
+    fmt = FORMATS[fmt_name]
+    work = _WORKING[fmt_name]
+    flat, gflat = np.ravel(x), np.ravel(g)
+    parts: list[Any] = []
+    bound = 0.0
+    with np.errstate(all="ignore"):
+        for start in range(0, flat.size, FAST_CHUNK):
+            b = fn(B.exact(flat[start : start + FAST_CHUNK], work), **params)
+            b = (b * B.exact(gflat[start : start + FAST_CHUNK], work)).folded()
+            hi = b.v.astype(np.float64)
+            parts.extend((hi, (b.v - hi.astype(work)).astype(np.float64)))
+            bound += float(np.sum(b.e, dtype=work))
+    values = np.concatenate(parts) if parts else np.zeros(0)
+    if np.isfinite(values).all() and math.isfinite(bound):
+        try:
+            first = math.fsum(values.tolist())
+            rest = math.fsum([*values.tolist(), -first])
+        except OverflowError:
+            first = math.inf
+        if math.isfinite(first):
+            total = B(np.asarray([first], work) + np.asarray([rest], work), np.asarray([bound], work))
+            with np.errstate(all="ignore"):
+                total.e = (
+                    total.e * (1 + 2.0**-30) + abs(rest) * 2.0**-52 + float(np.finfo(work).smallest_subnormal)
+                )
+                r, sure = decide(total, fmt.numpy)
+            if bool(sure[0]):
+                return float(r[0])
+    return summed(entry, param, x, g, params, fmt)

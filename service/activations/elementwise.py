@@ -13,6 +13,8 @@ import gmpy2
 import numpy as np
 from gmpy2 import mpfr, mpq
 
+from . import bounded as bd
+from .bounded import Bounded
 from .exact import logistic
 from .registry import Activation, Array, Exact, Example, Kink, Param, register
 
@@ -91,6 +93,7 @@ register(
     Activation(
         name="step",
         kind="elementwise",
+        fast=Bounded(bd.core(step), bd.core(step_derivative), bd.core(zero)),
         forward=step,
         derivative=step_derivative,
         second=zero,
@@ -136,6 +139,7 @@ register(
     Activation(
         name="identity",
         kind="elementwise",
+        fast=Bounded(bd.core(identity), bd.core(identity_derivative), bd.core(zero)),
         forward=identity,
         derivative=identity_derivative,
         second=zero,
@@ -185,10 +189,23 @@ def _sigmoid_exact_second(x: mpfr) -> mpfr:
     return -_sigmoid_exact_derivative(x) * gmpy2.tanh(x / 2)
 
 
+def _sigmoid_fast(x: bd.B) -> bd.B:
+    return bd.sigmoid_pair(x)[0]
+
+
+def _sigmoid_fast_derivative(x: bd.B) -> bd.B:
+    return bd.dsig(x)
+
+
+def _sigmoid_fast_second(x: bd.B) -> bd.B:
+    return -bd.dsig(x) * bd.tanh(x * 0.5)
+
+
 register(
     Activation(
         name="sigmoid",
         kind="elementwise",
+        fast=Bounded(_sigmoid_fast, _sigmoid_fast_derivative, _sigmoid_fast_second),
         forward=sigmoid,
         derivative=sigmoid_derivative,
         second=sigmoid_second,
@@ -266,10 +283,21 @@ def _tanh_exact_second(x: mpfr) -> mpfr:
     return -2 * _tanh_exact(c) * _tanh_exact_derivative(c)
 
 
+def _sech2_fast(x: bd.B) -> bd.B:
+    """sech^2 x = 4e / (1 + e)^2, e = e^-2|x|."""
+    e = bd.exp(abs(x) * -2.0)
+    return 4.0 * e / (1 + e).square()
+
+
+def _tanh_fast_second(x: bd.B) -> bd.B:
+    return -2.0 * bd.tanh(x) * _sech2_fast(x)
+
+
 register(
     Activation(
         name="tanh",
         kind="elementwise",
+        fast=Bounded(bd.tanh, _sech2_fast, _tanh_fast_second),
         forward=tanh,
         derivative=tanh_derivative,
         second=tanh_second,
@@ -311,6 +339,7 @@ register(
     Activation(
         name="relu",
         kind="elementwise",
+        fast=Bounded(bd.core(relu), bd.core(relu_derivative), bd.core(zero)),
         forward=relu,
         derivative=relu_derivative,
         second=zero,
@@ -345,7 +374,12 @@ def leaky_relu_derivative(x: Array, negative_slope: float) -> Array:
 
 
 def leaky_relu_param_grads(x: Array, negative_slope: float) -> dict[str, Array]:
-    return {"negative_slope": np.where(x > 0, 0.0, x)}
+    return {"negative_slope": leaky_relu_param_grads_slope(x)}
+
+
+def leaky_relu_param_grads_slope(x: Array, **params: float) -> Array:
+    """d/dslope: x for x <= 0 (exact), 0 otherwise."""
+    return np.where(x > 0, 0.0, x)
 
 
 def leaky_exact(x: mpfr, slope: mpq) -> mpfr:
@@ -375,10 +409,25 @@ def _leaky_relu_exact_slope(x: mpfr, negative_slope: mpfr) -> mpfr:
     return leaky_exact_slope_grad(x, mpq(1))
 
 
+def leaky_fast(x: bd.B, slope: float | bd.B) -> bd.B:
+    """x for x > 0, slope x otherwise."""
+    return bd.where(x.v > 0, x, x * slope)
+
+
+def leaky_fast_derivative(x: bd.B, slope: float | bd.B) -> bd.B:
+    return bd.where(x.v > 0, x.like(1.0), x.like(slope))
+
+
 register(
     Activation(
         name="leaky_relu",
         kind="elementwise",
+        fast=Bounded(
+            lambda x, negative_slope: leaky_fast(x, negative_slope),
+            lambda x, negative_slope: leaky_fast_derivative(x, negative_slope),
+            bd.core(zero),
+            {"negative_slope": bd.core(leaky_relu_param_grads_slope)},
+        ),
         forward=leaky_relu,
         derivative=leaky_relu_derivative,
         second=zero,

@@ -10,10 +10,13 @@ hard_tanh'(+-1) = 0, softshrink'(+-lambda) = 0.  Second derivatives are 0
 from __future__ import annotations
 
 from collections.abc import Mapping
+from fractions import Fraction
 
 import numpy as np
 from gmpy2 import mpfr, mpq
 
+from . import bounded as bd
+from .bounded import Bounded
 from .elementwise import (
     exact_constant,
     exact_input,
@@ -22,6 +25,8 @@ from .elementwise import (
     leaky_exact,
     leaky_exact_derivative,
     leaky_exact_slope_grad,
+    leaky_fast,
+    leaky_fast_derivative,
     leaky_relu,
     leaky_relu_derivative,
     zero,
@@ -55,6 +60,7 @@ register(
     Activation(
         name="relu6",
         kind="elementwise",
+        fast=Bounded(bd.core(relu6), bd.core(relu6_derivative), bd.core(zero)),
         forward=relu6,
         derivative=relu6_derivative,
         second=zero,
@@ -128,6 +134,15 @@ register(
     Activation(
         name="hard_tanh",
         kind="elementwise",
+        fast=Bounded(
+            bd.core(hard_tanh),
+            bd.core(hard_tanh_derivative),
+            bd.core(zero),
+            {
+                "min_val": bd.core_param(hard_tanh_param_grads, "min_val"),
+                "max_val": bd.core_param(hard_tanh_param_grads, "max_val"),
+            },
+        ),
         forward=hard_tanh,
         derivative=hard_tanh_derivative,
         second=zero,
@@ -178,10 +193,19 @@ def _hard_sigmoid_exact_derivative(x: mpfr) -> mpfr:
     return exact_constant(1, 6) if -3 < x < 3 else mpfr(0)
 
 
+def _hard_sigmoid_fast(x: bd.B) -> bd.B:
+    return bd.where(x.v <= -3, bd.zero(x), bd.where(x.v >= 3, x.like(1.0), (x + 3.0) / 6.0))
+
+
+def _hard_sigmoid_fast_derivative(x: bd.B) -> bd.B:
+    return bd.where((x.v > -3) & (x.v < 3), bd.constant(Fraction(1, 6), x), bd.zero(x))
+
+
 register(
     Activation(
         name="hard_sigmoid",
         kind="elementwise",
+        fast=Bounded(_hard_sigmoid_fast, _hard_sigmoid_fast_derivative, bd.core(zero)),
         forward=hard_sigmoid,
         derivative=hard_sigmoid_derivative,
         second=zero,
@@ -243,10 +267,23 @@ def _hard_silu_exact_second(x: mpfr) -> mpfr:
     return exact_constant(1, 3) if -3 < x < 3 else mpfr(0)
 
 
+def _hard_silu_fast(x: bd.B) -> bd.B:
+    return bd.where(x.v <= -3, bd.zero(x), bd.where(x.v >= 3, x, x * (x + 3.0) / 6.0))
+
+
+def _hard_silu_fast_derivative(x: bd.B) -> bd.B:
+    return bd.where(x.v <= -3, bd.zero(x), bd.where(x.v >= 3, x.like(1.0), (x * 2.0 + 3.0) / 6.0))
+
+
+def _hard_silu_fast_second(x: bd.B) -> bd.B:
+    return bd.where((x.v > -3) & (x.v < 3), bd.constant(Fraction(1, 3), x), bd.zero(x))
+
+
 register(
     Activation(
         name="hard_silu",
         kind="elementwise",
+        fast=Bounded(_hard_silu_fast, _hard_silu_fast_derivative, _hard_silu_fast_second),
         forward=hard_silu,
         derivative=hard_silu_derivative,
         second=hard_silu_second,
@@ -310,10 +347,22 @@ _SHRINK_KINKS = (
     Kink(at="-lambda", derivative=0.0, second_derivative=0.0, note="0, as PyTorch"),
 )
 
+
+def _softshrink_fast(x: bd.B, **p: float) -> bd.B:
+    lam = p["lambda"]
+    return bd.where(x.v > lam, x - lam, bd.where(x.v < -lam, x + lam, bd.zero(x)))
+
+
 register(
     Activation(
         name="softshrink",
         kind="elementwise",
+        fast=Bounded(
+            _softshrink_fast,
+            bd.core(shrink_derivative),
+            bd.core(zero),
+            {"lambda": bd.core_param(softshrink_param_grads, "lambda")},
+        ),
         forward=softshrink,
         derivative=shrink_derivative,
         second=zero,
@@ -350,6 +399,9 @@ register(
     Activation(
         name="hardshrink",
         kind="elementwise",
+        fast=Bounded(
+            bd.core(hardshrink), bd.core(shrink_derivative), bd.core(zero), {"lambda": bd.core(zero)}
+        ),
         forward=hardshrink,
         derivative=shrink_derivative,
         second=zero,
@@ -400,6 +452,12 @@ register(
     Activation(
         name="threshold",
         kind="elementwise",
+        fast=Bounded(
+            bd.core(threshold),
+            bd.core(threshold_derivative),
+            bd.core(zero),
+            {"threshold": bd.core(zero), "value": bd.core_param(threshold_param_grads, "value")},
+        ),
         forward=threshold,
         derivative=threshold_derivative,
         second=zero,
@@ -450,6 +508,12 @@ register(
     Activation(
         name="prelu",
         kind="elementwise",
+        fast=Bounded(
+            lambda x, weight: leaky_fast(x, weight),
+            lambda x, weight: leaky_fast_derivative(x, weight),
+            bd.core(zero),
+            {"weight": bd.core(lambda x, weight: np.where(x > 0, 0.0, x))},
+        ),
         forward=lambda x, weight: leaky_relu(x, weight),
         derivative=lambda x, weight: leaky_relu_derivative(x, weight),
         second=zero,
@@ -489,10 +553,24 @@ def _rrelu_exact_bound(x: mpfr, lower: mpfr, upper: mpfr) -> mpfr:
     return leaky_exact_slope_grad(x, mpq(1, 2))
 
 
+def _rrelu_fast_slope(x: bd.B, lower: float, upper: float) -> bd.B:
+    return (x.like(lower) + upper) * 0.5
+
+
+def _rrelu_fast_bound(x: bd.B, lower: float, upper: float) -> bd.B:
+    return bd.where(x.v > 0, bd.zero(x), x * 0.5)
+
+
 register(
     Activation(
         name="rrelu",
         kind="elementwise",
+        fast=Bounded(
+            lambda x, lower, upper: leaky_fast(x, _rrelu_fast_slope(x, lower, upper)),
+            lambda x, lower, upper: leaky_fast_derivative(x, _rrelu_fast_slope(x, lower, upper)),
+            bd.core(zero),
+            {"lower": _rrelu_fast_bound, "upper": _rrelu_fast_bound},
+        ),
         forward=lambda x, lower, upper: leaky_relu(x, _rrelu_slope(lower, upper)),
         derivative=lambda x, lower, upper: leaky_relu_derivative(x, _rrelu_slope(lower, upper)),
         second=zero,
@@ -581,10 +659,21 @@ def _sparse_sigmoid_exact(x: mpfr) -> mpfr:
     return mpfr(0) if x <= -1 else exact_constant(1) if x >= 1 else exactly((mpq(x) + 1) / 2)
 
 
+def _sparse_plus_fast(x: bd.B) -> bd.B:
+    return bd.where(x.v <= -1, bd.zero(x), bd.where(x.v >= 1, x, (x + 1.0).square() * 0.25))
+
+
+def _sparse_sigmoid_fast(x: bd.B) -> bd.B:
+    return bd.where(x.v <= -1, bd.zero(x), bd.where(x.v >= 1, x.like(1.0), (x + 1.0) * 0.5))
+
+
 register(
     Activation(
         name="sparse_plus",
         kind="elementwise",
+        fast=Bounded(
+            _sparse_plus_fast, _sparse_sigmoid_fast, bd.core(lambda x: np.where(np.abs(x) < 1, 0.5, 0.0))
+        ),
         forward=sparse_plus,
         derivative=sparse_plus_derivative,
         second=lambda x: _inside_unit(x, 0.5),
@@ -617,6 +706,9 @@ register(
     Activation(
         name="sparse_sigmoid",
         kind="elementwise",
+        fast=Bounded(
+            _sparse_sigmoid_fast, bd.core(lambda x: np.where(np.abs(x) < 1, 0.5, 0.0)), bd.core(zero)
+        ),
         forward=lambda x: 0.5 * np.clip(x + 1.0, 0.0, 2.0),
         derivative=lambda x: _inside_unit(x, 0.5),
         second=zero,
@@ -650,10 +742,21 @@ def _relu_squared_exact_second(x: mpfr) -> mpfr:
     return exact_constant(2) if x > 0 else mpfr(0)
 
 
+def _relu_squared_fast(x: bd.B) -> bd.B:
+    return bd.where(x.v > 0, x.square(), bd.zero(x))
+
+
+def _relu_squared_fast_derivative(x: bd.B) -> bd.B:
+    return bd.where(x.v > 0, x * 2.0, bd.zero(x))
+
+
 register(
     Activation(
         name="relu_squared",
         kind="elementwise",
+        fast=Bounded(
+            _relu_squared_fast, _relu_squared_fast_derivative, bd.core(lambda x: np.where(x > 0, 2.0, 0.0))
+        ),
         forward=lambda x: np.square(np.maximum(x, 0.0)),
         derivative=lambda x: 2.0 * np.maximum(x, 0.0),
         second=lambda x: np.where(x > 0, 2.0, 0.0),

@@ -207,6 +207,10 @@ class Activation:
     #: The function in exact arithmetic (elementwise functions): the reference that
     #: results in float16 and bfloat16, /check and /reference are correctly rounded from.
     exact: Exact | None = None
+    #: The quantities with running error bounds (:mod:`.bounded`): float64 and float32 results of
+    #: those it defines are correctly rounded (bounded evaluation, the exact definition where the
+    #: bound cannot decide); the others come from the NumPy functions above.
+    fast: Any = None
 
     def __post_init__(self) -> None:
         if (self.kind == "vector") != (self.vjp is not None):
@@ -247,7 +251,7 @@ class Activation:
     ) -> Array:
         """y = f(x) for ``x`` of any shape (vector functions along ``axis``)."""
         if self.kind == "elementwise":
-            return _finite(_call_blocks(self.forward, x, params, self.block, dtype), "y", dtype)
+            return _finite(self._elementwise("value", self.forward, x, params, dtype), "y", dtype)
         ax = self.check_axis(x, axis)
         y = _call(self.forward, np.moveaxis(x, ax, -1), params)
         return _finite(np.moveaxis(y, -1, ax), "y", dtype)
@@ -261,7 +265,7 @@ class Activation:
         appended last axis.
         """
         if self.kind == "elementwise":
-            return _finite(_call_blocks(self.derivative, x, params, self.block, dtype), "dydx", dtype)
+            return _finite(self._elementwise("derivative", self.derivative, x, params, dtype), "dydx", dtype)
         ax = self.check_axis(x, axis)
         xm = np.moveaxis(x, ax, -1)
         n = xm.shape[-1]
@@ -278,13 +282,17 @@ class Activation:
                 f"second derivatives are available for elementwise functions; "
                 f"{self.name} is a vector function (use order 1)",
             )
-        return _finite(_call_blocks(self.second, x, params, self.block, dtype), "d2ydx2", dtype)
+        return _finite(self._elementwise("second_derivative", self.second, x, params, dtype), "d2ydx2", dtype)
 
     def vector_jacobian_product(
         self, x: Array, g: Array, params: Mapping[str, float], axis: int = -1, dtype: DType = np.float64
     ) -> Array:
         """``g^T J``: the gradient with respect to x of ``sum(g * f(x))``."""
         if self.kind == "elementwise":
+            if self._rounded("derivative") is not None:
+                return _finite(
+                    self._elementwise("derivative", self.derivative, x, params, dtype, g), "grad_x", dtype
+                )
             dydx = _call_blocks(self.derivative, x, params, self.block)
             with np.errstate(over="ignore"):
                 return _finite(_times(g, dydx, x), "grad_x", dtype)
@@ -309,6 +317,15 @@ class Activation:
         self, x: Array, g: Array, params: Mapping[str, float], axis: int = -1, dtype: DType = np.float64
     ) -> dict[str, float]:
         """``{name: sum(g * dy/dtheta)}``: the update a training loop applies to each parameter."""
+        if self.kind == "elementwise" and any(self._rounded("value", p.name) for p in self.params):
+            from . import correct  # (imports this module)
+
+            fmt = "float32" if dtype is np.float32 else "float64"
+            sums = {}
+            for p in self.params:
+                total = correct.rounded_sum(self, p.name, x, g, params, fmt)
+                sums[p.name] = float(_finite(np.asarray(total), f"grad_params.{p.name}", dtype))
+            return sums
         grads = self._param_grads(x, params, axis)
         out = {}
         for name, dy in grads.items():
@@ -325,12 +342,54 @@ class Activation:
         if self.param_grads is None:
             raise NotSupported("wrt", f"{self.name} has no parameters to differentiate with respect to")
         if self.kind == "elementwise":
-            grads: dict[str, Array] = _call_blocks(self.param_grads, x, params, self.block, dtype)
-            return grads
+            fast = [p.name for p in self.params if self._rounded("value", p.name) is not None]
+            grads: dict[str, Array] = (
+                {}
+                if len(fast) == len(self.params)
+                else _call_blocks(self.param_grads, x, params, self.block, dtype)
+            )
+            for name in fast:
+                grads[name] = self._elementwise("value", None, x, params, dtype, param=name)
+            return {p.name: grads[p.name] for p in self.params}
         ax = self.check_axis(x, axis)
         with np.errstate(over="ignore"):
             grads = self.param_grads(np.moveaxis(x, ax, -1), **params)
         return {k: np.moveaxis(np.asarray(v, np.float64), -1, ax) for k, v in grads.items()}
+
+    def _rounded(self, quantity: str, param: str | None = None) -> Callable[..., Array] | None:
+        """The correctly rounded route of a quantity (see ``fast``), or None."""
+        from . import correct  # (imports this module)
+
+        if correct.bounded_of(self, quantity, param) is None:
+            return None
+        return correct.rounded
+
+    def _elementwise(
+        self,
+        quantity: str,
+        fn: Callable[..., Any] | None,
+        x: Array,
+        params: Mapping[str, float],
+        dtype: DType,
+        g: Array | None = None,
+        param: str | None = None,
+    ) -> Any:
+        """An elementwise quantity (times g), block by block: correctly rounded where the entry has
+        a fast definition of it, else from the NumPy function ``fn``."""
+        route = self._rounded(quantity, param)
+        if route is None:
+            assert fn is not None
+            assert g is None
+            return _call_blocks(fn, x, params, self.block, dtype)
+        fmt = "float32" if dtype is np.float32 else "float64"
+
+        def block(xb: Array, *gb: Array, **p: float) -> Array:
+            return route(self, quantity, xb, p, fmt, param, gb[0] if gb else None)
+
+        from . import correct  # (imports this module)
+
+        with correct.exact_budget(int(x.size)):
+            return _call_blocks(block, x, params, self.block, dtype, *(() if g is None else (g,)))
 
     def workspace_bytes(self, quantity: str, shape: tuple[int, ...], axis: int) -> int:
         """A conservative upper estimate of the bytes the core allocates at peak for one call.
@@ -520,8 +579,10 @@ def _call_blocks(
     params: Mapping[str, float],
     block: int,
     dtype: DType = np.float64,
+    *extra: Array,
 ) -> Any:
-    """An elementwise ``fn``: whole up to ``2 * block`` elements, else block by block.
+    """An elementwise ``fn``: whole up to ``2 * block`` elements, else block by block (``extra``
+    arrays of x's shape are sliced alongside x and passed after it).
 
     Returns what ``fn`` returns (an array or a dict of arrays).  The blocks of
     arrays over PARALLEL_MIN elements are shared between threads; the results
@@ -531,15 +592,16 @@ def _call_blocks(
     if x.ndim == 0:
         # A bare number: the functions assign through masks, which NumPy scalars do not
         # support (and scalar arithmetic warns where array arithmetic does not): one element.
-        out = _call(fn, x.reshape(1), params)
+        out = _call(fn, x.reshape(1), params, *(a.reshape(1) for a in extra))
         if isinstance(out, dict):
             return {k: v.reshape(()) for k, v in out.items()}
         return out.reshape(())
     if x.size <= 2 * block:
-        return _call(fn, x, params)
+        return _call(fn, x, params, *extra)
     flat = x.reshape(-1)
+    flats = [a.reshape(-1) for a in extra]
     started = time.perf_counter()
-    first = _call(fn, flat[:block], params)
+    first = _call(fn, flat[:block], params, *(a[:block] for a in flats))
     cheap = time.perf_counter() - started < PARALLEL_BLOCK_SECONDS
     outs = {key: np.empty(flat.size, dtype) for key in (first if isinstance(first, dict) else {"": first})}
 
@@ -550,7 +612,9 @@ def _call_blocks(
 
     def run(index: int) -> None:
         start = (index + 1) * block
-        store(start, _call(fn, flat[start : start + block], params))
+        store(
+            start, _call(fn, flat[start : start + block], params, *(a[start : start + block] for a in flats))
+        )
 
     store(0, first)
     del first

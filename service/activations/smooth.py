@@ -7,7 +7,9 @@ the rounding of the argument is amplified by exp, keep full relative accuracy.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from fractions import Fraction
 from typing import Any
 
 import gmpy2
@@ -15,7 +17,9 @@ import numpy as np
 from gmpy2 import mpfr
 from scipy import special
 
+from . import bounded as bd
 from . import exact
+from .bounded import Bounded
 from .elementwise import sech2
 from .exact import EXTENDED
 from .registry import Activation, Array, Exact, Example, Kink, Param, register
@@ -180,10 +184,27 @@ def _elu_exact_alpha(x: mpfr, alpha: mpfr) -> mpfr:
         return _expm1_exact(x)
 
 
+def _elu_fast(x: bd.B, alpha: float) -> bd.B:
+    return bd.where(x.v > 0, x, bd.expm1(x) * alpha)
+
+
+def _elu_fast_derivative(x: bd.B, alpha: float) -> bd.B:
+    return bd.where(x.v > 0, x.like(1.0), bd.exp(x) * alpha)
+
+
+def _elu_fast_second(x: bd.B, alpha: float) -> bd.B:
+    return bd.where(x.v > 0, bd.zero(x), bd.exp(x) * alpha)
+
+
+def _elu_fast_alpha(x: bd.B, alpha: float) -> bd.B:
+    return bd.where(x.v > 0, bd.zero(x), bd.expm1(x))
+
+
 register(
     Activation(
         name="elu",
         kind="elementwise",
+        fast=Bounded(_elu_fast, _elu_fast_derivative, _elu_fast_second, {"alpha": _elu_fast_alpha}),
         forward=elu,
         derivative=elu_derivative,
         second=lambda x, alpha: np.where(x > 0, 0.0, _scaled_exp(x, alpha)),
@@ -244,10 +265,30 @@ def _selu_exact_second(x: mpfr) -> mpfr:
         return _selu_scale_alpha() * _exp_neg(-x)
 
 
+def _selu_fast_constants(x: bd.B) -> tuple[bd.B, bd.B]:
+    scale = bd.constant(_SELU_SCALE_DIGITS, x)
+    return scale, scale * bd.constant(_SELU_ALPHA_DIGITS, x)
+
+
+def _selu_fast(x: bd.B) -> bd.B:
+    scale, scale_alpha = _selu_fast_constants(x)
+    return bd.where(x.v > 0, scale * x, scale_alpha * bd.expm1(x))
+
+
+def _selu_fast_derivative(x: bd.B) -> bd.B:
+    scale, scale_alpha = _selu_fast_constants(x)
+    return bd.where(x.v > 0, scale, scale_alpha * bd.exp(x))
+
+
+def _selu_fast_second(x: bd.B) -> bd.B:
+    return bd.where(x.v > 0, bd.zero(x), _selu_fast_constants(x)[1] * bd.exp(x))
+
+
 register(
     Activation(
         name="selu",
         kind="elementwise",
+        fast=Bounded(_selu_fast, _selu_fast_derivative, _selu_fast_second),
         forward=lambda x: np.where(x > 0, SELU_SCALE * x, SELU_SCALE_ALPHA * np.expm1(_negative(x))),
         derivative=lambda x: np.where(x > 0, SELU_SCALE, _scaled_exp(x, SELU_SCALE_ALPHA)),
         second=lambda x: np.where(x > 0, 0.0, _scaled_exp(x, SELU_SCALE_ALPHA)),
@@ -343,10 +384,29 @@ def _celu_exact_alpha(x: mpfr, alpha: mpfr) -> mpfr:
         return gmpy2.expm1(t) - t * gmpy2.exp(t)
 
 
+def _celu_fast(x: bd.B, alpha: float) -> bd.B:
+    return bd.where(x.v > 0, x, bd.expm1(bd.quotient(x, alpha)) * alpha)
+
+
+def _celu_fast_derivative(x: bd.B, alpha: float) -> bd.B:
+    return bd.where(x.v > 0, x.like(1.0), bd.exp(bd.quotient(x, alpha)))
+
+
+def _celu_fast_second(x: bd.B, alpha: float) -> bd.B:
+    return bd.where(x.v > 0, bd.zero(x), bd.exp(bd.quotient(x, alpha)) / alpha)
+
+
+def _celu_fast_alpha(x: bd.B, alpha: float) -> bd.B:
+    # expm1(t) - t e^t, t = x / alpha: cancels near 0, where the bound sends it to the exact route.
+    t = bd.quotient(x, alpha)
+    return bd.where(x.v > 0, bd.zero(x), bd.expm1(t) - t * bd.exp(t))
+
+
 register(
     Activation(
         name="celu",
         kind="elementwise",
+        fast=Bounded(_celu_fast, _celu_fast_derivative, _celu_fast_second, {"alpha": _celu_fast_alpha}),
         forward=lambda x, alpha: np.where(x > 0, x, alpha * np.expm1(_negative(x) / alpha)),
         derivative=lambda x, alpha: np.where(x > 0, 1.0, _celu_exp(x, alpha)),
         second=lambda x, alpha: np.where(x > 0, 0.0, _celu_exp(x, alpha) / alpha),
@@ -522,10 +582,37 @@ def _gelu_exact_second(x: mpfr) -> mpfr:
         return _normal_density(x) * (2 - x * x)
 
 
+INV_SQRT_2PI_DIGITS = bd._digits(lambda: 1 / gmpy2.sqrt(2 * gmpy2.const_pi()))
+
+
+def _gelu_fast_parts(x: bd.B) -> tuple[bd.B, bd.B]:
+    """Phi(x) = erfc(-x/sqrt 2)/2 and phi(x) = e^(-x^2/2)/sqrt(2 pi), their arguments carried in
+    double-double (erfc and exp amplify an argument's error by up to its square)."""
+    z = bd.times_constant(-x, INV_SQRT2)
+    x64 = np.clip(x.v.astype(np.float64), -1e150, 1e150)  # (beyond, phi is far below any format)
+    half_square = bd.from_dd(tuple(-0.5 * part for part in exact.two_prod(x64, x64)), x)
+    density = bd.exp(half_square) * bd.constant(INV_SQRT_2PI_DIGITS, x)
+    return bd.erfc(z) * 0.5, density
+
+
+def _gelu_fast(x: bd.B) -> bd.B:
+    return x * _gelu_fast_parts(x)[0]
+
+
+def _gelu_fast_derivative(x: bd.B) -> bd.B:
+    cdf, density = _gelu_fast_parts(x)
+    return cdf + x * density
+
+
+def _gelu_fast_second(x: bd.B) -> bd.B:
+    return _gelu_fast_parts(x)[1] * (2.0 - x.square())
+
+
 register(
     Activation(
         name="gelu",
         kind="elementwise",
+        fast=Bounded(_gelu_fast, _gelu_fast_derivative, _gelu_fast_second),
         blocked=True,
         forward=gelu,
         derivative=gelu_derivative,
@@ -638,10 +725,46 @@ def _gelu_tanh_exact_second(x: mpfr) -> mpfr:
         return _nonzero(_gelu_tanh_second_formula, x)
 
 
+#: Beyond this |x| gelu_tanh's v is formed at it (v ~ 1e300: sigma(v) is 0 or 1 at any such v).
+_GELU_TANH_CLAMP = 1e100
+
+
+def _gelu_tanh_fast_v(x: bd.B) -> tuple[bd.B, bd.B, bd.B]:
+    """v = 2 sqrt(2/pi) (x + 0.044715 x^3) in double-double (e^-v amplifies an error of v by |v|),
+    v' and v''."""
+    x64 = np.clip(x.v.astype(np.float64), -_GELU_TANH_CLAMP, _GELU_TANH_CLAMP)
+    zero = np.zeros_like(x64)
+    cube = bd.dd_mul((x64, zero), bd.dd_mul((x64, zero), (x64, zero)))
+    inner = bd.dd_add((x64, zero), bd.dd_mul(GELU_TANH_A, cube))
+    v = bd.from_dd(bd.dd_mul(GELU_TANH_K, inner), x)
+    k = bd.constant("1.5957691216057307117597842397375", x)
+    a = bd.constant("0.044715", x)
+    x2 = x.square()
+    return v, k * (1.0 + 3.0 * a * x2), 6.0 * k * a * x
+
+
+def _gelu_tanh_fast(x: bd.B) -> bd.B:
+    v = _gelu_tanh_fast_v(x)[0]
+    return x * bd.sigmoid_pair(v)[0]
+
+
+def _gelu_tanh_fast_derivative(x: bd.B) -> bd.B:
+    v, dv, _ = _gelu_tanh_fast_v(x)
+    return bd.sigmoid_pair(v)[0] + x * bd.dsig(v) * dv
+
+
+def _gelu_tanh_fast_second(x: bd.B) -> bd.B:
+    # 2 sigma'(v) v' + x (sigma''(v) v'^2 + sigma'(v) v''), sigma'' = -sigma' tanh(v/2).
+    v, dv, d2v = _gelu_tanh_fast_v(x)
+    ds = bd.dsig(v)
+    return 2.0 * ds * dv + x * ds * (d2v - bd.tanh(v * 0.5) * dv.square())
+
+
 register(
     Activation(
         name="gelu_tanh",
         kind="elementwise",
+        fast=Bounded(_gelu_tanh_fast, _gelu_tanh_fast_derivative, _gelu_tanh_fast_second),
         blocked=True,
         forward=gelu_tanh,
         derivative=gelu_tanh_derivative,
@@ -772,10 +895,32 @@ def _quick_gelu_exact_second(x: mpfr) -> mpfr:
         return _nonzero(lambda: _swish_exact_second(_quick_gelu_z(x), mpfr("1.702")))
 
 
+def swish_fast(x: bd.B, z: bd.B) -> bd.B:
+    """x sigma(z)."""
+    return x * bd.sigmoid_pair(z)[0]
+
+
+def swish_fast_derivative(z: bd.B) -> bd.B:
+    """sigma(z) (1 + z sigma(-z))."""
+    s, s_neg = bd.sigmoid_pair(z)
+    return s * (1.0 + z * s_neg)
+
+
+def swish_fast_second(z: bd.B, beta: float | bd.B) -> bd.B:
+    """beta sigma'(z) (2 - z tanh(z/2))."""
+    return bd.dsig(z) * (2.0 - z * bd.tanh(z * 0.5)) * beta
+
+
 register(
     Activation(
         name="silu",
         kind="elementwise",
+        fast=Bounded(
+            lambda x, beta: swish_fast(x, bd.product(x, beta)),
+            lambda x, beta: swish_fast_derivative(bd.product(x, beta)),
+            lambda x, beta: swish_fast_second(bd.product(x, beta), beta),
+            {"beta": lambda x, beta: x.square() * bd.dsig(bd.product(x, beta))},
+        ),
         blocked=True,
         forward=lambda x, beta: _swish(x, *exact.scale(x, beta)),
         derivative=lambda x, beta: _swish_derivative(x, *exact.scale(x, beta)),
@@ -804,10 +949,20 @@ register(
     )
 )
 
+
+def _quick_gelu_fast_z(x: bd.B) -> bd.B:
+    return bd.times_constant(x, QUICK_GELU_BETA)
+
+
 register(
     Activation(
         name="quick_gelu",
         kind="elementwise",
+        fast=Bounded(
+            lambda x: swish_fast(x, _quick_gelu_fast_z(x)),
+            lambda x: swish_fast_derivative(_quick_gelu_fast_z(x)),
+            lambda x: swish_fast_second(_quick_gelu_fast_z(x), bd.constant("1.702", x)),
+        ),
         blocked=True,
         forward=lambda x: _swish(x, *exact.scale(x, QUICK_GELU_BETA)),
         derivative=lambda x: _swish_derivative(x, *exact.scale(x, QUICK_GELU_BETA)),
@@ -917,10 +1072,41 @@ def _mish_exact_second(x: mpfr) -> mpfr:
     return _nonzero(_mish_second_formula, x)
 
 
+def _mish_fast_parts(x: bd.B) -> tuple[bd.B, bd.B, bd.B, bd.B]:
+    """tanh(softplus(x)), sech^2(softplus(x)), sigma(x) and sigma(-x), without cancellation:
+    with w = e^-|x|, for x > 0 T = (1 + 2w) / (1 + 2w + 2w^2), S = 4 w^2 (1 + w)^2 / D^2;
+    for x <= 0 T = N / (N + 2) with N = w (w + 2), S = 4 (1 + w)^2 / (N + 2)^2."""
+    w = bd.exp(-abs(x))
+    positive = x.v > 0
+    d_pos = 1.0 + 2.0 * w + 2.0 * w.square()
+    n = w * (w + 2.0)
+    one_w = (1.0 + w).square()
+    t = bd.where(positive, (1.0 + 2.0 * w) / d_pos, n / (n + 2.0))
+    s = bd.where(positive, 4.0 * w.square() * one_w / d_pos.square(), 4.0 * one_w / (n + 2.0).square())
+    sig, sig_neg = bd.sigmoid_pair(x)
+    return t, s, sig, sig_neg
+
+
+def _mish_fast(x: bd.B) -> bd.B:
+    return x * _mish_fast_parts(x)[0]
+
+
+def _mish_fast_derivative(x: bd.B) -> bd.B:
+    t, s, sig, _ = _mish_fast_parts(x)
+    return t + x * s * sig
+
+
+def _mish_fast_second(x: bd.B) -> bd.B:
+    # sech^2 sigma (2 + x (sigma(-x) - 2 T sigma))
+    t, s, sig, sig_neg = _mish_fast_parts(x)
+    return s * sig * (2.0 + x * (sig_neg - 2.0 * t * sig))
+
+
 register(
     Activation(
         name="mish",
         kind="elementwise",
+        fast=Bounded(_mish_fast, _mish_fast_derivative, _mish_fast_second),
         blocked=True,
         forward=mish,
         derivative=mish_derivative,
@@ -993,10 +1179,33 @@ def _softplus_exact_beta(x: mpfr, beta: mpfr) -> mpfr:
         return -(a * e / (1 + e) + gmpy2.log1p(e)) / (beta * beta)
 
 
+def _softplus_fast(x: bd.B, beta: float) -> bd.B:
+    z = bd.product(x, beta)
+    tail = bd.log1p_exp_neg(z) / beta
+    return bd.where(z.v > 0, x + tail, tail)
+
+
+def _softplus_fast_derivative(x: bd.B, beta: float) -> bd.B:
+    return bd.sigmoid_pair(bd.product(x, beta))[0]
+
+
+def _softplus_fast_second(x: bd.B, beta: float) -> bd.B:
+    return bd.dsig(bd.product(x, beta)) * beta
+
+
+def _softplus_fast_beta(x: bd.B, beta: float) -> bd.B:
+    # -(|z| sigma(-|z|) + log1p(e^-|z|)) / beta^2
+    a = abs(bd.product(x, beta))
+    return -(a * bd.sigmoid_pair(-a)[0] + bd.log1p_exp_neg(a)) / (x.like(beta) * beta)
+
+
 register(
     Activation(
         name="softplus",
         kind="elementwise",
+        fast=Bounded(
+            _softplus_fast, _softplus_fast_derivative, _softplus_fast_second, {"beta": _softplus_fast_beta}
+        ),
         blocked=True,
         forward=lambda x, beta: _softplus(x) if beta == 1.0 else _softplus_beta(x, beta)[0] / beta,
         derivative=lambda x, beta: _softplus_beta(x, beta)[1],
@@ -1054,10 +1263,25 @@ def _softsign_exact_second(x: mpfr) -> mpfr:
         return (-2 if x > 0 else 2) / (d * d * d)
 
 
+def _softsign_fast(x: bd.B) -> bd.B:
+    return x / (1.0 + abs(x))
+
+
+def _softsign_fast_derivative(x: bd.B) -> bd.B:
+    return 1.0 / (1.0 + abs(x)).square()
+
+
+def _softsign_fast_second(x: bd.B) -> bd.B:
+    d = 1.0 + abs(x)
+    cube = d.square() * d
+    return bd.where(x.v > 0, -2.0 / cube, bd.where(x.v < 0, 2.0 / cube, bd.zero(x)))
+
+
 register(
     Activation(
         name="softsign",
         kind="elementwise",
+        fast=Bounded(_softsign_fast, _softsign_fast_derivative, _softsign_fast_second),
         forward=lambda x: x / (1.0 + np.abs(x)),
         derivative=lambda x: np.square(_inv_one_plus_abs(x)),
         second=lambda x: -2.0 * np.sign(x) * _inv_one_plus_abs(x) ** 3,
@@ -1100,10 +1324,24 @@ def _log_sigmoid_exact_second(x: mpfr) -> mpfr:
         return -_dsig(x)
 
 
+def _log_sigmoid_fast(x: bd.B) -> bd.B:
+    tail = bd.log1p_exp_neg(x)
+    return bd.where(x.v < 0, x - tail, -tail)
+
+
+def _log_sigmoid_fast_derivative(x: bd.B) -> bd.B:
+    return bd.sigmoid_pair(x)[1]
+
+
+def _log_sigmoid_fast_second(x: bd.B) -> bd.B:
+    return -bd.dsig(x)
+
+
 register(
     Activation(
         name="log_sigmoid",
         kind="elementwise",
+        fast=Bounded(_log_sigmoid_fast, _log_sigmoid_fast_derivative, _log_sigmoid_fast_second),
         # min(x, 0) - log1p(exp(-|x|)): both terms <= 0, so nothing cancels.
         forward=lambda x: np.minimum(x, 0.0) - np.log1p(np.exp(-np.abs(x))),
         derivative=lambda x: exact.logistic(-x),
@@ -1195,10 +1433,50 @@ def _tanhshrink_exact_second(x: mpfr) -> mpfr:
         return value if x > 0 else -value
 
 
+def _bernoulli(n: int) -> Fraction:
+    """The Bernoulli number B_n (B_1 = +1/2), exactly (Akiyama and Tanigawa's algorithm)."""
+    a = [Fraction(0)] * (n + 1)
+    for m in range(n + 1):
+        a[m] = Fraction(1, m + 1)
+        for j in range(m, 0, -1):
+            a[j - 1] = j * (a[j - 1] - a[j])
+    return a[0]
+
+
+#: x - tanh x = sum over n >= 2 of -c_n x^(2n-1), c_n the Taylor coefficients of tanh
+#: (2^2n (2^2n - 1) B_2n / (2n)!): 24 terms reach 2^-80 relative for |x| <= 1/2.
+_TANHSHRINK_SERIES = tuple(
+    -Fraction(2 ** (2 * n) * (2 ** (2 * n) - 1)) * _bernoulli(2 * n) / math.factorial(2 * n)
+    for n in range(2, 26)
+)
+_TANHSHRINK_SERIES_UP_TO = 0.5
+
+
+def _tanhshrink_fast(x: bd.B) -> bd.B:
+    small = np.abs(x.v) <= _TANHSHRINK_SERIES_UP_TO
+    x_small = bd.where(small, x, bd.zero(x))
+    x2 = x_small.square()
+    total = bd.constant(_TANHSHRINK_SERIES[-1], x)
+    for c in reversed(_TANHSHRINK_SERIES[:-1]):
+        total = total * x2 + bd.constant(c, x)
+    series = total * x2 * x_small
+    return bd.where(small, series, x - bd.tanh(x))
+
+
+def _tanhshrink_fast_derivative(x: bd.B) -> bd.B:
+    return bd.tanh(x).square()
+
+
+def _tanhshrink_fast_second(x: bd.B) -> bd.B:
+    e = bd.exp(abs(x) * -2.0)
+    return 2.0 * bd.tanh(x) * 4.0 * e / (1.0 + e).square()
+
+
 register(
     Activation(
         name="tanhshrink",
         kind="elementwise",
+        fast=Bounded(_tanhshrink_fast, _tanhshrink_fast_derivative, _tanhshrink_fast_second),
         blocked=True,
         forward=tanhshrink,
         derivative=lambda x: np.square(np.tanh(x)),
@@ -1291,10 +1569,36 @@ def _squareplus_exact_b(x: mpfr, b: mpfr) -> mpfr:
         return 1 / (4 * gmpy2.sqrt(x2 + b))
 
 
+def _squareplus_fast_root(x: bd.B, b: float) -> bd.B:
+    return bd.sqrt(x.square() + b)
+
+
+def _squareplus_fast(x: bd.B, b: float) -> bd.B:
+    s = _squareplus_fast_root(x, b)
+    return bd.where(x.v >= 0, (x + s) * 0.5, x.like(b) / ((s - x) * 2.0))
+
+
+def _squareplus_fast_derivative(x: bd.B, b: float) -> bd.B:
+    s = _squareplus_fast_root(x, b)
+    return bd.where(x.v >= 0, (1.0 + x / s) * 0.5, x.like(b) / (s * (s - x) * 2.0))
+
+
+def _squareplus_fast_second(x: bd.B, b: float) -> bd.B:
+    s = _squareplus_fast_root(x, b)
+    return x.like(b) / (s.square() * s * 2.0)
+
+
+def _squareplus_fast_b(x: bd.B, b: float) -> bd.B:
+    return 0.25 / _squareplus_fast_root(x, b)
+
+
 register(
     Activation(
         name="squareplus",
         kind="elementwise",
+        fast=Bounded(
+            _squareplus_fast, _squareplus_fast_derivative, _squareplus_fast_second, {"b": _squareplus_fast_b}
+        ),
         blocked=True,
         forward=squareplus,
         derivative=squareplus_derivative,
@@ -1332,6 +1636,7 @@ register(
     Activation(
         name="exponential",
         kind="elementwise",
+        fast=Bounded(bd.exp, bd.exp, bd.exp),
         forward=np.exp,
         derivative=np.exp,
         second=np.exp,

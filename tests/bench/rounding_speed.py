@@ -1,0 +1,148 @@
+"""What correct rounding costs: 1M elements of every elementwise function, float64 and float32.
+
+Three columns per function and format, side by side in one run (medians of --repeat runs,
+interleaved so that the machine's noise falls on all alike):
+
+* ``rounded``: the service's core today, correctly rounded (bounded long double evaluation and
+  the exact route for the elements it cannot decide), with every core (``set_threads``);
+* ``numpy``: the previous NumPy core, the same functions in float64 without the rounding test
+  (``Activation.forward``, in the same blocks and threads), which is a few ULP off;
+* ``torch``: PyTorch's CPU kernel on one thread (torch is used here only; install it with
+  ``pip install torch==2.13.0``; without it the column is left out).
+
+    python -m tests.bench.rounding_speed [--elements 1000000] [--repeat 3] [--only gelu,silu]
+
+The last lines give the ratio rounded / numpy (median over the functions, and the largest) and
+the share of elements that went to the exact route.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from service import activations
+from service.activations import bounded, correct, registry
+
+
+def _torch_functions() -> dict[str, Callable[[Any], Any]]:
+    try:
+        import torch
+        import torch.nn.functional as F  # noqa: N812
+    except ImportError:
+        return {}
+    torch.set_num_threads(1)
+    return {
+        "step": lambda t: (t > 0).to(t.dtype),
+        "identity": lambda t: t.clone(),
+        "sigmoid": torch.sigmoid,
+        "tanh": torch.tanh,
+        "relu": F.relu,
+        "leaky_relu": lambda t: F.leaky_relu(t, 0.01),
+        "relu6": F.relu6,
+        "hard_tanh": F.hardtanh,
+        "hard_sigmoid": F.hardsigmoid,
+        "hard_silu": F.hardswish,
+        "softshrink": lambda t: F.softshrink(t, 0.5),
+        "hardshrink": lambda t: F.hardshrink(t, 0.5),
+        "threshold": lambda t: F.threshold(t, 0.0, 0.0),
+        "prelu": lambda t: F.prelu(t, torch.tensor([0.25], dtype=t.dtype)),
+        "rrelu": lambda t: F.rrelu(t, training=False),
+        "relu_squared": lambda t: torch.square(F.relu(t)),
+        "elu": F.elu,
+        "selu": F.selu,
+        "celu": F.celu,
+        "gelu": F.gelu,
+        "gelu_tanh": lambda t: F.gelu(t, approximate="tanh"),
+        "silu": F.silu,
+        "quick_gelu": lambda t: t * torch.sigmoid(1.702 * t),
+        "mish": F.mish,
+        "softplus": F.softplus,
+        "softsign": F.softsign,
+        "log_sigmoid": F.logsigmoid,
+        "tanhshrink": F.tanhshrink,
+        "squareplus": lambda t: 0.5 * (t + torch.sqrt(t * t + 4.0)),
+        "exponential": torch.exp,
+    }
+
+
+def _time(fn: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _exact_share(entry: activations.Activation, x: np.ndarray[Any, Any], fmt: str) -> float:
+    fn = correct.bounded_of(entry, "value")
+    with np.errstate(all="ignore"):
+        b = fn(bounded.B.exact(x[:200_000], np.longdouble), **entry.bind({}))
+        _, sure = bounded.decide(b, correct.FORMATS[fmt].numpy)
+    return float(1 - np.mean(sure))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--elements", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--only", default="")
+    args = parser.parse_args()
+    torch_fns = _torch_functions()
+    only = set(filter(None, args.only.split(",")))
+    rng = np.random.default_rng(0)
+    x64 = rng.normal(0.0, 3.0, args.elements)
+    print(
+        f"{args.elements:,} elements of N(0, 3^2); medians of {args.repeat}; threads: {registry.get_threads()}"
+    )
+    print(
+        f"{'function':14s} {'dtype':8s} {'rounded':>9s} {'numpy':>9s} {'torch':>9s} {'r/numpy':>8s} {'r/torch':>8s} {'exact':>7s}"
+    )
+    ratios: dict[str, list[float]] = {"float64": [], "float32": []}
+    for entry in activations.entries():
+        if entry.fast is None or (only and entry.name not in only):
+            continue
+        params = entry.bind({})
+        for dtype in (np.float64, np.float32):
+            name = np.dtype(dtype).name
+            x = x64.astype(dtype)
+            rounded_t, numpy_t, torch_t = [], [], []
+            tensor = None
+            if entry.name in torch_fns:
+                import torch
+
+                tensor = torch.from_numpy(x.copy())
+            for _ in range(args.repeat):
+                rounded_t.append(_time(lambda: entry.value(x, params, -1, dtype)))  # noqa: B023
+                numpy_t.append(
+                    _time(
+                        lambda: registry._call_blocks(
+                            entry.forward, x.astype(np.float64), params, entry.block, dtype
+                        )
+                    )  # noqa: B023
+                )
+                if tensor is not None:
+                    torch_t.append(_time(lambda: torch_fns[entry.name](tensor)))  # noqa: B023
+            r, n = statistics.median(rounded_t), statistics.median(numpy_t)
+            t = statistics.median(torch_t) if torch_t else float("nan")
+            ratios[name].append(r / n)
+            share = _exact_share(entry, x.astype(np.float64), name)
+            print(
+                f"{entry.name:14s} {name:8s} {r * 1e3:7.1f}ms {n * 1e3:7.1f}ms {t * 1e3:7.1f}ms "
+                f"{r / n:8.2f} {r / t:8.2f} {share * 100:6.2f}%"
+            )
+    for name, values in ratios.items():
+        if values:
+            print(
+                f"{name}: rounded / numpy core: median {statistics.median(values):.2f}x, "
+                f"largest {max(values):.2f}x over {len(values)} functions"
+            )
+
+
+if __name__ == "__main__":
+    main()
