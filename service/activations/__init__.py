@@ -4,7 +4,13 @@ Importing this package registers every activation; the rest of the service
 reaches them through :func:`get`, :func:`names` and :func:`entries`.
 """
 
-from . import elementwise, piecewise, smooth, vector  # noqa: F401  (registers the entries)
+from . import (  # noqa: F401  (registers the entries)
+    correct,
+    elementwise,
+    piecewise,
+    smooth,
+    vector,
+)
 from .registry import (
     USES,
     Activation,

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextvars
 import math
+import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -39,6 +40,7 @@ import ml_dtypes
 import numpy as np
 from gmpy2 import mpfr
 
+from . import registry
 from .bounded import B, decide
 from .registry import (
     Activation,
@@ -311,6 +313,8 @@ def _times(factor: float, fn: Callable[..., Any]) -> Callable[..., Any]:
     exact = mpfr(factor, 53)
 
     def product(v: Any, **p: Any) -> Any:
+        if exact == 0:
+            return mpfr(0)  # exactly 0, whatever fn(v) is (and without its underflow: +0)
         value = fn(v, **p)
         with gmpy2.context(gmpy2.get_context(), precision=gmpy2.get_context().precision + 64):
             return exact * value
@@ -420,6 +424,12 @@ def rounded(
     first such one in ``x`` may be left NaN (the caller refuses the request at the first)."""
     fn = bounded_of(entry, quantity, param)
     assert fn is not None
+    exact_numpy = getattr(fn, "numpy", None)
+    if exact_numpy is not None:
+        # Results exact in float64 (x, 0, 1, a parameter): rounded once, by the caller's conversion.
+        y = np.asarray(exact_numpy(np.asarray(x, np.float64), **params), np.float64)
+        y = y + 0.0  # an exact 0 is +0 (-0 + 0 = +0)
+        return y if g is None else _exact_products(y, g, entry, quantity, x, params, fmt_name, param)
     fmt = FORMATS[fmt_name]
     work = _WORKING[fmt_name]
     flat = np.ravel(x)
@@ -441,6 +451,38 @@ def rounded(
             r[unsure] = fill
         out[start : start + xs.size] = r
     return out.reshape(np.shape(x))
+
+
+def _exact_products(
+    y: Array,
+    g: Array,
+    entry: Activation,
+    quantity: str,
+    x: Array,
+    params: Mapping[str, float],
+    fmt_name: str,
+    param: str | None,
+) -> Array:
+    """g * y for a y exact in float64, correctly rounded: where y is 0 or +-1 (or a power of two)
+    the product is exact; otherwise it goes through the bounded route."""
+    gy = np.asarray(g, np.float64) * y
+    _, exponent = np.frexp(y)
+    mantissa = np.ldexp(y, -exponent)
+    simple = (y == 0) | (np.abs(mantissa) == 0.5)
+    if fmt_name == "float32":
+        simple &= np.abs(gy) >= np.finfo(np.float32).smallest_normal  # (no float32 underflow)
+    if simple.all():
+        return gy + 0.0  # exact; an exact 0 (g or y is 0) is +0
+    with np.errstate(all="ignore"):
+        b = B.exact(y, _WORKING[fmt_name]) * B.exact(g, _WORKING[fmt_name])
+        r, sure = decide(b, FORMATS[fmt_name].numpy)
+    unsure = np.flatnonzero(~np.ravel(sure))
+    if unsure.size:
+        flat_r = np.ravel(r)
+        flat_r[unsure] = _exact_in_order(
+            entry, quantity, np.ravel(x), np.ravel(g), 0, unsure, params, FORMATS[fmt_name], param
+        )
+    return r
 
 
 def _exact_in_order(
@@ -485,29 +527,39 @@ def rounded_sum(
     fmt = FORMATS[fmt_name]
     work = _WORKING[fmt_name]
     flat, gflat = np.ravel(x), np.ravel(g)
-    parts: list[Any] = []
+    # Each chunk's products, summed exactly: their sum as s + r (s correctly rounded, r the rest,
+    # itself rounded: its error, at most half an ULP of r, is added to the bound).
+    heads: list[float] = []
     bound = 0.0
-    with np.errstate(all="ignore"):
-        for start in range(0, flat.size, FAST_CHUNK):
-            b = fn(B.exact(flat[start : start + FAST_CHUNK], work), **params)
-            b = (b * B.exact(gflat[start : start + FAST_CHUNK], work)).folded()
-            hi = b.v.astype(np.float64)
-            parts.extend((hi, (b.v - hi.astype(work)).astype(np.float64)))
-            bound += float(np.sum(b.e, dtype=work))
-    values = np.concatenate(parts) if parts else np.zeros(0)
-    if np.isfinite(values).all() and math.isfinite(bound):
-        try:
-            first = math.fsum(values.tolist())
-            rest = math.fsum([*values.tolist(), -first])
-        except OverflowError:
-            first = math.inf
-        if math.isfinite(first):
-            total = B(np.asarray([first], work) + np.asarray([rest], work), np.asarray([bound], work))
-            with np.errstate(all="ignore"):
-                total.e = (
-                    total.e * (1 + 2.0**-30) + abs(rest) * 2.0**-52 + float(np.finfo(work).smallest_subnormal)
-                )
-                r, sure = decide(total, fmt.numpy)
-            if bool(sure[0]):
-                return float(r[0])
+    try:
+        with np.errstate(all="ignore"):
+            for start in range(0, flat.size, FAST_CHUNK):
+                b = fn(B.exact(flat[start : start + FAST_CHUNK], work), **params)
+                b = (b * B.exact(gflat[start : start + FAST_CHUNK], work)).folded()
+                hi = b.v.astype(np.float64)
+                lo = (b.v - hi.astype(work)).astype(np.float64)
+                if not (np.isfinite(hi).all() and np.isfinite(lo).all()):
+                    raise OverflowError
+                terms = [*hi.tolist(), *lo.tolist()]
+                head = math.fsum(terms)
+                terms.append(-head)
+                rest = math.fsum(terms)
+                heads += (head, rest)
+                bound += float(np.sum(b.e, dtype=work)) + abs(rest) * 2.0**-52
+            first = math.fsum(heads)
+            heads.append(-first)
+            second = math.fsum(heads)
+    except OverflowError:
+        first = math.inf
+    if math.isfinite(first) and math.isfinite(bound):
+        total = B(np.asarray([first], work) + np.asarray([second], work), np.asarray([bound], work))
+        with np.errstate(all="ignore"):
+            tiny = float(np.finfo(work).smallest_subnormal)
+            total.e = total.e * (1 + 2.0**-30) + abs(second) * 2.0**-52 + (len(heads) + 2) * tiny
+            r, sure = decide(total, fmt.numpy)
+        if bool(sure[0]):
+            return float(r[0])
     return summed(entry, param, x, g, params, fmt)
+
+
+registry.use_rounding(sys.modules[__name__])

@@ -318,12 +318,10 @@ class Activation:
     ) -> dict[str, float]:
         """``{name: sum(g * dy/dtheta)}``: the update a training loop applies to each parameter."""
         if self.kind == "elementwise" and any(self._rounded("value", p.name) for p in self.params):
-            from . import correct  # (imports this module)
-
             fmt = "float32" if dtype is np.float32 else "float64"
             sums = {}
             for p in self.params:
-                total = correct.rounded_sum(self, p.name, x, g, params, fmt)
+                total = _ROUNDING.rounded_sum(self, p.name, x, g, params, fmt)
                 sums[p.name] = float(_finite(np.asarray(total), f"grad_params.{p.name}", dtype))
             return sums
         grads = self._param_grads(x, params, axis)
@@ -358,11 +356,11 @@ class Activation:
 
     def _rounded(self, quantity: str, param: str | None = None) -> Callable[..., Array] | None:
         """The correctly rounded route of a quantity (see ``fast``), or None."""
-        from . import correct  # (imports this module)
-
-        if correct.bounded_of(self, quantity, param) is None:
+        if self.fast is None or _ROUNDING is None:
             return None
-        return correct.rounded
+        if _ROUNDING.bounded_of(self, quantity, param) is None:
+            return None
+        return _ROUNDING.rounded  # type: ignore[no-any-return]
 
     def _elementwise(
         self,
@@ -386,9 +384,7 @@ class Activation:
         def block(xb: Array, *gb: Array, **p: float) -> Array:
             return route(self, quantity, xb, p, fmt, param, gb[0] if gb else None)
 
-        from . import correct  # (imports this module)
-
-        with correct.exact_budget(int(x.size)):
+        with _ROUNDING.exact_budget(int(x.size)):
             return _call_blocks(block, x, params, self.block, dtype, *(() if g is None else (g,)))
 
     def workspace_bytes(self, quantity: str, shape: tuple[int, ...], axis: int) -> int:
@@ -489,6 +485,18 @@ class Activation:
         if self.output_length is not None:
             self.output_length(shape[ax])
         return ax
+
+
+#: The correctly rounded route (:mod:`.correct`, which installs itself with :func:`use_rounding`
+#: when the package is imported: it imports this module, so this one cannot import it).
+_ROUNDING: Any = None
+
+
+def use_rounding(route: Any) -> None:
+    """Install the correctly rounded route: an object with ``bounded_of``, ``rounded``,
+    ``rounded_sum`` and ``exact_budget`` (the module :mod:`.correct`)."""
+    global _ROUNDING
+    _ROUNDING = route
 
 
 #: Elementwise functions marked ``blocked`` run over blocks of this many elements:
