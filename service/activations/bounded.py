@@ -83,8 +83,8 @@ class B:
     def like(self, c: float | B) -> B:
         if isinstance(c, B):
             return c.folded()
-        v = np.asarray(c, dtype=self.v.dtype)
-        return B(np.broadcast_to(v, self.v.shape), np.zeros(self.v.shape, self.v.dtype))
+        # A 0-d value and error: they broadcast against arrays (no array of zeros to fill).
+        return B(np.asarray(c, dtype=self.v.dtype), np.zeros((), self.v.dtype))
 
     def folded(self) -> B:
         if self.lo is None:
@@ -448,7 +448,8 @@ def decide(b: B, target: Any) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any
     round): its zero is +0, as the exact definitions give it.
     """
     s = b.folded()
-    v = s.v
+    v, e_in = np.broadcast_arrays(s.v, s.e)
+    s = B(v, e_in)
     work = v.dtype
     info = np.finfo(target)
     with np.errstate(all="ignore"):

@@ -441,6 +441,8 @@ def rounded(
             b = fn(B.exact(xs, work), **params)
             if gflat is not None:
                 b = b * B.exact(gflat[start : start + FAST_CHUNK], work)
+            b = b.folded()
+            b = B(*np.broadcast_arrays(b.v, b.e, np.empty(xs.shape, work))[:2])
             r, sure = decide(b, fmt.numpy)
         unsure = np.flatnonzero(~sure)
         if unsure.size:
@@ -466,9 +468,9 @@ def _exact_products(
     """g * y for a y exact in float64, correctly rounded: where y is 0 or +-1 (or a power of two)
     the product is exact; otherwise it goes through the bounded route."""
     gy = np.asarray(g, np.float64) * y
-    _, exponent = np.frexp(y)
-    mantissa = np.ldexp(y, -exponent)
-    simple = (y == 0) | (np.abs(mantissa) == 0.5)
+    # y is 0 or a normal power of two (0 and +-1 for the functions that take this route): the
+    # product is exact but where it underflows.
+    simple = (y.view(np.uint64) & np.uint64((1 << 52) - 1)) == 0
     if fmt_name == "float32":
         simple &= np.abs(gy) >= np.finfo(np.float32).smallest_normal  # (no float32 underflow)
     if simple.all():

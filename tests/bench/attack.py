@@ -737,6 +737,26 @@ def attack_inference_gzip_bomb(server: Server, row: Row) -> None:
     repeat(server, row, [payload], clients=4, seconds=10, grace=15)
 
 
+@cache
+def hard_to_round_npy() -> bytes:
+    """200,000 odd subnormals: gelu(x) = x/2 + ... is a float64 midpoint plus a hair at each, so
+    the rounding test decides none of them and every one would go to the exact route."""
+    x = (np.arange(200_000, dtype=np.float64) * 2 + 1) * 5e-324
+    out = io.BytesIO()
+    np.save(out, x)
+    return out.getvalue()
+
+
+def attack_hard_to_round(server: Server, row: Row) -> None:
+    body = hard_to_round_npy()
+    row.notes.append(
+        f"body {len(body) / MIB:.1f} MiB: 200,000 gelu inputs that the rounding test cannot decide "
+        "(the exact route takes at most 65,536 + 5% of them, then 422)"
+    )
+    payload = request("POST", "/activate/npy?activation=gelu", body, content_type="application/octet-stream")
+    repeat(server, row, [payload], clients=2, seconds=10, grace=30)
+
+
 def attack_slow_clients(server: Server, row: Row) -> None:
     groups = {
         "partial body, Content-Length 100000": (
@@ -856,6 +876,7 @@ ATTACKS: list[tuple[str, Callable[[Server, Row], None], tuple[str, ...]]] = [
     ("7 1080 slow/idle clients", attack_slow_clients, ()),
     ("8 128 KB header, 500 fields", attack_big_headers, ()),
     ("9 gzip bomb to /v2 infer", attack_inference_gzip_bomb, ()),
+    ("10 200k hard-to-round inputs", attack_hard_to_round, ()),
 ]
 
 
