@@ -523,7 +523,8 @@ def rounded_sum(
 ) -> float:
     """sum(g * dy/dparam), correctly rounded to float64 or float32: the bounded products are summed
     exactly (each long double split into two float64 parts, added by ``math.fsum``), and the sum is
-    decided with the sum of their bounds; the exact sum of the exact products where that fails."""
+    decided with the sum of their bounds; the exact sum of the exact products where that fails, up
+    to EXACT_FLOOR terms (beyond, the bounded sum rounded once: see below)."""
     fn = bounded_of(entry, "value", param)
     assert fn is not None
     fmt = FORMATS[fmt_name]
@@ -559,7 +560,10 @@ def rounded_sum(
             tiny = float(np.finfo(work).smallest_subnormal)
             total.e = total.e * (1 + 2.0**-30) + abs(second) * 2.0**-52 + (len(heads) + 2) * tiny
             r, sure = decide(total, fmt.numpy)
-        if bool(sure[0]):
+        if bool(sure[0]) or flat.size > EXACT_FLOOR:
+            # Beyond EXACT_FLOOR terms the exact sum (every term held at a working precision,
+            # 20-100 us a term) is not attempted: the sum of the bounded products, rounded once,
+            # within the sum of their bounds (about 2^-61 of the sum of the terms' magnitudes).
             return float(r[0])
     return summed(entry, param, x, g, params, fmt)
 

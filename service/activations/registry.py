@@ -405,7 +405,8 @@ class Activation:
         )
 
     def _per_element(self, quantity: str) -> float:
-        key = self.kind + (" blocked" if self.kind == "elementwise" and self.blocked else "")
+        heavy = self._in_chunks and not self._exact_in_numpy(quantity)
+        key = self.kind + (" blocked" if self.kind == "elementwise" and heavy else "")
         return self.workspace.get(quantity, WORKSPACE[key].get(quantity, 0.0))
 
     def _workspace_terms(self, quantity: str, shape: tuple[int, ...], axis: int) -> tuple[int, int]:
@@ -428,6 +429,8 @@ class Activation:
             "parameter_jacobian": 8 * k + 4,
             "parameter_vjp": 8 * k + 8,
         }[quantity]
+        if quantity == "parameter_vjp" and self.fast is not None:
+            results = 0  # summed chunk by chunk: no array of products (the figure covers the rest)
         if self.kind == "elementwise":
             if size <= 2 * self.block:
                 return results * size, size  # evaluated whole
@@ -458,10 +461,32 @@ class Activation:
         group = max(1, JACOBIAN_BLOCK // max(1, m * n)) if m * n <= JACOBIAN_BLOCK else 1
         return fixed, min(size, group * n)
 
+    def _exact_in_numpy(self, quantity: str) -> bool:
+        """Whether a correctly rounded quantity comes straight from NumPy (its float64 results are
+        exact: x, 0, 1, a parameter), without the bounded evaluation's long double arrays."""
+        if self.fast is None or self.blocked:
+            return False
+        fast = self.fast
+        defs = {
+            "value": [fast.value],
+            "derivative": [fast.derivative],
+            "second_derivative": [fast.second],
+            "vjp": [fast.derivative],
+            "parameter_jacobian": list(fast.params.values()),
+            "parameter_vjp": list(fast.params.values()),
+        }.get(quantity, [None])
+        return bool(defs) and all(getattr(d, "numpy", None) is not None for d in defs)
+
+    @property
+    def _in_chunks(self) -> bool:
+        """Evaluated in blocks of CHUNK: marked ``blocked``, or correctly rounded (whose bounded
+        evaluation works on CHUNK elements at a time, in long double)."""
+        return self.blocked or self.fast is not None
+
     @property
     def block(self) -> int:
         """The elements of one block when an elementwise array is evaluated in blocks."""
-        return CHUNK if self.blocked else BLOCK
+        return CHUNK if self._in_chunks else BLOCK
 
     def output_shape(self, shape: tuple[int, ...], axis: int) -> tuple[int, ...]:
         """The shape of y for an input of ``shape`` (``axis`` already normalised)."""
@@ -541,20 +566,25 @@ QUANTITIES = (
 #: "jacobian" for vector ones.
 WORKSPACE: Mapping[str, Mapping[str, float]] = {
     "elementwise blocked": {
-        "value": 136.0,
-        "derivative": 136.0,
-        "second_derivative": 176.0,
-        "vjp": 116.0,
-        "parameter_jacobian": 76.0,
-        "parameter_vjp": 52.0,
+        # Correctly rounded functions: a chunk's long double values and bounds (16 bytes each,
+        # some 25 arrays of them at the peak); parameter_vjp holds every term of an exact sum
+        # (up to 65,536 of them) as Python numbers.
+        "value": 460.0,
+        "derivative": 460.0,
+        "second_derivative": 460.0,
+        "vjp": 460.0,
+        "parameter_jacobian": 300.0,
+        "parameter_vjp": 750.0,
     },
     "elementwise": {
-        "value": 28.0,
-        "derivative": 70.0,
-        "second_derivative": 70.0,
-        "vjp": 60.0,
-        "parameter_jacobian": 50.0,
-        "parameter_vjp": 28.0,
+        # Quantities exact in NumPy (x, 0, 1, a parameter), in blocks of CHUNK, and the NumPy
+        # functions of quantities without a bounded definition.
+        "value": 120.0,
+        "derivative": 120.0,
+        "second_derivative": 120.0,
+        "vjp": 160.0,
+        "parameter_jacobian": 120.0,
+        "parameter_vjp": 200.0,
     },
     "vector": {
         "value": 90.0,

@@ -33,7 +33,7 @@ from service.activations import bounded, correct, registry
 def _torch_functions() -> dict[str, Callable[[Any], Any]]:
     try:
         import torch
-        import torch.nn.functional as F  # noqa: N812
+        import torch.nn.functional as F
     except ImportError:
         return {}
     torch.set_num_threads(1)
@@ -85,6 +85,30 @@ def _exact_share(entry: activations.Activation, x: np.ndarray[Any, Any], fmt: st
     return float(1 - np.mean(sure))
 
 
+def _timings(
+    entry: activations.Activation,
+    x: np.ndarray[Any, Any],
+    params: dict[str, float],
+    dtype: Any,
+    torch_fn: Callable[[Any], Any] | None,
+    repeat: int,
+) -> tuple[list[float], list[float], list[float]]:
+    """Seconds per run of the three, interleaved."""
+    rounded_t, numpy_t, torch_t = [], [], []
+    tensor = None
+    if torch_fn is not None:
+        import torch
+
+        tensor = torch.from_numpy(x.copy())
+    x64 = x.astype(np.float64)
+    for _ in range(repeat):
+        rounded_t.append(_time(lambda: entry.value(x, params, -1, dtype)))
+        numpy_t.append(_time(lambda: registry._call_blocks(entry.forward, x64, params, entry.block, dtype)))
+        if torch_fn is not None:
+            torch_t.append(_time(lambda: torch_fn(tensor)))
+    return rounded_t, numpy_t, torch_t
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -111,23 +135,9 @@ def main() -> None:
         for dtype in (np.float64, np.float32):
             name = np.dtype(dtype).name
             x = x64.astype(dtype)
-            rounded_t, numpy_t, torch_t = [], [], []
-            tensor = None
-            if entry.name in torch_fns:
-                import torch
-
-                tensor = torch.from_numpy(x.copy())
-            for _ in range(args.repeat):
-                rounded_t.append(_time(lambda: entry.value(x, params, -1, dtype)))  # noqa: B023
-                numpy_t.append(
-                    _time(
-                        lambda: registry._call_blocks(
-                            entry.forward, x.astype(np.float64), params, entry.block, dtype
-                        )
-                    )  # noqa: B023
-                )
-                if tensor is not None:
-                    torch_t.append(_time(lambda: torch_fns[entry.name](tensor)))  # noqa: B023
+            rounded_t, numpy_t, torch_t = _timings(
+                entry, x, params, dtype, torch_fns.get(entry.name), args.repeat
+            )
             r, n = statistics.median(rounded_t), statistics.median(numpy_t)
             t = statistics.median(torch_t) if torch_t else float("nan")
             ratios[name].append(r / n)
