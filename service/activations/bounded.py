@@ -231,7 +231,9 @@ def exp(a: B) -> B:
 def expm1(a: B) -> B:
     s = a.folded()
     v = np.expm1(s.v)
-    return B(v, (v + 1) * np.expm1(s.e) + _libm(v, s))
+    # |expm1(t +- e) - expm1(t)| <= e^t expm1(e), and for e >= 1 below e^(t + e) (no 0 * inf).
+    spread = np.where(s.e < 1, (v + 1) * np.expm1(np.minimum(s.e, 1)), np.exp(s.v + s.e))
+    return B(v, spread + _libm(v, s))
 
 
 def log1p(a: B) -> B:

@@ -328,15 +328,25 @@ def summed(
     """sum(g * dy/dparam), correctly rounded: the exact sum of the exact products, rounded once."""
     fn = function_of(entry, "value", param)
     unique, inverse = np.unique(np.ravel(x), return_inverse=True)
-    weights = [mpfr(float(w), 53) for w in np.ravel(g)]
+    weights = np.ravel(g)
     index = np.ravel(inverse)
     args = {name: mpfr(value, 53) for name, value in params.items()}
 
     def total(prec: int) -> Any:
-        derivatives = [fn(mpfr(float(v), 53), **args) for v in unique]
-        # Exact products (each of a double and a prec-bit number), then one rounding of their sum.
-        with gmpy2.context(gmpy2.get_context(), precision=prec + 64):
-            return gmpy2.fsum([w * derivatives[k] for w, k in zip(weights, index, strict=True)])
+        # Exact products (each of a double and a prec-bit number), summed a chunk at a time (the
+        # terms of one chunk at once in memory), the chunks' sums added at 64 bits more still.
+        context = gmpy2.get_context()
+        acc = mpfr(0)
+        for start in range(0, len(weights), FAST_CHUNK):
+            chunk = range(start, min(start + FAST_CHUNK, len(weights)))
+            derivatives = {
+                k: fn(mpfr(float(unique[k]), 53), **args) for k in set(index[chunk.start : chunk.stop])
+            }
+            with gmpy2.context(context, precision=prec + 64):
+                part = gmpy2.fsum([mpfr(float(weights[i]), 53) * derivatives[index[i]] for i in chunk])
+            with gmpy2.context(context, precision=prec + 128):
+                acc = acc + part
+        return acc
 
     return ziv(total, fmt)
 
@@ -518,6 +528,25 @@ def _exact_in_order(
     return fill
 
 
+def _two_prod(a: Any, b: Any) -> tuple[Any, Any]:
+    """a b = p + err exactly in the working dtype (Dekker; no overflow or underflow here)."""
+    from .bounded import _split
+
+    p = a * b
+    a_hi, a_lo = _split(a)
+    b_hi, b_lo = _split(b)
+    return p, ((a_hi * b_hi - p) + a_hi * b_lo + a_lo * b_hi) + a_lo * b_lo
+
+
+def _as_doubles(value: Any, work: Any) -> tuple[Any, ...]:
+    """A working-precision array as float64 arrays that add up to it exactly (two for x87 long
+    double: 64 bits = 53 + 11; the second is exact in float64)."""
+    hi = value.astype(np.float64)
+    if np.dtype(work) == np.float64:
+        return (hi,)
+    return hi, (value - hi.astype(work)).astype(np.float64)
+
+
 def rounded_sum(
     entry: Activation, param: str, x: Array, g: Array, params: Mapping[str, float], fmt_name: str
 ) -> float:
@@ -537,18 +566,21 @@ def rounded_sum(
     try:
         with np.errstate(all="ignore"):
             for start in range(0, flat.size, FAST_CHUNK):
-                b = fn(B.exact(flat[start : start + FAST_CHUNK], work), **params)
-                b = (b * B.exact(gflat[start : start + FAST_CHUNK], work)).folded()
-                hi = b.v.astype(np.float64)
-                lo = (b.v - hi.astype(work)).astype(np.float64)
-                if not (np.isfinite(hi).all() and np.isfinite(lo).all()):
+                b = fn(B.exact(flat[start : start + FAST_CHUNK], work), **params).folded()
+                w = np.asarray(gflat[start : start + FAST_CHUNK], work)
+                v, e = np.broadcast_arrays(b.v, b.e)
+                # The products and their rounding errors, exactly (Dekker): an exact derivative
+                # (0, +-1, x) makes an exact term, and a sum of exact terms is decided.
+                p, p_err = _two_prod(v, w)
+                parts = [part for value in (p, p_err) for part in _as_doubles(value, work)]
+                if not all(np.isfinite(part).all() for part in parts):
                     raise OverflowError
-                terms = [*hi.tolist(), *lo.tolist()]
+                terms = [t for part in parts for t in part.tolist()]
                 head = math.fsum(terms)
                 terms.append(-head)
                 rest = math.fsum(terms)
                 heads += (head, rest)
-                bound += float(np.sum(b.e, dtype=work)) + abs(rest) * 2.0**-52
+                bound += float(np.sum(e * np.abs(w), dtype=work)) + abs(rest) * 2.0**-52
             first = math.fsum(heads)
             heads.append(-first)
             second = math.fsum(heads)
@@ -565,6 +597,13 @@ def rounded_sum(
             # 20-100 us a term) is not attempted: the sum of the bounded products, rounded once,
             # within the sum of their bounds (about 2^-61 of the sum of the terms' magnitudes).
             return float(r[0])
+    if flat.size > EXACT_FLOOR:
+        raise ActivationError(
+            "grad",
+            f"grad_params.{param}: some of the {flat.size:,} products could not be bounded in extended "
+            f"precision, and exact sums are worked out for at most {EXACT_FLOOR:,} elements: send the "
+            "elements in parts and add the sums",
+        )
     return summed(entry, param, x, g, params, fmt)
 
 
