@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -193,7 +193,28 @@ def _exact_plan(run: Callable[[], Payload], result_elements: int, elements: int,
     return Plan(run, 1 << 30, _EXACT_BYTES_PER_ELEMENT * elements, result_elements, dtype)
 
 
+#: The correctly rounded route costs this many times the work of a plain NumPy pass an element
+#: (bounded long double evaluation, and the exact route for a few elements): a plan is weighed
+#: accordingly, so that only small ones (up to a few hundred elements) run on the event loop.
+FAST_WORK_FACTOR = 64
+
+
+def _weighed(plan: Plan, req: ActivateRequest) -> Plan:
+    entry = activations.get(req.activation)
+    if entry.fast is None or req.dtype in correct.SIXTEEN_BIT:
+        return plan
+    return replace(plan, work=plan.work * FAST_WORK_FACTOR)
+
+
 def plan_activate(req: ActivateRequest, limits: Limits, info: dict[str, Any] | None = None) -> Plan:
+    return _weighed(_plan_activate(req, limits, info), req)
+
+
+def plan_derivative(req: ActivateRequest, limits: Limits, info: dict[str, Any] | None = None) -> Plan:
+    return _weighed(_plan_derivative(req, limits, info), req)
+
+
+def _plan_activate(req: ActivateRequest, limits: Limits, info: dict[str, Any] | None = None) -> Plan:
     if req.dtype in correct.SIXTEEN_BIT:
         return _plan_sixteen_bit(req, limits, info, derivative=False)
     entry, params, x, axis, dtype = _inputs(req, limits, info)
@@ -206,7 +227,7 @@ def plan_activate(req: ActivateRequest, limits: Limits, info: dict[str, Any] | N
     return Plan(run, x.size + out, _workspace(entry, "value", x.shape, axis), out, req.dtype)
 
 
-def plan_derivative(req: ActivateRequest, limits: Limits, info: dict[str, Any] | None = None) -> Plan:
+def _plan_derivative(req: ActivateRequest, limits: Limits, info: dict[str, Any] | None = None) -> Plan:
     assert isinstance(req, DerivativeRequest)
     if req.dtype in correct.SIXTEEN_BIT:
         return _plan_sixteen_bit(req, limits, info, derivative=True)
