@@ -384,6 +384,7 @@ def constant(value: str | Fraction, like: B) -> B:
     the error of its rounding, broadcast to like's shape."""
     dtype = like.v.dtype
     exact = Fraction(value)
+    v: Any
     if np.dtype(dtype) == np.dtype(np.longdouble) and isinstance(value, str):
         v = np.longdouble(value)  # strtold: rounded once from the decimal
     elif np.dtype(dtype) == np.dtype(np.longdouble):

@@ -497,13 +497,22 @@ def _exact_products(
     return r
 
 
+def _at_point(fn: Callable[..., Any], arg: Any, args: Mapping[str, Any]) -> Callable[[int], Any]:
+    """fn(arg, **args) as Ziv's strategy calls it (with the working precision, unused here)."""
+
+    def compute(_: int) -> Any:
+        return fn(arg, **args)
+
+    return compute
+
+
 def _exact_in_order(
     entry: Activation,
     quantity: str,
     xs: Array,
     gflat: Array | None,
     start: int,
-    unsure: Array,
+    unsure: np.ndarray[Any, Any],
     params: Mapping[str, float],
     fmt: Format,
     param: str | None,
@@ -519,9 +528,7 @@ def _exact_in_order(
         gi = 1.0 if gflat is None else float(gflat[start + i])
         key = (xi, gi)
         if key not in seen:
-            f = fn if gflat is None else _times(gi, fn)
-            arg = mpfr(xi, 53)
-            seen[key] = ziv(lambda _, f=f, arg=arg: f(arg, **args), fmt)
+            seen[key] = ziv(_at_point(fn if gflat is None else _times(gi, fn), mpfr(xi, 53), args), fmt)
         fill[k] = seen[key]
         if math.isinf(fill[k]):
             break

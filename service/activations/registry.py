@@ -360,7 +360,7 @@ class Activation:
             return None
         if _ROUNDING.bounded_of(self, quantity, param) is None:
             return None
-        return _ROUNDING.rounded  # type: ignore[no-any-return]
+        return _ROUNDING.rounded
 
     def _elementwise(
         self,

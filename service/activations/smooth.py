@@ -590,7 +590,8 @@ def _gelu_fast_parts(x: bd.B) -> tuple[bd.B, bd.B]:
     double-double (erfc and exp amplify an argument's error by up to its square)."""
     z = bd.times_constant(-x, INV_SQRT2)
     x64 = np.clip(x.v.astype(np.float64), -1e150, 1e150)  # (beyond, phi is far below any format)
-    half_square = bd.from_dd(tuple(-0.5 * part for part in exact.two_prod(x64, x64)), x)
+    square_hi, square_lo = exact.two_prod(x64, x64)
+    half_square = bd.from_dd((-0.5 * square_hi, -0.5 * square_lo), x)
     density = bd.exp(half_square) * bd.constant(INV_SQRT_2PI_DIGITS, x)
     return bd.erfc(z) * 0.5, density
 
@@ -1445,19 +1446,19 @@ def _bernoulli(n: int) -> Fraction:
 
 #: x - tanh x = sum over n >= 2 of -c_n x^(2n-1), c_n the Taylor coefficients of tanh
 #: (2^2n (2^2n - 1) B_2n / (2n)!): 24 terms reach 2^-80 relative for |x| <= 1/2.
-_TANHSHRINK_SERIES = tuple(
+_TANHSHRINK_EXACT_SERIES: tuple[Fraction, ...] = tuple(
     -Fraction(2 ** (2 * n) * (2 ** (2 * n) - 1)) * _bernoulli(2 * n) / math.factorial(2 * n)
     for n in range(2, 26)
 )
-_TANHSHRINK_SERIES_UP_TO = 0.5
+_TANHSHRINK_EXACT_UP_TO = 0.5
 
 
 def _tanhshrink_fast(x: bd.B) -> bd.B:
-    small = np.abs(x.v) <= _TANHSHRINK_SERIES_UP_TO
+    small = np.abs(x.v) <= _TANHSHRINK_EXACT_UP_TO
     x_small = bd.where(small, x, bd.zero(x))
     x2 = x_small.square()
-    total = bd.constant(_TANHSHRINK_SERIES[-1], x)
-    for c in reversed(_TANHSHRINK_SERIES[:-1]):
+    total = bd.constant(_TANHSHRINK_EXACT_SERIES[-1], x)
+    for c in reversed(_TANHSHRINK_EXACT_SERIES[:-1]):
         total = total * x2 + bd.constant(c, x)
     series = total * x2 * x_small
     return bd.where(small, series, x - bd.tanh(x))
