@@ -161,10 +161,7 @@ class B:
         a = self.folded()
         v = a.v / d
         e = np.abs(a.e / d) + self._r(v)
-        hi, lo = _split(v)
-        d_hi, d_lo = _split(np.asarray(d, v.dtype))
-        p = v * d
-        rest = ((hi * d_hi - p) + hi * d_lo + lo * d_hi) + lo * d_lo
+        p, rest = two_prod(v, np.asarray(d, v.dtype))
         exact = (a.e == 0) & (a.v - p == rest) & np.isfinite(v) & (np.abs(v) > 2 * np.finfo(v.dtype).tiny)
         return B(v, np.where(exact | a.is_zero(), 0, e))
 
@@ -181,6 +178,24 @@ def _split(a: Ext) -> tuple[Ext, Ext]:
     c = a * (2.0 ** ((bits + 1) // 2) + 1)
     hi = c - (c - a)
     return hi, a - hi
+
+
+def two_prod(a: Ext, b: Ext) -> tuple[Ext, Ext]:
+    """a b = p + err exactly in the working dtype (Dekker; barring overflow and underflow)."""
+    p = a * b
+    a_hi, a_lo = _split(a)
+    b_hi, b_lo = _split(b)
+    return p, ((a_hi * b_hi - p) + a_hi * b_lo + a_lo * b_hi) + a_lo * b_lo
+
+
+def _argument(a: B) -> tuple[Ext, Ext | None]:
+    """The error of an argument and the exact low part a function may correct for to first order:
+    the low part only where it is small in absolute terms (|lo| < 2^-30); a larger one is added to
+    the error like any."""
+    if a.lo is None:
+        return a.e, None
+    small = np.abs(a.lo) < 2.0**-30
+    return a.e + np.where(small, 0, np.abs(a.lo)), np.where(small, a.lo, 0)
 
 
 # -- the C library's functions, with the error they add ----------------------------------------------
@@ -206,13 +221,7 @@ def exp(a: B) -> B:
     to 0, so the sign of what is built from it (x sigma(x) at x = -1e300 is -0) stays known.
     """
     floor = FLOOR.get(np.dtype(a.v.dtype), 700.0)
-    lo = a.lo
-    arg_e = a.e
-    if lo is not None:
-        # The correction needs a small lo in absolute terms; a larger one is an error like any.
-        small = np.abs(lo) < 2.0**-30
-        arg_e = arg_e + np.where(small, 0, np.abs(lo))
-        lo = np.where(small, lo, 0)
+    arg_e, lo = _argument(a)
     deep = a.v + arg_e < -floor
     v = np.exp(np.maximum(a.v, -floor))
     e = np.where(deep, v * (1 - 2.0**-20), v * np.expm1(arg_e) + _libm(v))
@@ -286,12 +295,7 @@ def erfc(a: B) -> B:
 
     dtype = a.v.dtype
     extended = np.finfo(dtype).nmant >= 63
-    lo = a.lo
-    arg_e = a.e
-    if lo is not None:
-        small = np.abs(lo) < 2.0**-30
-        arg_e = arg_e + np.where(small, 0, np.abs(lo))
-        lo = np.where(small, lo, 0)
+    arg_e, lo = _argument(a)
     deep = a.v - arg_e > ERFC_FLOOR
     t = np.minimum(a.v, ERFC_FLOOR)
     v = np.asarray(erfc_ext(t.astype(np.longdouble)), dtype=dtype)

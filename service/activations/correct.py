@@ -41,7 +41,7 @@ import numpy as np
 from gmpy2 import mpfr
 
 from . import registry
-from .bounded import B, decide
+from .bounded import B, decide, two_prod
 from .registry import (
     Activation,
     ActivationError,
@@ -535,16 +535,6 @@ def _exact_in_order(
     return fill
 
 
-def _two_prod(a: Any, b: Any) -> tuple[Any, Any]:
-    """a b = p + err exactly in the working dtype (Dekker; no overflow or underflow here)."""
-    from .bounded import _split
-
-    p = a * b
-    a_hi, a_lo = _split(a)
-    b_hi, b_lo = _split(b)
-    return p, ((a_hi * b_hi - p) + a_hi * b_lo + a_lo * b_hi) + a_lo * b_lo
-
-
 def _as_doubles(value: Any, work: Any) -> tuple[Any, ...]:
     """A working-precision array as float64 arrays that add up to it exactly (two for x87 long
     double: 64 bits = 53 + 11; the second is exact in float64)."""
@@ -578,7 +568,7 @@ def rounded_sum(
                 v, e = np.broadcast_arrays(b.v, b.e)
                 # The products and their rounding errors, exactly (Dekker): an exact derivative
                 # (0, +-1, x) makes an exact term, and a sum of exact terms is decided.
-                p, p_err = _two_prod(v, w)
+                p, p_err = two_prod(v, w)
                 parts = [part for value in (p, p_err) for part in _as_doubles(value, work)]
                 if not all(np.isfinite(part).all() for part in parts):
                     raise OverflowError
