@@ -141,6 +141,13 @@ class B:
         small = np.abs(v) < 2 * np.finfo(v.dtype).tiny
         if small.any():
             e = e + np.where(small & ~(a.is_zero() | b.is_zero()), tiny(v.dtype), 0)
+            # A product of numbers of known sign that underflows (as e^-FLOOR squared, see exp)
+            # is held, like exp's results, as a number of that sign far below every format's range.
+            signed = small & (np.abs(a.v) > a.e) & (np.abs(b.v) > b.e)
+            if signed.any():
+                proxy = np.sign(a.v) * np.sign(b.v) * _floor_value(v.dtype)
+                v = np.where(signed, proxy, v)
+                e = np.where(signed, np.abs(proxy) * (1 - 2.0**-20), e)
         return B(v, e)
 
     __rmul__ = __mul__
@@ -210,6 +217,11 @@ def _libm(v: Ext, a: B | None = None) -> Ext:
 
 #: exp(-x) below exp(-FLOOR[dtype]) is taken as this tiny positive number (see :func:`exp`).
 FLOOR = {np.dtype(np.longdouble): 11000.0, np.dtype(np.float64): 700.0}
+
+
+def _floor_value(dtype: Any) -> Any:
+    """e^-FLOOR in ``dtype``: how exp holds a positive result below it."""
+    return np.exp(-np.asarray(FLOOR.get(np.dtype(dtype), 700.0), dtype))
 
 
 def exp(a: B) -> B:
