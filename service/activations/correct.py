@@ -157,6 +157,34 @@ def ziv(compute: Callable[[int], Any], fmt: Format) -> float:
         prec *= 2
 
 
+def ziv_many(compute: Callable[[int], list[Callable[[], Any]]], count: int, fmt: Format) -> list[float]:
+    """Several results of one computation (the elements of a vector) rounded once to ``fmt``, by
+    Ziv's strategy as :func:`ziv`: ``compute(precision)`` prepares the computation at a working
+    precision and returns one callable an element; an element is taken when two consecutive
+    precisions round it alike.  A zero is taken as it comes: the vector definitions return +0
+    for exact zeros, and a signed 0 only from an underflow (a true value beyond MPFR's range)."""
+    target = fmt.context
+    prec = fmt.precision + 64
+    previous: list[tuple[float, bool] | None] = [None] * count
+    done: dict[int, float] = {}
+    while len(done) < count:
+        with gmpy2.context(gmpy2.get_context(), precision=prec):
+            elements = compute(prec)
+            for k in range(count):
+                if k in done:
+                    continue
+                value = elements[k]()
+                if gmpy2.is_zero(value) or prec >= MAX_BITS:
+                    done[k] = _signature(target.plus(value))[0]
+                    continue
+                rounded = None if _midpoint(value, fmt) else _signature(target.plus(value))
+                if rounded is not None and rounded == previous[k]:
+                    done[k] = rounded[0]
+                previous[k] = rounded
+        prec *= 2
+    return [done[k] for k in range(count)]
+
+
 def correctly_rounded(fn: Callable[..., Any], x: float, params: Mapping[str, float], fmt: Format) -> float:
     """fn(x, **params) rounded once to ``fmt`` (see :func:`ziv`): ``inf`` where it exceeds the format."""
     arg = mpfr(x, 53)
@@ -544,6 +572,24 @@ def _as_doubles(value: Any, work: Any) -> tuple[Any, ...]:
     return hi, (value - hi.astype(work)).astype(np.float64)
 
 
+def product_terms(v: Any, w: Any, work: Any) -> tuple[list[float], float]:
+    """The products v w (working precision) as float64 numbers whose sum is theirs, and a bound on
+    what that misses: the exact products (Dekker), each split into float64 parts, which lose what
+    lies below float64's smallest subnormal (less than one of it a part).  OverflowError where a
+    part is not finite."""
+    p, p_err = two_prod(v, w)
+    terms: list[float] = []
+    loss = 0.0
+    for value in (p, p_err):
+        parts = _as_doubles(value, work)
+        if not all(np.isfinite(part).all() for part in parts):
+            raise OverflowError
+        rebuilt = sum((part.astype(work) for part in parts), np.zeros_like(value))
+        loss += float(np.count_nonzero(rebuilt != value)) * 2.0**-1074
+        terms += [t for part in parts for t in part.ravel().tolist()]
+    return terms, loss
+
+
 def rounded_sum(
     entry: Activation, param: str, x: Array, g: Array, params: Mapping[str, float], fmt_name: str
 ) -> float:
@@ -568,16 +614,12 @@ def rounded_sum(
                 v, e = np.broadcast_arrays(b.v, b.e)
                 # The products and their rounding errors, exactly (Dekker): an exact derivative
                 # (0, +-1, x) makes an exact term, and a sum of exact terms is decided.
-                p, p_err = two_prod(v, w)
-                parts = [part for value in (p, p_err) for part in _as_doubles(value, work)]
-                if not all(np.isfinite(part).all() for part in parts):
-                    raise OverflowError
-                terms = [t for part in parts for t in part.tolist()]
+                terms, loss = product_terms(v, w, work)
                 head = math.fsum(terms)
                 terms.append(-head)
                 rest = math.fsum(terms)
                 heads += (head, rest)
-                bound += float(np.sum(e * np.abs(w), dtype=work)) + abs(rest) * 2.0**-52
+                bound += float(np.sum(e * np.abs(w), dtype=work)) + abs(rest) * 2.0**-52 + loss
             first = math.fsum(heads)
             heads.append(-first)
             second = math.fsum(heads)
