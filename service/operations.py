@@ -74,8 +74,14 @@ def _inputs(
     if info is not None:
         info["activation"] = entry.name
     params = entry.bind(req.params)
-    dtype = _DTYPES[req.dtype]
-    x = codec.to_array(req.x, "x", dtype)
+    if req.dtype in correct.SIXTEEN_BIT:
+        # (vector functions: the elementwise ones take _plan_sixteen_bit)
+        fmt = correct.FORMATS[req.dtype]
+        dtype = fmt.numpy
+        x = _rounded_input(req.x, "x", fmt, limits)
+    else:
+        dtype = _DTYPES[req.dtype]
+        x = codec.to_array(req.x, "x", dtype)
     if x.size > limits.max_elements:
         raise codec.too_many("x", x.size, limits.max_elements)
     if info is not None:
@@ -201,9 +207,26 @@ FAST_WORK_FACTOR = 64
 
 def _weighed(plan: Plan, req: ActivateRequest) -> Plan:
     entry = activations.get(req.activation)
-    if entry.fast is None or req.dtype in correct.SIXTEEN_BIT:
+    if entry.fast is None or (req.dtype in correct.SIXTEEN_BIT and entry.kind == "elementwise"):
         return plan
-    return replace(plan, work=plan.work * FAST_WORK_FACTOR)
+    plan = replace(plan, work=plan.work * FAST_WORK_FACTOR)
+    if req.dtype != "bfloat16":
+        return plan
+    run = plan.run
+
+    def wire() -> Payload:
+        # bfloat16 results travel as the same numbers in float32 (which JSON and .npy know).
+        return {k: _as_float32(v) for k, v in run().items()}
+
+    return replace(plan, run=wire)
+
+
+def _as_float32(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _as_float32(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray) and value.dtype == correct.FORMATS["bfloat16"].numpy:
+        return value.astype(np.float32)
+    return value
 
 
 def plan_activate(req: ActivateRequest, limits: Limits, info: dict[str, Any] | None = None) -> Plan:
@@ -215,7 +238,7 @@ def plan_derivative(req: ActivateRequest, limits: Limits, info: dict[str, Any] |
 
 
 def _plan_activate(req: ActivateRequest, limits: Limits, info: dict[str, Any] | None = None) -> Plan:
-    if req.dtype in correct.SIXTEEN_BIT:
+    if req.dtype in correct.SIXTEEN_BIT and activations.get(req.activation).kind == "elementwise":
         return _plan_sixteen_bit(req, limits, info, derivative=False)
     entry, params, x, axis, dtype = _inputs(req, limits, info)
     out = math.prod(entry.output_shape(x.shape, axis))
@@ -229,7 +252,7 @@ def _plan_activate(req: ActivateRequest, limits: Limits, info: dict[str, Any] | 
 
 def _plan_derivative(req: ActivateRequest, limits: Limits, info: dict[str, Any] | None = None) -> Plan:
     assert isinstance(req, DerivativeRequest)
-    if req.dtype in correct.SIXTEEN_BIT:
+    if req.dtype in correct.SIXTEEN_BIT and activations.get(req.activation).kind == "elementwise":
         return _plan_sixteen_bit(req, limits, info, derivative=True)
     entry, params, x, axis, dtype = _inputs(req, limits, info)
     shape = x.shape
@@ -292,7 +315,10 @@ def _plan_derivative(req: ActivateRequest, limits: Limits, info: dict[str, Any] 
         return Plan(
             jacobian, x.size + size, _workspace(entry, quantity, shape, axis), size, req.dtype, cheaper
         )
-    g = codec.to_array(req.grad, "grad", dtype)
+    if req.dtype in correct.SIXTEEN_BIT:
+        g = _rounded_input(req.grad, "grad", correct.FORMATS[req.dtype], limits)
+    else:
+        g = codec.to_array(req.grad, "grad", dtype)
     if g.shape != out_shape:
         whose = "x's shape" if out_shape == shape else "the shape of y"
         raise ActivationError("grad", f"has shape {list(g.shape)}; it must have {whose} {list(out_shape)}")

@@ -253,6 +253,8 @@ class Activation:
         if self.kind == "elementwise":
             return _finite(self._elementwise("value", self.forward, x, params, dtype), "y", dtype)
         ax = self.check_axis(x, axis)
+        if self._vector_rounded():
+            return _finite(self.rounded_vector("value", x, params, ax, _format(dtype)), "y", dtype)
         y = _call(self.forward, np.moveaxis(x, ax, -1), params)
         return _finite(np.moveaxis(y, -1, ax), "y", dtype)
 
@@ -270,6 +272,12 @@ class Activation:
         xm = np.moveaxis(x, ax, -1)
         n = xm.shape[-1]
         jac = np.empty((*xm.shape[:-1], self.output_length(n) if self.output_length else n, n), dtype)
+        if self._vector_rounded():
+            with _ROUNDING.exact_budget(int(jac.size)):
+                self.fast.compute(
+                    "jacobian", xm, params, _format(dtype), out=jac, output_length=jac.shape[-2]
+                )
+            return _finite(np.moveaxis(jac, -2, ax), "dydx", dtype)
         with np.errstate(over="ignore"):
             self.derivative(xm, out=jac, **params)
         return _finite(np.moveaxis(jac, -2, ax), "dydx", dtype)
@@ -298,6 +306,8 @@ class Activation:
                 return _finite(_times(g, dydx, x), "grad_x", dtype)
         assert self.vjp is not None
         ax = self.check_axis(x, axis)
+        if self._vector_rounded():
+            return _finite(self.rounded_vector("vjp", x, params, ax, _format(dtype), g), "grad_x", dtype)
         # The product is linear in g: scale g by a power of two (exact) so that
         # intermediate differences of huge gradients cannot overflow.
         scale = _power_of_two_scale(g)
@@ -318,12 +328,26 @@ class Activation:
     ) -> dict[str, float]:
         """``{name: sum(g * dy/dtheta)}``: the update a training loop applies to each parameter."""
         if self.kind == "elementwise" and any(self._rounded("value", p.name) for p in self.params):
-            fmt = "float32" if dtype is np.float32 else "float64"
+            fmt = _format(dtype)
             sums = {}
             for p in self.params:
                 total = _ROUNDING.rounded_sum(self, p.name, x, g, params, fmt)
                 sums[p.name] = float(_finite(np.asarray(total), f"grad_params.{p.name}", dtype))
             return sums
+        if self._vector_rounded():
+            ax = self.check_axis(x, axis)
+            xm, gm = np.moveaxis(x, ax, -1), np.moveaxis(g, ax, -1)
+            with _ROUNDING.exact_budget(int(x.size)):
+                return {
+                    p.name: float(
+                        _finite(
+                            np.asarray(self.fast.summed(p.name, xm, gm, params, _format(dtype))),
+                            f"grad_params.{p.name}",
+                            dtype,
+                        )
+                    )
+                    for p in self.params
+                }
         grads = self._param_grads(x, params, axis)
         out = {}
         for name, dy in grads.items():
@@ -350,9 +374,40 @@ class Activation:
                 grads[name] = self._elementwise("value", None, x, params, dtype, param=name)
             return {p.name: grads[p.name] for p in self.params}
         ax = self.check_axis(x, axis)
+        if self._vector_rounded():
+            return {
+                p.name: self.rounded_vector("param", x, params, ax, _format(dtype), param=p.name)
+                for p in self.params
+            }
         with np.errstate(over="ignore"):
             grads = self.param_grads(np.moveaxis(x, ax, -1), **params)
         return {k: np.moveaxis(np.asarray(v, np.float64), -1, ax) for k, v in grads.items()}
+
+    def _vector_rounded(self) -> bool:
+        """Whether the vector function's results are correctly rounded (``fast`` defines them)."""
+        return self.kind == "vector" and self.fast is not None and _ROUNDING is not None
+
+    def rounded_vector(
+        self,
+        quantity: str,
+        x: Array,
+        params: Mapping[str, float],
+        axis: int,
+        fmt: str,
+        g: Array | None = None,
+        param: str | None = None,
+    ) -> Array:
+        """A vector function's ``quantity`` ("value", "vjp" or "param"; the Jacobian through
+        :meth:`jacobian`) along ``axis``, correctly rounded to the format named ``fmt`` (any of
+        float64, float32, float16 and bfloat16), as float64 with x's layout (inf where a result
+        exceeds the format)."""
+        ax = self.check_axis(x, axis)
+        xm = np.moveaxis(x, ax, -1)
+        gm = None if g is None else np.moveaxis(g, ax, -1)
+        length = self.output_length(xm.shape[-1]) if self.output_length else xm.shape[-1]
+        with _ROUNDING.exact_budget(int(x.size)):
+            y = self.fast.compute(quantity, xm, params, fmt, g=gm, param=param, output_length=length)
+        return np.moveaxis(y, -1, ax)
 
     def _rounded(self, quantity: str, param: str | None = None) -> Callable[..., Array] | None:
         """The correctly rounded route of a quantity (see ``fast``), or None."""
@@ -379,7 +434,7 @@ class Activation:
             assert fn is not None
             assert g is None
             return _call_blocks(fn, x, params, self.block, dtype)
-        fmt = "float32" if dtype is np.float32 else "float64"
+        fmt = _format(dtype)
 
         def block(xb: Array, *gb: Array, **p: float) -> Array:
             return route(self, quantity, xb, p, fmt, param, gb[0] if gb else None)
@@ -405,6 +460,8 @@ class Activation:
         )
 
     def _per_element(self, quantity: str) -> float:
+        if self.kind == "vector" and self.fast is not None:
+            return WORKSPACE["vector rounded"].get(quantity, 0.0)
         heavy = self._in_chunks and not self._exact_in_numpy(quantity)
         key = self.kind + (" blocked" if self.kind == "elementwise" and heavy else "")
         return self.workspace.get(quantity, WORKSPACE[key].get(quantity, 0.0))
@@ -442,6 +499,8 @@ class Activation:
         n = shape[ax]
         m = self.output_length(n) if self.output_length is not None else n
         out = size // n * m if n else 0
+        if self.fast is not None:
+            return self._rounded_vector_terms(quantity, size, n, m, ax != len(shape) - 1 and size > n)
         if quantity == "value" and self.blocked:
             # Blocks of about CHUNK elements of a contiguous copy of x, and a few numbers per row.
             copy = 8 * size if ax != len(shape) - 1 and size > n else 0
@@ -461,10 +520,27 @@ class Activation:
         group = max(1, JACOBIAN_BLOCK // max(1, m * n)) if m * n <= JACOBIAN_BLOCK else 1
         return fixed, min(size, group * n)
 
+    def _rounded_vector_terms(self, quantity: str, size: int, n: int, m: int, moved: bool) -> tuple[int, int]:
+        """``_workspace_terms`` of a correctly rounded vector function: its results (float64 and a
+        copy in the output dtype), contiguous copies of x and g for an axis other than the last,
+        and the intermediates of one group of vectors of about CHUNK elements in long double (a
+        longer vector: the whole of it), the exact route's included."""
+        out = size // n * m if n else 0
+        copies = 8 * size if moved else 0
+        live = min(size, max(n, CHUNK))
+        if quantity == "jacobian":
+            # The result (float64 at most), its row blocks (CHUNK entries) beside a group's state.
+            return 8 * out * n + copies, min(out * n, CHUNK) + live
+        if quantity == "vjp":
+            return 12 * size + 2 * copies, live
+        if quantity == "parameter_vjp":
+            return 2 * copies, live
+        return 12 * out * max(1, len(self.params) if quantity == "parameter_jacobian" else 1) + copies, live
+
     def _exact_in_numpy(self, quantity: str) -> bool:
         """Whether a correctly rounded quantity comes straight from NumPy (its float64 results are
         exact: x, 0, 1, a parameter), without the bounded evaluation's long double arrays."""
-        if self.fast is None or self.blocked:
+        if self.fast is None or self.blocked or self.kind == "vector":
             return False
         fast = self.fast
         defs = {
@@ -585,6 +661,16 @@ WORKSPACE: Mapping[str, Mapping[str, float]] = {
         "vjp": 160.0,
         "parameter_jacobian": 120.0,
         "parameter_vjp": 360.0,
+    },
+    "vector rounded": {
+        # Correctly rounded vector functions, per element of a group of vectors of about CHUNK
+        # elements (or of one longer vector): its long double values and bounds, and the exact
+        # route's per-vector arrays.
+        "value": 0.0,
+        "jacobian": 0.0,
+        "vjp": 0.0,
+        "parameter_jacobian": 0.0,
+        "parameter_vjp": 0.0,
     },
     "vector": {
         "value": 90.0,
@@ -820,6 +906,12 @@ def _for_each(count: int, run: Callable[[int], None]) -> None:
 
 def _in_context(context: contextvars.Context, work: Callable[[], None]) -> Callable[[], object]:
     return lambda: context.run(work)
+
+
+def _format(dtype: Any) -> str:
+    """The name of a result format given as a NumPy type (float16, bfloat16 as ml_dtypes')."""
+    name = np.dtype(dtype).name
+    return name if name in ("float32", "float16", "bfloat16") else "float64"
 
 
 def _finite(y: Array, name: str, dtype: DType = np.float64) -> Array:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from . import exact
+from . import exact, vector_rounded
 from .exact import EXTENDED, Extended
 from .registry import (
     CHUNK,
@@ -297,6 +297,7 @@ register(
     Activation(
         name="softmax",
         kind="vector",
+        fast=vector_rounded.softmax_rounding(),
         blocked=True,
         workspace={
             "value": 72,
@@ -381,6 +382,7 @@ register(
     Activation(
         name="log_softmax",
         kind="vector",
+        fast=vector_rounded.softmax_rounding(log=True),
         workspace={
             "value": 72,
             "jacobian": 60,
@@ -418,6 +420,7 @@ register(
     Activation(
         name="softmin",
         kind="vector",
+        fast=vector_rounded.softmax_rounding(negate=True),
         blocked=True,
         workspace={
             "value": 80,
@@ -493,6 +496,7 @@ register(
     Activation(
         name="glu",
         kind="vector",
+        fast=vector_rounded.GLU,
         workspace={"value": 5, "jacobian": 5, "jacobian_block": 2, "vjp": 9},
         forward=glu,
         derivative=glu_jacobian,
@@ -570,6 +574,7 @@ register(
     Activation(
         name="sparsemax",
         kind="vector",
+        fast=vector_rounded.SPARSEMAX,
         workspace={"value": 90, "jacobian": 40, "jacobian_block": 18, "vjp": 98},
         forward=sparsemax,
         derivative=sparsemax_jacobian,

@@ -1,0 +1,1112 @@
+"""Correctly rounded vector functions: softmax, log_softmax, softmin, glu and sparsemax.
+
+Every value, Jacobian entry, vector-Jacobian product and temperature derivative
+(and their sum, ``grad_params``) is the exact quantity at the given inputs,
+rounded once to the requested format.  As for the elementwise functions
+(:mod:`.correct`), the work is done twice over only where it must be:
+
+* **Bounded evaluation** (:mod:`.bounded`): the quantities of a group of
+  vectors in the working precision (long double) with running error bounds.
+  Sums along the axis are pairwise with the exact rounding error of every
+  addition carried beside them (:func:`tree_sum`), so their bound stays a few
+  units of the working precision however long the vector.  The rounding test
+  decides nearly every element.
+* **Exact evaluation** of the rest, a vector at a time, with MPFR (:class:`Exact`
+  below): the working precision raised until the rounded result settles
+  (Ziv's strategy, :func:`.correct.ziv_many`).  The true zeros are decided
+  exactly, not by a small result: sums of the form sum_i c_i e^(q_i) with
+  rational c_i and distinct rational q_i vanish only when every c_i does
+  (Lindemann-Weierstrass), so the softmax family's zeros are read off the
+  coefficients grouped by equal inputs.  sparsemax is rational and is worked
+  out exactly in fractions.
+
+Nothing here depends on the other vectors of a request: each vector's results
+are decided from its own bounds, or worked out from its own inputs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import gmpy2
+import numpy as np
+from gmpy2 import mpfr, mpq
+
+from . import correct
+from .bounded import B, decide, dsig, exp, log1p, sigmoid_pair, two_prod, unit
+from .registry import ActivationError, Array
+
+#: Elements of a group of vectors evaluated at once (long vectors: elements of a column block).
+GROUP = correct.FAST_CHUNK
+#: The exact route works out a vector's sums (e^q over the whole vector) for each vector with an
+#: element the bounded evaluation cannot decide: 5-10 us a term, against 20-100 us for an element
+#: of an elementwise function; a vector of n is charged n / EXACT_SUMS elements of the budget.
+EXACT_SUMS = 64
+#: Precision at which differences and sums of float64 numbers are exact (2,098 bits span every
+#: float64, and a hundred more carry the sums of up to 2^100 of them).
+EXACT_BITS = 2200
+
+
+# -- bounded pieces ----------------------------------------------------------------------------
+
+
+def tree_sum(b: B) -> B:
+    """The sum of ``b`` along its last axis (kept, of length 1), with its error bound.
+
+    Pairwise, carrying every addition's exact rounding error (TwoSum) in a second sum that is
+    added back at the end: the result is within a few units of the working precision of the
+    true sum of the values, plus the sum of their bounds.
+    """
+    s = b.folded()
+    v, e = np.broadcast_arrays(s.v, s.e)
+    work = v.dtype
+    comp = np.zeros((*v.shape[:-1], 1), work)
+    moved = np.zeros((*v.shape[:-1], 1), work)  # sum of |errors|: bounds comp's own rounding
+    levels = 0
+    while v.shape[-1] > 1:
+        if v.shape[-1] % 2:
+            pad = np.zeros((*v.shape[:-1], 1), work)
+            v = np.concatenate([v, pad], axis=-1)
+            e = np.concatenate([e, pad], axis=-1)
+        a, c = v[..., ::2], v[..., 1::2]
+        t = a + c
+        z = t - a
+        r = (a - (t - z)) + (c - z)
+        comp = comp + np.sum(r, axis=-1, keepdims=True)
+        moved = moved + np.sum(np.abs(r), axis=-1, keepdims=True)
+        e = e[..., ::2] + e[..., 1::2]
+        v = t
+        levels += 1
+    total = v + comp
+    u = unit(work)
+    bound = e * (1 + 2 * u * (levels + 1)) + (levels + v.shape[-1] + 4) * u * moved + u * np.abs(total)
+    bound = np.where(np.isfinite(total), bound, np.inf)
+    return B(total, bound)
+
+
+#: exp(q) for q below this underflows even MPFR's widest exponent range (2^-(2^62 - 1)).
+FAR = -(2**61) * math.log(2)
+
+
+def wide(prec: int) -> Any:
+    """A gmpy2 context of ``prec`` bits with MPFR's widest exponent range."""
+    return gmpy2.context(
+        gmpy2.get_context(), precision=prec, emin=gmpy2.get_emin_min(), emax=gmpy2.get_emax_max()
+    )
+
+
+def _columns(n: int) -> list[slice]:
+    return [slice(c, min(c + GROUP, n)) for c in range(0, n, GROUP)] or [slice(0, 0)]
+
+
+def groups(rows: int, n: int) -> Iterator[slice]:
+    """Groups of whole vectors of about GROUP elements (a long vector alone)."""
+    step = max(1, GROUP // max(1, n))
+    for r in range(0, rows, step):
+        yield slice(r, min(r + step, rows))
+
+
+def _shifted(x: Array, m: Array, temperature: float, work: Any) -> B:
+    """q = (x - m) / T as a working-precision value with its exact low part.
+
+    The difference and its rounding error (TwoSum), then the quotient and its remainder
+    (Dekker's product), all in the working precision: q = v + lo to about u^2 |q|.
+    """
+    xw = np.asarray(x, work)
+    mw = np.asarray(m, work)
+    d = xw - mw
+    z = d - xw
+    r = (xw - (d - z)) + (-mw - z)
+    t = np.asarray(temperature, work)
+    v = d / t
+    p, p_err = two_prod(v, t)
+    lo = (((d - p) - p_err) + r) / t
+    u = unit(work)
+    e = np.where(d == 0, 0, 16 * u * u * np.abs(v) + 4 * np.finfo(work).smallest_subnormal)
+    bad = ~np.isfinite(lo) | ~np.isfinite(v)
+    return B(v, np.where(bad, np.inf, e), np.where(bad, 0, lo))
+
+
+def _at(shape: tuple[int, ...], cols: slice, index: Array) -> Array:
+    """Mask of the columns ``cols`` equal to each row's ``index`` (rows, 1)."""
+    return np.arange(cols.start, cols.stop)[None, :] == index
+
+
+# -- definitions ---------------------------------------------------------------------------------
+
+
+class Bounded:
+    """The bounded quantities of one group of vectors: each method yields (columns, B) blocks
+    (rows and columns of the Jacobian, for ``jacobian``)."""
+
+    def value(self) -> Iterator[tuple[slice, B]]:
+        raise NotImplementedError
+
+    def jacobian(self, rows: slice) -> B:
+        raise NotImplementedError
+
+    def vjp(self, g: Array) -> Iterator[tuple[slice, B]]:
+        raise NotImplementedError
+
+    def param(self, name: str) -> Iterator[tuple[slice, B]]:
+        raise NotImplementedError
+
+
+class Exact:
+    """One vector's quantities in exact arithmetic at the working precision of the current gmpy2
+    context: ``at(prec)`` prepares them, then each method returns one element (an exact 0 where,
+    and only where, the true value is 0)."""
+
+    def at(self, prec: int) -> None:
+        raise NotImplementedError
+
+    def value(self, i: int) -> Any:
+        raise NotImplementedError
+
+    def jacobian(self, i: int, j: int) -> Any:
+        raise NotImplementedError
+
+    def vjp(self, j: int) -> Any:
+        raise NotImplementedError
+
+    def param(self, name: str, i: int) -> Any:
+        raise NotImplementedError
+
+    def param_sum(self, name: str) -> Any:
+        """sum_i g_i dy_i/dparam for this vector."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class VectorRounding:
+    """What the registry holds for a correctly rounded vector function."""
+
+    #: (x group (rows, n) float64, params, working dtype, g group or None) -> Bounded
+    bounded: Callable[..., Bounded]
+    #: (x vector as floats, params, g vector as floats or None) -> Exact
+    exact: Callable[..., Exact]
+    #: sparsemax: exact in rationals (no Ziv): Exact methods return gmpy2.mpq numbers
+    rational: bool = False
+    #: (rows, columns) -> keys equal where two Jacobian entries are the same quantity (worked out
+    #: once), or None
+    jacobian_key: Callable[[Any, Any], Any] | None = None
+
+    def compute(self, *args: Any, **kwargs: Any) -> Any:
+        return compute(self, *args, **kwargs)
+
+    def summed(self, *args: Any, **kwargs: Any) -> float:
+        return summed(self, *args, **kwargs)
+
+
+# -- the softmax family ------------------------------------------------------------------------
+
+
+class _SoftmaxBounded(Bounded):
+    def __init__(self, x: Array, temperature: float, work: Any, log: bool, negate: bool) -> None:
+        self.x = -x if negate else x
+        self.sign = -1.0 if negate else 1.0
+        self.t = temperature
+        self.work = work
+        self.log = log
+        self._jacobian_state: tuple[B, B] | None = None
+        n = x.shape[-1]
+        self.cols = _columns(n)
+        self.m = np.max(self.x, axis=-1, keepdims=True)
+        self.top = np.argmax(self.x, axis=-1)[:, None]
+        rest: B | None = None
+        for c in self.cols:
+            e = exp(self.q(c))
+            part = tree_sum(
+                B(
+                    np.where(_at(e.v.shape, c, self.top), 0, e.v),
+                    np.where(_at(e.v.shape, c, self.top), 0, e.e),
+                )
+            )
+            rest = part if rest is None else rest + part
+        assert rest is not None
+        self.rest = rest
+        # The top component's term is e^0 = 1 exactly.
+        self.z = rest + 1.0
+
+    def q(self, c: slice) -> B:
+        return _shifted(self.x[:, c], self.m, self.t, self.work)
+
+    def s(self, c: slice) -> B:
+        q = self.q(c)
+        top = _at(q.v.shape, c, self.top)
+        e = exp(q)
+        e = B(np.where(top, 1, e.v), np.where(top, 0, e.e))
+        return e / self.z
+
+    def complement(self, c: slice, s: B) -> B:
+        """1 - s_i, for the top component as the sum of the others over the total."""
+        top = _at(s.v.shape, c, self.top)
+        other = 1.0 - s
+        mine = self.rest / self.z
+        return B(np.where(top, mine.v, other.v), np.where(top, mine.e, other.e))
+
+    def _out(self, b: B) -> B:
+        """Divided by T, and negated for softmin's derivatives."""
+        b = b / self.t
+        return -b if self.sign < 0 else b
+
+    def value(self) -> Iterator[tuple[slice, B]]:
+        if not self.log:
+            for c in self.cols:
+                yield c, self.s(c)
+            return
+        lse = log1p(self.rest)
+        for c in self.cols:
+            yield c, self.q(c) - lse
+
+    def jacobian(self, rows: slice) -> B:
+        # One column block: the Jacobian is only built for vectors of modest length.
+        c = slice(0, self.x.shape[-1])
+        if self._jacobian_state is None:
+            s = self.s(c)
+            self._jacobian_state = (s, self.complement(c, s))
+        s, comp = self._jacobian_state
+        si = B(s.v[:, rows, None], s.e[:, rows, None])
+        sj = B(s.v[:, None, :], s.e[:, None, :])
+        diag = np.arange(rows.start, rows.stop)[:, None] == np.arange(c.stop)[None, :]
+        if self.log:
+            off = -sj
+            on = B(comp.v[:, None, :], comp.e[:, None, :])
+        else:
+            off = -(si * sj)
+            on = si * B(comp.v[:, None, :], comp.e[:, None, :])
+        off = B(*np.broadcast_arrays(off.v, off.e))
+        on = B(*np.broadcast_arrays(on.v, on.e))
+        block = B(np.where(diag, on.v, off.v), np.where(diag, on.e, off.e))
+        return self._out(block)
+
+    def vjp(self, g: Array) -> Iterator[tuple[slice, B]]:
+        gw = np.asarray(g, self.work)
+        if self.log:
+            total = tree_sum(B.exact(gw, self.work))
+            for c in self.cols:
+                s = self.s(c)
+                yield c, self._out(B.exact(gw[:, c], self.work) - s * total)
+            return
+        # s_j (g_j - sum_i g_i s_i), g shifted by its value at the top component first (exact
+        # algebra, as sum s = 1): the bracket then keeps its accuracy where s_top ~ 1.
+        g_top = np.take_along_axis(gw, self.top, axis=-1)
+        dg = B.exact(gw, self.work) - B.exact(g_top, self.work)
+        inner: B | None = None
+        for c in self.cols:
+            part = tree_sum(self.s(c) * B(dg.v[:, c], dg.e[:, c]))
+            inner = part if inner is None else inner + part
+        assert inner is not None
+        for c in self.cols:
+            yield c, self._out(self.s(c) * (B(dg.v[:, c], dg.e[:, c]) - inner))
+
+    def param(self, name: str) -> Iterator[tuple[slice, B]]:
+        # dy_i/dT = -(s_i or 1) (q_i - sum_j s_j q_j) / T (the shift cancels: sum s = 1).
+        mean: B | None = None
+        for c in self.cols:
+            part = tree_sum(self.s(c) * self.q(c))
+            mean = part if mean is None else mean + part
+        assert mean is not None
+        for c in self.cols:
+            centred = self.q(c) - mean
+            b = centred if self.log else self.s(c) * centred
+            yield c, -(b / self.t)
+
+
+def _fsum(terms: Iterator[Any]) -> Any:
+    """The sum of MPFR numbers, a chunk of SUM_CHUNK at a time (each chunk's sum correctly rounded,
+    their sum too): the terms of a long vector are never all held at once."""
+    parts = []
+    chunk: list[Any] = []
+    for term in terms:
+        chunk.append(term)
+        if len(chunk) == SUM_CHUNK:
+            parts.append(gmpy2.fsum(chunk))
+            chunk = []
+    parts.append(gmpy2.fsum(chunk))
+    return gmpy2.fsum(parts)
+
+
+#: The exact route keeps the e^q of vectors up to this long (for the precision in use).
+CACHED = 65536
+#: Terms summed at once by :func:`_fsum`.
+SUM_CHUNK = 4096
+
+
+class _SoftmaxExact(Exact):
+    """softmax, log_softmax or softmin of one vector in MPFR.  The vector is held as float64
+    arrays; its sums (over e^q) are worked out once a precision, when first needed, streaming; the
+    other quantities element by element: a long vector costs a few arrays, not a list of MPFR
+    numbers an element."""
+
+    def __init__(
+        self,
+        x: Sequence[float],
+        params: Mapping[str, float],
+        g: Sequence[float] | None,
+        log: bool,
+        negate: bool,
+    ) -> None:
+        xs = np.asarray(x, np.float64)
+        self.x = -xs if negate else xs
+        self.sign = -1 if negate else 1
+        self.t = mpfr(params["temperature"], 53)
+        self.g = None if g is None else np.asarray(g, np.float64)
+        self.log = log
+        self.n = self.x.size
+        self.m = float(np.max(self.x))
+        self.top = int(np.argmax(self.x))
+        self.tops = np.flatnonzero(self.x == self.m)
+        # x_i - max exactly, as two doubles (TwoSum); where the difference exceeds the float64
+        # range, worked out in MPFR when needed.
+        with np.errstate(over="ignore", invalid="ignore"):
+            hi = self.x - self.m
+            z = hi - self.x
+            lo = (self.x - (hi - z)) + (-self.m - z)
+        self.hi, self.lo = hi, lo
+        self.distinct = int(np.unique(self.x).size)
+        self._zeros: Any = None
+        self._cache: dict[str, Any] = {}
+        self.prec = 0
+        self.far: Any = None
+
+    def at(self, prec: int) -> None:
+        # Everything is worked out when first needed, at this precision (plus guard bits).
+        self.prec = prec
+        self._cache = {}
+        self.far = None
+        with wide(prec + 32):
+            # Where the next largest input is so far below that its e^q is beyond even MPFR's range
+            # (a spread of some 3e18 T), every other e^q is held as sigma e^(q_i - q_2) for a sigma
+            # below every format's range but not below MPFR's: what is made of them keeps its sign
+            # (the true results there round to a signed 0).
+            others = np.flatnonzero(self.x != self.m)
+            if others.size:
+                second = int(others[np.argmax(self.x[others])])
+                if self.q(second) < FAR:
+                    self.far = (second, (8192 + 4 * prec) * gmpy2.const_log2())
+
+    def _difference(self, i: int) -> Any:
+        """x_i - max, exactly."""
+        if math.isfinite(self.hi[i]):
+            with gmpy2.context(gmpy2.get_context(), precision=EXACT_BITS):
+                return gmpy2.add(float(self.hi[i]), float(self.lo[i]))
+        with gmpy2.context(gmpy2.get_context(), precision=EXACT_BITS):
+            return mpfr(float(self.x[i]), 53) - mpfr(self.m, 53)
+
+    def q(self, i: int) -> Any:
+        if math.isfinite(self.hi[i]):
+            return gmpy2.add(float(self.hi[i]), float(self.lo[i])) / self.t
+        return self._difference(i) / self.t
+
+    def e(self, i: int) -> Any:
+        """e^q_i (1 for the largest inputs; scaled where far, see ``at``); those of a vector of up
+        to CACHED elements are kept for the precision."""
+        cached = self._cache.get("e")
+        if cached is not None:
+            return cached[i]
+        if self.n <= CACHED and self.prec:
+            with wide(self.prec + 32):
+                self._cache["e"] = cached = self._every_e()
+            return cached[i]
+        return self._e(i)
+
+    def _every_e(self) -> list[Any]:
+        """e^q of every component at once: the common case (no difference beyond the float64
+        range, nothing far) in one pass over plain Python numbers."""
+        if self.far is not None or not np.isfinite(self.hi).all():
+            return [self._e(k) for k in range(self.n)]
+        exp, add, t = gmpy2.exp, gmpy2.add, self.t
+        e = [exp(add(h, lo) / t) for h, lo in zip(self.hi.tolist(), self.lo.tolist(), strict=True)]
+        for k in self.tops.tolist():
+            e[k] = mpfr(1)
+        return e
+
+    def _e(self, i: int) -> Any:
+        if self.x[i] == self.m:
+            return mpfr(1)
+        if self.far is None:
+            return gmpy2.exp(self.q(i))
+        second, scale = self.far
+        with gmpy2.context(gmpy2.get_context(), precision=EXACT_BITS):
+            gap = self._difference(i) - self._difference(second)  # exact
+        return gmpy2.exp(gap / self.t - scale)
+
+    def _get(self, name: str, make: Callable[[], Any]) -> Any:
+        if name not in self._cache:
+            with wide(self.prec + 32):
+                self._cache[name] = make()
+        return self._cache[name]
+
+    def _others(self) -> Iterator[int]:
+        return (int(i) for i in np.flatnonzero(self.x != self.m))
+
+    @property
+    def rest(self) -> Any:
+        """The sum of e^q over the components below the largest."""
+        return self._get("rest", lambda: _fsum(self.e(i) for i in self._others()))
+
+    @property
+    def z(self) -> Any:
+        return self._get("z", lambda: self.rest + self.tops.size)
+
+    def s(self, i: int) -> Any:
+        with wide(self.prec + 32):
+            return self.e(i) / self.z
+
+    @property
+    def lse(self) -> Any:
+        """log sum e^q = log(k + rest) for k largest components, as log(k) + log1p(rest / k)."""
+        k = self.tops.size
+        return self._get(
+            "lse", lambda: gmpy2.log(k) + gmpy2.log1p(self.rest / k) if k > 1 else gmpy2.log1p(self.rest)
+        )
+
+    @property
+    def big_g(self) -> Any:
+        assert self.g is not None
+        gs = self.g
+
+        def make() -> Any:
+            with gmpy2.context(gmpy2.get_context(), precision=EXACT_BITS):
+                return _fsum(mpfr(float(v), 53) for v in gs)  # exact
+
+        return self._get("big_g", make)
+
+    @property
+    def inner(self) -> Any:
+        """sum_i s_i (g_i - g_top): g shifted by g_top (exact algebra, as sum s = 1), so that the
+        VJP's bracket keeps its accuracy where s_top ~ 1; the products e_i g_i and e_i g_top exact."""
+        assert self.g is not None
+        g, top = self.g, float(self.g[self.top])
+
+        def terms() -> Iterator[Any]:
+            for i in range(self.n):
+                if g[i] == top:
+                    continue
+                e = self.e(i)
+                with gmpy2.context(gmpy2.get_context(), precision=self.prec + 32 + 64):
+                    yield e * float(g[i])
+                    yield -e * top
+
+        return self._get("inner", lambda: _fsum(terms()) / self.z)
+
+    @property
+    def mean(self) -> Any:
+        """sum_j s_j q_j (the temperature derivatives), with q shifted as it is: the shift cancels."""
+        return self._get("mean", lambda: _fsum(self.e(i) * self.q(i) for i in self._others()) / self.z)
+
+    def _out(self, value: Any) -> Any:
+        return -value / self.t if self.sign < 0 else value / self.t
+
+    def value(self, i: int) -> Any:
+        if not self.log:
+            return self.s(i)
+        if self.n == 1:
+            return mpfr(0)
+        return self.q(i) - self.lse
+
+    def _complement(self, i: int) -> Any:
+        """1 - s_i: the others' sum over the total."""
+        if self.x[i] == self.m:
+            return (self.rest + (self.tops.size - 1)) / self.z
+        return (self.z - self.e(i)) / self.z
+
+    def jacobian(self, i: int, j: int) -> Any:
+        if self.n == 1:
+            return mpfr(0)  # s = 1 (y = 0) whatever x
+        if self.log:
+            return self._out(self._complement(j) if i == j else -self.s(j))
+        return self._out(self.s(i) * self._complement(i) if i == j else -self.s(i) * self.s(j))
+
+    def _vjp_zero(self, j: int) -> bool:
+        """Whether the VJP's element j is exactly 0: its bracket is sum_k e^(q_k) c_k over the
+        distinct inputs, zero exactly where every coefficient c_k is."""
+        assert self.g is not None
+        if self._zeros is None:
+            # The exact sum of g, and the common mean of g over every group of equal inputs (None
+            # where the groups' means differ).
+            total = sum((mpq(float(v)) for v in self.g), mpq(0))
+            values, inverse = np.unique(self.x, return_inverse=True)
+            order = np.argsort(inverse, kind="stable")
+            bounds = np.searchsorted(inverse[order], np.arange(values.size + 1))
+            common: Any = None
+            for k in range(values.size):
+                members = order[bounds[k] : bounds[k + 1]]
+                mean = sum((mpq(float(self.g[i])) for i in members), mpq(0)) / members.size
+                if common is None:
+                    common = mean
+                elif mean != common:
+                    common = None
+                    break
+            self._zeros = (common, total)
+        common, total = self._zeros
+        gj = mpq(float(self.g[j]))
+        if self.log:
+            # (g_j Z - e_j G): c_k = |k| g_j - G [j in k]
+            if self.distinct == 1:
+                return bool(self.n * gj == total)
+            return bool(gj == 0 and total == 0)
+        # s_j sum_i s_i (g_i - g_j): c_k = sum over k of (g_i - g_j), 0 when every group's mean is g_j
+        return bool(common is not None and common == gj)
+
+    def vjp(self, j: int) -> Any:
+        assert self.g is not None
+        if self._vjp_zero(j):
+            return mpfr(0)
+        if self.log:
+            # (g_j Z - e_j G) / (Z T), both products exact
+            gj = mpfr(float(self.g[j]), 53)
+            e = self.e(j)
+            with gmpy2.context(gmpy2.get_context(), precision=EXACT_BITS):
+                products = [gj * self.z, -e * self.big_g]  # exact
+            return self._out(gmpy2.fsum(products) / self.z)
+        # s_j (g_j - sum_i g_i s_i) = s_j ((g_j - g_top) - sum_i s_i (g_i - g_top))
+        with gmpy2.context(gmpy2.get_context(), precision=EXACT_BITS):
+            gap = mpfr(float(self.g[j]), 53) - mpfr(float(self.g[self.top]), 53)  # exact
+        return self._out(self.s(j) * (gap - self.inner))
+
+    def param(self, name: str, i: int) -> Any:
+        if self.distinct == 1:
+            return mpfr(0)  # every input equal: no dependence on T
+        centred = self.q(i) - self.mean
+        return -(centred if self.log else self.s(i) * centred) / self.t
+
+    def _param_sum_vanishes(self) -> bool:
+        """Whether sum_i g_i dy_i/dT is exactly 0 (see the module's note on zeros)."""
+        assert self.g is not None
+        g = self.g
+        equal = bool(np.all(g == g[0]))
+        if self.distinct == 1 or (equal and (not self.log or g[0] == 0)):
+            return True
+        if self.log:
+            # (1/Z) sum_j e_j sum_i g_i (q_i - q_j): per distinct input X, sum g_i x_i = G X.
+            total = sum((mpq(float(v)) for v in g), mpq(0))
+            moment = sum((mpq(float(gi)) * mpq(float(xi)) for gi, xi in zip(g, self.x, strict=True)), mpq(0))
+            return all(moment == total * mpq(float(value)) for value in np.unique(self.x))
+        if self.n > 256:
+            return False  # (the pairwise test below is quadratic; Ziv's strategy decides the rest)
+        # (1/Z^2) sum_{i<j} e^(q_i + q_j) (g_i - g_j)(q_i - q_j): per distinct x_i + x_j.
+        coefficients: dict[Any, Any] = {}
+        xs = [mpq(float(v)) for v in self.x]
+        gs = [mpq(float(v)) for v in g]
+        for i in range(self.n):
+            for j in range(i + 1, self.n):
+                key = xs[i] + xs[j]
+                coefficients[key] = coefficients.get(key, mpq(0)) + (gs[i] - gs[j]) * (xs[i] - xs[j])
+        return not any(coefficients.values())
+
+    def param_sum(self, name: str) -> Any:
+        assert self.g is not None
+        if self._param_sum_vanishes():
+            return mpfr(0)
+        # sum_i g_i a_i (q_i - mean), a_i = s_i (softmax) or 1 (log_softmax).
+        mean = self.mean
+        g = self.g
+        with wide(self.prec + 32):
+            terms = (
+                float(g[i]) * (self.q(i) - mean) * (1 if self.log else self.s(i))
+                for i in range(self.n)
+                if g[i]
+            )
+            return -_fsum(terms) / self.t
+
+
+def _softmax_key(i: Any, j: Any) -> Any:
+    """softmax's Jacobian is symmetric: (i, j) and (j, i) are one quantity."""
+    return np.minimum(i, j) * (1 << 32) + np.maximum(i, j)
+
+
+def _log_softmax_key(i: Any, j: Any) -> Any:
+    """log_softmax's Jacobian is -s_j / T off the diagonal: one quantity a column."""
+    return np.where(i == j, -1 - j, j)
+
+
+def softmax_rounding(log: bool = False, negate: bool = False) -> VectorRounding:
+    return VectorRounding(
+        bounded=lambda x, params, work, g=None: _SoftmaxBounded(x, params["temperature"], work, log, negate),
+        exact=lambda x, params, g=None: _SoftmaxExact(x, params, g, log, negate),
+        jacobian_key=_log_softmax_key if log else _softmax_key,
+    )
+
+
+# -- glu -------------------------------------------------------------------------------------------
+
+
+class _GluBounded(Bounded):
+    def __init__(self, x: Array, work: Any) -> None:
+        h = x.shape[-1] // 2
+        self.h = h
+        self.work = work
+        self.a = B.exact(x[:, :h], work)
+        b = B.exact(x[:, h:], work)
+        self.sig, _ = sigmoid_pair(b)
+        self.dsig = dsig(b)
+
+    def value(self) -> Iterator[tuple[slice, B]]:
+        yield slice(0, self.h), self.a * self.sig
+
+    def jacobian(self, rows: slice) -> B:
+        r = self.a.v.shape[0]
+        shape = (r, rows.stop - rows.start, 2 * self.h)
+        v = np.zeros(shape, self.work)
+        e = np.zeros(shape, self.work)
+        at = np.arange(rows.stop - rows.start)
+        i = np.arange(rows.start, rows.stop)
+        da = self.a * self.dsig
+        sig = B(*np.broadcast_arrays(self.sig.v, self.sig.e))
+        da = B(*np.broadcast_arrays(da.v, da.e))
+        v[:, at, i], e[:, at, i] = sig.v[:, i], sig.e[:, i]
+        v[:, at, self.h + i], e[:, at, self.h + i] = da.v[:, i], da.e[:, i]
+        return B(v, e)
+
+    def vjp(self, g: Array) -> Iterator[tuple[slice, B]]:
+        gb = B.exact(g, self.work)
+        yield slice(0, self.h), gb * self.sig
+        yield slice(self.h, 2 * self.h), gb * (self.a * self.dsig)
+
+
+def _sigmoid(b: Any) -> Any:
+    return 1 / (1 + gmpy2.exp(-b))
+
+
+class _GluExact(Exact):
+    def __init__(self, x: Sequence[float], params: Mapping[str, float], g: Sequence[float] | None) -> None:
+        self.h = len(x) // 2
+        self.x = x
+        self.gs = g
+
+    def _a(self, i: int) -> Any:
+        return mpfr(self.x[i], 53)
+
+    def _b(self, i: int) -> Any:
+        return mpfr(self.x[self.h + i], 53)
+
+    def at(self, prec: int) -> None:
+        pass
+
+    def _dsig(self, i: int) -> Any:
+        return _sigmoid(self._b(i)) * _sigmoid(-self._b(i))
+
+    def value(self, i: int) -> Any:
+        a = self._a(i)
+        return a * _sigmoid(self._b(i)) if a != 0 else mpfr(0)
+
+    def jacobian(self, i: int, j: int) -> Any:
+        if j == i:
+            return _sigmoid(self._b(i))
+        if j == self.h + i and self._a(i) != 0:
+            return self._a(i) * self._dsig(i)
+        return mpfr(0)
+
+    def vjp(self, j: int) -> Any:
+        assert self.gs is not None
+        i = j % self.h
+        g, a = mpfr(self.gs[i], 53), self._a(i)
+        if g == 0 or (j >= self.h and a == 0):
+            return mpfr(0)
+        return g * (_sigmoid(self._b(i)) if j < self.h else a * self._dsig(i))
+
+
+GLU = VectorRounding(
+    bounded=lambda x, params, work, g=None: _GluBounded(x, work),
+    exact=lambda x, params, g=None: _GluExact(x, params, g),
+)
+
+
+# -- sparsemax -------------------------------------------------------------------------------------
+
+
+class _SparsemaxBounded(Bounded):
+    """The support and threshold with bounds: tau = (sum of the k largest z - 1) / k, z = x - max,
+    the support the k for which 1 + k z_(k) > sum of the k largest.  A vector whose support test
+    or whose y = max(z - tau, 0) cannot be decided is left to the exact route whole."""
+
+    def __init__(self, x: Array, work: Any) -> None:
+        self.work = work
+        z = B.exact(x, work) - B.exact(np.max(x, axis=-1, keepdims=True), work)
+        z = B(*np.broadcast_arrays(z.v, z.e))
+        order = np.argsort(-z.v, axis=-1, kind="stable")
+        zs = np.take_along_axis(z.v, order, axis=-1)
+        zs_e = np.take_along_axis(z.e, order, axis=-1)
+        n = x.shape[-1]
+        u = unit(work)
+        k = np.arange(1, n + 1, dtype=work)
+        cs = np.cumsum(zs, axis=-1)
+        # A running sum's error: its terms' bounds and (k - 1) u times the sum of their magnitudes.
+        cs_e = np.cumsum(zs_e, axis=-1) + (k - 1) * u * np.cumsum(np.abs(zs), axis=-1) * (1 + n * u)
+        test = 1 + k * zs - cs
+        test_e = k * zs_e + cs_e + 3 * u * (1 + np.abs(k * zs) + np.abs(cs))
+        inside = test > 0
+        inside[..., 0] = True  # 1 + z_(1) > z_(1), exactly
+        sure = (np.abs(test) > test_e) | (np.arange(n) == 0)
+        self.size = np.sum(inside, axis=-1, keepdims=True)
+        top = np.take_along_axis(cs, self.size - 1, axis=-1)
+        top_e = np.take_along_axis(cs_e, self.size - 1, axis=-1)
+        tau = B(top, top_e) - 1.0
+        tau = B(tau.v / self.size, tau.e / self.size + u * np.abs(tau.v / self.size))
+        y = z - tau
+        self.positive = y.v - y.e > 0
+        self.zero = y.v + y.e < 0
+        undecided = ~(self.positive | self.zero) | ~np.all(sure, axis=-1, keepdims=True)
+        # Where undecided, e = inf: the element goes to the exact route.
+        self.y = B(np.where(self.zero, 0, y.v), np.where(undecided, np.inf, np.where(self.zero, 0, y.e)))
+        self.undecided = undecided
+        self.known = ~np.any(undecided, axis=-1, keepdims=True)  # the vector's support is known
+
+    def value(self) -> Iterator[tuple[slice, B]]:
+        yield slice(0, self.y.v.shape[-1]), self.y
+
+    def jacobian(self, rows: slice) -> B:
+        # diag(s) - s s^T / k on the support s: exact rationals, rounded by the caller's exact
+        # route only where unknown; the entries are (k - 1)/k, -1/k and 0.
+        inside = self.positive.astype(self.work)
+        si = inside[:, rows, None]
+        sj = inside[:, None, :]
+        k = self.size[:, :, None].astype(self.work)
+        diag = (np.arange(rows.start, rows.stop)[:, None] == np.arange(inside.shape[-1])[None, :])[None]
+        v = si * (diag - sj / k)
+        u = unit(self.work)
+        e = np.where((si * sj) != 0, 3 * u * np.abs(v), 0)  # 1/k and (1 - 1/k), rounded
+        e = np.where(self.known[:, :, None], e, np.inf)
+        return B(v, e)
+
+    def vjp(self, g: Array) -> Iterator[tuple[slice, B]]:
+        gb = B.exact(g, self.work)
+        masked = B(np.where(self.positive, gb.v, 0), np.zeros_like(gb.v))
+        mean = tree_sum(masked)
+        mean = B(mean.v / self.size, mean.e / self.size + unit(self.work) * np.abs(mean.v / self.size))
+        out = gb - mean
+        v = np.where(self.positive, out.v, 0)
+        e = np.where(self.known, np.where(self.positive, out.e, 0), np.inf)
+        yield slice(0, g.shape[-1]), B(v, e)
+
+
+class _SparsemaxExact(Exact):
+    """sparsemax in rationals: the exact support, threshold and results."""
+
+    def __init__(self, x: Sequence[float], params: Mapping[str, float], g: Sequence[float] | None) -> None:
+        z = [mpq(v) for v in x]
+        ordered = sorted(z, reverse=True)
+        total, size, running = mpq(0), 0, mpq(0)
+        for k, v in enumerate(ordered, start=1):
+            running += v
+            if 1 + k * v > running:
+                size, total = k, running
+        tau = (total - 1) / size
+        self.y = [max(v - tau, mpq(0)) for v in z]
+        self.inside = [v > 0 for v in self.y]
+        self.size = sum(self.inside)
+        self.g = None if g is None else [mpq(v) for v in g]
+
+    def at(self, prec: int) -> None:
+        pass
+
+    def value(self, i: int) -> Any:
+        return self.y[i]
+
+    def jacobian(self, i: int, j: int) -> Any:
+        if not (self.inside[i] and self.inside[j]):
+            return mpq(0)
+        return (1 if i == j else 0) - mpq(1, self.size)
+
+    def vjp(self, j: int) -> Any:
+        assert self.g is not None
+        if not self.inside[j]:
+            return mpq(0)
+        mean = sum((gi for gi, s in zip(self.g, self.inside, strict=True) if s), mpq(0)) / self.size
+        return self.g[j] - mean
+
+
+SPARSEMAX = VectorRounding(
+    bounded=lambda x, params, work, g=None: _SparsemaxBounded(x, work),
+    exact=lambda x, params, g=None: _SparsemaxExact(x, params, g),
+    rational=True,
+)
+
+
+# -- the driver ------------------------------------------------------------------------------------
+
+
+def decide_in(b: B, fmt: correct.Format) -> tuple[Array, Array]:
+    """(results as float64, sure) for any format: the rounding test of :func:`.bounded.decide` for
+    float64 and float32; for the 16-bit formats, both ends of the interval (widened to float64
+    outward) rounded to the format, monotone rounding deciding where they agree."""
+    if fmt.precision >= 24:
+        return decide(b, fmt.numpy)
+    s = b.folded()
+    v, e = np.broadcast_arrays(s.v, s.e)
+    with np.errstate(all="ignore"):
+        low = (v - e).astype(np.float64)
+        high = (v + e).astype(np.float64)
+        low = np.nextafter(low, -np.inf)
+        high = np.nextafter(high, np.inf)
+        r_low = correct.round_to(low, fmt)
+        r_high = correct.round_to(high, fmt)
+        mid = v.astype(np.float64)
+        exact = (e == 0) & (mid.astype(v.dtype) == v)
+        r = np.where(exact, correct.round_to(mid, fmt), r_low)
+        sure = (exact | (r_low == r_high)) & ~np.isnan(r_low) & ~np.isnan(r_high)
+        # A result that rounds to zero takes the sign of the true value, and exact zeros are +0.
+        sure &= (r != 0) | (v - e > 0) | (v + e < 0) | (e == 0)
+        r = np.where(exact & (mid == 0), 0.0, r)
+        r = np.where((r == 0) & ~exact, np.where(v - e > 0, 0.0, -0.0), r)
+        sure &= ~(np.isinf(r_low) != np.isinf(r_high))
+    return np.asarray(r, np.float64), np.asarray(sure)
+
+
+def _round_exact(value: Any, fmt: correct.Format) -> float:
+    """A rational rounded once to ``fmt`` (to nearest, ties to even, with subnormals; +0 for an exact
+    0, inf beyond the format), in integer arithmetic."""
+    if value == 0:
+        return 0.0
+    a = abs(value)
+    num, den = int(a.numerator), int(a.denominator)
+    e = num.bit_length() - den.bit_length()  # 2^e <= a < 2^(e + 2)
+    if (num << max(0, -e)) < (den << max(0, e)):
+        e -= 1
+    quantum = max(e - fmt.precision + 1, fmt.emin - 1)
+    big_n, big_d = (num, den << quantum) if quantum >= 0 else (num << -quantum, den)
+    k, rest = divmod(big_n, big_d)
+    if 2 * rest > big_d or (2 * rest == big_d and k % 2):
+        k += 1
+    r = math.ldexp(k, quantum) if k else 0.0
+    if r > fmt.max:
+        r = math.inf
+    return -r if value < 0 else r
+
+
+def _take_budget(count: int) -> None:
+    budget = correct._budget.get()
+    if budget is not None:
+        budget.take(count)
+
+
+def _exact_elements(
+    rounding: VectorRounding,
+    x: Sequence[float],
+    params: Mapping[str, float],
+    g: Sequence[float] | None,
+    items: list[Any],
+    get: Callable[[Exact, Any], Any],
+    fmt: correct.Format,
+) -> list[float]:
+    """The listed elements of one vector, correctly rounded (``get(exact, item)`` at a precision)."""
+    ex = rounding.exact(x, params, g)
+    if rounding.rational:
+        return [_round_exact(get(ex, item), fmt) for item in items]
+
+    def compute(prec: int) -> list[Any]:
+        ex.at(prec)
+
+        def element(item: Any) -> Any:
+            with wide(prec + 32):
+                return get(ex, item)
+
+        return [lambda item=item: element(item) for item in items]
+
+    return correct.ziv_many(compute, len(items), fmt)
+
+
+def _same(rounding: VectorRounding, quantity: str, items: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """Keys of the flagged elements of one vector: elements with the same key are equal (a
+    Jacobian's entries that are one quantity), and are worked out once."""
+    if quantity != "jacobian" or rounding.jacobian_key is None:
+        return items if items.ndim == 1 else items[:, 0] * (1 << 32) + items[:, 1]
+    return rounding.jacobian_key(items[:, 0], items[:, 1])
+
+
+def compute(
+    rounding: VectorRounding,
+    quantity: str,
+    x: Array,
+    params: Mapping[str, float],
+    fmt_name: str,
+    g: Array | None = None,
+    param: str | None = None,
+    out: Array | None = None,
+    output_length: int | None = None,
+) -> Array:
+    """``quantity`` ("value", "jacobian", "vjp" or "param") of the vectors along x's last axis,
+    correctly rounded to ``fmt_name`` (held as float64, inf where a result exceeds the format).
+
+    ``g`` (with the output's shape) for "vjp"; ``param`` for "param"; ``out`` (float64 or the
+    format's own NumPy type) for the Jacobian, of shape x.shape[:-1] + (m, n).
+    """
+    fmt = correct.FORMATS[fmt_name]
+    work = correct._WORKING.get(fmt_name, np.longdouble)
+    n = x.shape[-1]
+    m = output_length if output_length is not None else n
+    flat = np.asarray(x, np.float64).reshape(-1, n)
+    rows = flat.shape[0]
+    gflat = None if g is None else np.asarray(g, np.float64).reshape(rows, -1)
+    if quantity == "jacobian":
+        if out is None:
+            out = np.empty((*x.shape[:-1], m, n))
+        result = out.reshape(rows, m, n)
+    else:
+        result = np.empty((rows, n if quantity == "vjp" else m))
+    getter = _getter(quantity, param)
+    for group in groups(rows, n):
+        with np.errstate(all="ignore"):
+            state = rounding.bounded(flat[group], params, work, None if gflat is None else gflat[group])
+        # The elements the bounded evaluation leaves undecided, as (vector, index...) rows,
+        # charged to the budget as they are found (at most the budget's worth are ever held).
+        found: list[np.ndarray[Any, Any]] = []
+        for place, b in _blocks(state, quantity, m, n, group, gflat, param):
+            with np.errstate(all="ignore"):
+                r, sure = decide_in(b, fmt)
+            result[(group, *place)] = r
+            undecided = np.argwhere(np.logical_not(sure))
+            if undecided.size:
+                undecided[:, 1] += place[0].start
+                _take_budget(len(undecided))
+                found.append(undecided)
+        if not found:
+            continue
+        flagged = np.concatenate(found)
+        for v in np.unique(flagged[:, 0]):
+            _take_budget(n // EXACT_SUMS)  # the vector's exact sums
+            mine = flagged[flagged[:, 0] == v][:, 1:]
+            items = mine[:, 0] if quantity != "jacobian" else mine
+            _, first, back = np.unique(
+                _same(rounding, quantity, items), return_index=True, return_inverse=True
+            )
+            todo = [tuple(int(k) for k in items[i]) if items.ndim > 1 else int(items[i]) for i in first]
+            row = group.start + int(v)
+            values = np.asarray(
+                _exact_elements(
+                    rounding,
+                    flat[row].tolist(),
+                    params,
+                    None if gflat is None else gflat[row].tolist(),
+                    todo,
+                    getter,
+                    fmt,
+                )
+            )[back.reshape(-1)]
+            if quantity == "jacobian":
+                result[row, mine[:, 0], mine[:, 1]] = values
+            else:
+                result[row, mine[:, 0]] = values
+    if quantity == "jacobian":
+        return out  # type: ignore[return-value]
+    return result.reshape((*x.shape[:-1], result.shape[-1]))
+
+
+def _blocks(
+    state: Bounded,
+    quantity: str,
+    m: int,
+    n: int,
+    group: slice,
+    gflat: Array | None,
+    param: str | None,
+) -> Iterator[tuple[tuple[slice, ...], B]]:
+    """The bounded blocks of a group: (where in the group's result, B): columns, or for the
+    Jacobian rows (of about GROUP entries a block)."""
+    if quantity == "jacobian":
+        step = max(1, GROUP // max(1, n * (group.stop - group.start)))
+        for start in range(0, m, step):
+            rows = slice(start, min(start + step, m))
+            with np.errstate(all="ignore"):
+                block = state.jacobian(rows)
+            yield (rows,), block
+        return
+    with np.errstate(all="ignore"):
+        if quantity == "value":
+            blocks = state.value()
+        elif quantity == "vjp":
+            assert gflat is not None
+            blocks = state.vjp(gflat[group])
+        else:
+            blocks = state.param(param or "")
+        for cols, b in blocks:
+            yield (cols,), b
+
+
+def _getter(quantity: str, param: str | None) -> Callable[[Exact, Any], Any]:
+    if quantity == "value":
+        return lambda ex, i: ex.value(i)
+    if quantity == "jacobian":
+        return lambda ex, ij: ex.jacobian(*ij)
+    if quantity == "vjp":
+        return lambda ex, j: ex.vjp(j)
+    assert param is not None
+    return lambda ex, i: ex.param(param, i)
+
+
+def summed(
+    rounding: VectorRounding, param: str, x: Array, g: Array, params: Mapping[str, float], fmt_name: str
+) -> float:
+    """sum over every element of g * dy/dparam, correctly rounded: the bounded derivatives' exact
+    products summed exactly and decided with their bounds; else the exact sum over the vectors."""
+    fmt = correct.FORMATS[fmt_name]
+    work = correct._WORKING.get(fmt_name, np.longdouble)
+    n = x.shape[-1]
+    flat = np.asarray(x, np.float64).reshape(-1, n)
+    gflat = np.asarray(g, np.float64).reshape(-1, n)
+    # Each group's products summed exactly (as s + r, s correctly rounded, r the rest rounded: its
+    # error is added to the bound), the groups' sums added exactly at the end.
+    heads: list[float] = []
+    bound = 0.0
+    finite = True
+    with np.errstate(all="ignore"):
+        for group in groups(flat.shape[0], n):
+            state = rounding.bounded(flat[group], params, work, gflat[group])
+            for cols, b in state.param(param):
+                b = b.folded()
+                v, e = np.broadcast_arrays(b.v, b.e)
+                w = np.asarray(gflat[group, cols], work)
+                try:
+                    terms, loss = correct.product_terms(v, w, work)
+                    head = math.fsum(terms)
+                    terms.append(-head)
+                    rest = math.fsum(terms)
+                except OverflowError:
+                    finite = False
+                    break
+                heads += (head, rest)
+                bound += float(np.sum(e * np.abs(w), dtype=work)) + loss + abs(rest) * 2.0**-52
+            if not finite:
+                break
+    finite = finite and math.isfinite(bound)
+    if finite:
+        try:
+            head = math.fsum(heads)
+        except OverflowError:
+            finite = False
+    if finite and math.isfinite(head):
+        heads.append(-head)
+        rest = math.fsum(heads)
+        total = B(np.asarray([head], work) + np.asarray([rest], work), np.asarray([bound], work))
+        tiny = float(np.finfo(work).smallest_subnormal)
+        total.e = total.e * (1 + 2.0**-30) + abs(rest) * 2.0**-52 + 4 * tiny
+        with np.errstate(all="ignore"):
+            r, sure = decide_in(total, fmt)
+        if bool(sure[0]) or flat.size > correct.EXACT_FLOOR:
+            # Beyond EXACT_FLOOR terms, as for the elementwise functions (correct.rounded_sum): the
+            # sum of the bounded products rounded once, within the sum of their bounds.
+            return float(r[0])
+    if flat.size > correct.EXACT_FLOOR:
+        raise ActivationError(
+            "grad",
+            f"grad_params.{param}: some of the {flat.size:,} products could not be bounded in extended "
+            f"precision, and exact sums are worked out for at most {correct.EXACT_FLOOR:,} elements: "
+            "send the vectors in parts and add the sums",
+        )
+    exacts = [rounding.exact(flat[r].tolist(), params, gflat[r].tolist()) for r in range(flat.shape[0])]
+
+    def total_at(prec: int) -> Any:
+        parts = []
+        for ex in exacts:
+            ex.at(prec)
+            with wide(prec + 64):
+                parts.append(ex.param_sum(param))
+        with wide(prec + 128):
+            return gmpy2.fsum(parts)
+
+    return correct.ziv(total_at, fmt)
