@@ -2,15 +2,21 @@
 
 Run ``python -m tests.accuracy`` (``--quick`` for a subset, ``--only name,...`` for some functions,
 ``--help`` for the rest) to measure, for every function of the registry, every quantity (value, f',
-f''; for vector functions value, Jacobian and vector-Jacobian product) in every output format the
-core serves (float64 and float32; float16 and bfloat16 for elementwise functions with an exact
-definition):
+f''; for vector functions value, Jacobian, vector-Jacobian product and, for the softmax family, the
+derivative with respect to the temperature) in every output format the service serves (float64 and
+float32; float16 and bfloat16 for elementwise functions with an exact definition and for the vector
+functions):
 
 - the largest error in ULPs: |computed - true| / ULP, where ULP is the unit in the last place of
   the correctly rounded true value in the format (the smallest subnormal where that is 0), so a
   correctly rounded result is within 0.5;
 - the share of results that are correctly rounded: bit for bit the true value rounded to nearest
-  (ties to even) in the format; the sign of a zero counts, except where the true value is exactly 0.
+  (ties to even) in the format; the sign of a zero counts, except where the true value is exactly 0
+  (for the vector functions it counts there too: an exact 0 must be +0).
+
+The vector functions' true values come from ``reference.VECTOR_ITEMS``: exact zeros and exact
+rationals decided by exact reasoning (sparsemax wholly in rational arithmetic), every other element
+evaluated at rising precision until its rounding settles (:func:`reference.settled`).
 
 The true value is the reference evaluated with mpmath and rounded to the format in integer
 arithmetic (:func:`round_mp`, checked against tests/rounding.py at every run), never anything the
@@ -57,6 +63,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any, NamedTuple
 
 import mpmath as mp
@@ -269,13 +276,15 @@ SIXTEEN = ("float16", "bfloat16")
 SHORT = {"float64": "f64", "float32": "f32", "float16": "f16", "bfloat16": "bf16"}
 #: Elementwise quantities (named as in service.activations.correct) and vector ones.
 ELEMENTWISE_QUANTITIES = ("value", "derivative", "second_derivative")
-VECTOR_QUANTITIES = ("value", "jacobian", "vjp")
+#: dydT: the derivative with respect to the temperature (softmax, log_softmax, softmin).
+VECTOR_QUANTITIES = ("value", "jacobian", "vjp", "dydT")
 LABELS = {
     "value": "f",
     "derivative": "f′",
     "second_derivative": "f″",
     "jacobian": "Jacobian",
     "vjp": "VJP",
+    "dydT": "dy/dT",
 }
 
 START_DPS = 60
@@ -573,9 +582,16 @@ class Stats:
     worst: list[Point] = field(default_factory=list)
 
     def add(
-        self, truth: Truth, got: float, fmt: str, where: str | Callable[[], str], reason: str = ""
+        self,
+        truth: Truth,
+        got: float,
+        fmt: str,
+        where: str | Callable[[], str],
+        reason: str = "",
+        signed_zeros: bool = False,
     ) -> None:
-        """One result; ``where`` (or what it returns) names the point."""
+        """One result; ``where`` (or what it returns) names the point.  ``signed_zeros``: an exact 0
+        must be +0 (the vector functions' contract) to count as correctly rounded."""
         self.points += 1
         self.undecided += not truth.decided
         if reason:
@@ -583,7 +599,7 @@ class Stats:
             self.reasons[reason] += 1
             return
         want = truth.rounded
-        if got == want and (want != 0 or truth.value == 0 or _same(got, want)):
+        if got == want and (want != 0 or (truth.value == 0 and not signed_zeros) or _same(got, want)):
             self.correct += 1
         elif got == want:
             self.zero_sign += 1
@@ -703,32 +719,80 @@ def _where(label: str, quantity: str, k: int, n: int, g: Sequence[float]) -> str
     return f"{label}, component [{k}]"
 
 
+def _vector_call(
+    entry: activations.Activation,
+    bound: Mapping[str, float],
+    fmt: str,
+    quantity: str,
+    x: np.ndarray,
+    g: np.ndarray,
+) -> np.ndarray:
+    """The service's ``quantity`` at the vector x (and g, y's length): float64 and float32 through the
+    core's API, float16 and bfloat16 through the operations layer that /activate and /derivative run."""
+    if fmt in SIXTEEN:
+        from service import operations
+        from service.schemas import ActivateRequest, DerivativeRequest
+
+        limits = operations.Limits(1 << 30, 1 << 24, 1 << 24)
+        body: dict[str, Any] = {
+            "activation": entry.name,
+            "x": x.tolist(),
+            "dtype": fmt,
+            "params": dict(bound),
+        }
+        if quantity == "value":
+            payload = operations.plan_activate(ActivateRequest.model_validate(body), limits).run()
+            return np.asarray(payload["y"], dtype=np.float64)
+        if quantity == "vjp":
+            body["grad"] = g.tolist()
+        if quantity == "dydT":
+            body["wrt"] = "params"
+        payload = operations.plan_derivative(DerivativeRequest.model_validate(body), limits).run()
+        field = {"jacobian": "dydx", "vjp": "grad_x", "dydT": "dydparams"}[quantity]
+        got = payload[field]["temperature"] if quantity == "dydT" else payload[field]
+        return np.asarray(got, dtype=np.float64)
+    dtype = np.float64 if fmt == "float64" else np.float32
+    xd, gd = x.astype(dtype), g.astype(dtype)
+    if quantity == "value":
+        return entry.value(xd, bound, -1, dtype)
+    if quantity == "jacobian":
+        return entry.jacobian(xd, bound, -1, dtype)
+    if quantity == "vjp":
+        return entry.vector_jacobian_product(xd, gd, bound, -1, dtype)
+    return entry.parameter_jacobian(xd, bound, -1, dtype)["temperature"]
+
+
 def _vector_task(entry: activations.Activation, bound: Mapping[str, float], task: Task) -> dict[str, Stats]:
+    """The vector functions against tests/reference.py's VECTOR_ITEMS: exact zeros and exact rationals
+    decided exactly, every other element evaluated at rising precision until its rounding settles
+    (:func:`reference.settled`).  An exact 0 counts as correctly rounded only as +0."""
     assert task.vectors is not None
-    ref = reference.VECTOR[entry.name]
-    dtype = np.float64 if task.fmt == "float64" else np.float32
-    out = {q: Stats() for q in VECTOR_QUANTITIES}
+    items = reference.VECTOR_ITEMS[entry.name]
+    quantities = VECTOR_QUANTITIES if items.dydt is not None else VECTOR_QUANTITIES[:3]
+    out = {q: Stats() for q in quantities}
     for index, x, g in task.vectors:
         xv, gv = [float(v) for v in x], [float(v) for v in g]
-
-        def compute(xv: list[float] = xv, gv: list[float] = gv) -> list[mp.mpf]:
-            value = ref.value(xv, **bound)
-            jac = ref.jacobian(xv, **bound)
-            weights = [mp.mpf(v) for v in gv]
-            vjp = [mp.fdot(weights, [row[j] for row in jac]) for j in range(len(xv))]  # sum_i g_i J_ij
-            return [*value, *(e for row in jac for e in row), *vjp]
-
-        truths = settle(compute, task.fmt)
-        n = x.size
-        m = (len(truths) - n) // (n + 1)
-        parts = {"value": truths[:m], "jacobian": truths[m : m + m * n], "vjp": truths[m + m * n :]}
-        calls = {
-            "value": lambda x=x: entry.value(x, bound, dtype=dtype),
-            "jacobian": lambda x=x: entry.jacobian(x, bound, dtype=dtype),
-            "vjp": lambda x=x, g=g: entry.vector_jacobian_product(x, g, bound, dtype=dtype),
+        parts: dict[str, list[reference.Item]] = {
+            "value": items.value(xv, **bound),
+            "jacobian": items.jacobian(xv, **bound),
+            "vjp": items.vjp(xv, gv, **bound),
         }
+        if items.dydt is not None:
+            parts["dydT"] = items.dydt(xv, **bound)
+        flat = [v for part in parts.values() for v in part]
+        undecided: set[int] = set()
+        values, rounded = reference.settled(flat, [task.fmt], undecided)
+        truths = []
+        with mp.workdps(START_DPS):
+            for k, v in enumerate(values):
+                value = mp.mpf(v.numerator) / v.denominator if isinstance(v, Fraction) else v
+                truths.append(Truth(value, rounded[task.fmt][k], k not in undecided))
+        n = x.size
         label = _vector_label(index, x)
-        for quantity, want in parts.items():
+        start = 0
+        for quantity, part in parts.items():
+            want = truths[start : start + len(part)]
+            start += len(part)
             stats = out[quantity]
             if not all(math.isfinite(t.rounded) for t in want):
                 stats.refused += len(want)
@@ -736,13 +800,14 @@ def _vector_task(entry: activations.Activation, bound: Mapping[str, float], task
             reason = ""
             try:
                 with time_limit(LIMITS["numpy"][1]):
-                    got = np.asarray(calls[quantity](), dtype=np.float64).ravel()
+                    got = np.asarray(_vector_call(entry, bound, task.fmt, quantity, x, g), np.float64).ravel()
             except (TimeLimit, Exception) as exc:
                 got, reason = np.full(len(want), np.nan), _reason(exc, LIMITS["numpy"][1])
+            if got.size != len(want):
+                got, reason = np.full(len(want), np.nan), f"{got.size} results, not {len(want)}"
             for k, (t, value) in enumerate(zip(want, got, strict=True)):
-                stats.add(
-                    t, float(value), task.fmt, functools.partial(_where, label, quantity, k, n, gv), reason
-                )
+                where = functools.partial(_where, label, quantity, k, n, gv)
+                stats.add(t, float(value), task.fmt, where, reason, signed_zeros=True)
     return out
 
 
@@ -821,18 +886,24 @@ def vector_tasks(row: Row, plan: Plan) -> Iterator[Task]:
         return
     cases = vector_grid(row.name, plan.vectors)
     count = len(cases)
-    for fmt in ("float64", "float32"):
+    for fmt in FORMATS:
         batch: list[tuple[int, np.ndarray, np.ndarray]] = []
         cost = 0.0
         for i, (x, g) in enumerate(cases):
             index = i if i < plan.vectors else -1  # the audit's cases: shown in full
-            if fmt == "float32":
-                x, g = x.astype(np.float32).astype(np.float64), g.astype(np.float32).astype(np.float64)
-            batch.append((index, x, g))
-            cost += 0.1 * x.size * (x.size + 2)
-            if cost > 4000 or i == count - 1:
+            if fmt != "float64":  # rounded once to the format, as the service rounds its inputs
+                x, g = _rounded_to(x, fmt), _rounded_to(g, fmt)
+            if np.isfinite(x).all() and np.isfinite(g).all():
+                batch.append((index, x, g))
+                cost += 0.1 * x.size * (x.size + 2) * (3 if fmt in SIXTEEN else 1)
+            if batch and (cost > 4000 or i == count - 1):
                 yield Task(row, "vectors", fmt, vectors=batch, cost=cost)
                 batch, cost = [], 0.0
+
+
+def _rounded_to(a: np.ndarray, fmt: str) -> np.ndarray:
+    """Each element rounded once to ``fmt`` (inf beyond its range), by tests/rounding.py."""
+    return np.array([rounding.round_to(Fraction(float(v)), fmt) for v in a], dtype=np.float64)
 
 
 def zeros_of(row: Row) -> tuple[Row, dict[str, list[float]]]:
@@ -954,16 +1025,22 @@ def report(
             w(f"| {row.label} | " + " | ".join(cells) + " |")
         w("")
     if vector:
-        head = [f"{LABELS[q]} {SHORT[f]}" for q in VECTOR_QUANTITIES for f in ("float64", "float32")]
-        w("| function | " + " | ".join(head) + " |")
-        w("|---" * (len(head) + 1) + "|")
+        w(
+            "Vector functions (grid e): each element of the value, the Jacobian, the vector-Jacobian "
+            "product and the derivative with respect to the temperature, against tests/reference.py's "
+            "exact zeros and rationals and settled mpmath values; an exact 0 counts only as +0."
+        )
+        w("")
+        w("| function | quantity | " + " | ".join(SHORT[f] for f in FORMATS) + " |")
+        w("|---" * (len(FORMATS) + 2) + "|")
         for row in vector:
-            cells = [
-                _cell(overall.get((row.label, f, q)))
-                for q in VECTOR_QUANTITIES
-                for f in ("float64", "float32")
-            ]
-            w(f"| {row.label} | " + " | ".join(cells) + " |")
+            for q in VECTOR_QUANTITIES:
+                cells = [overall.get((row.label, f, q)) for f in FORMATS]
+                if all(c is None or c.points == 0 for c in cells) and not any(
+                    c is not None and c.refused for c in cells
+                ):
+                    continue
+                w(f"| {row.label} | {LABELS[q]} | " + " | ".join(_cell(c) for c in cells) + " |")
         w("")
     missing = [r.name for r in elementwise if activations.get(r.name).exact is None and not r.params]
     if missing:
@@ -1094,7 +1171,8 @@ GRID_NOTES: dict[str, Callable[[Plan], str]] = {
     ),
     "vectors": lambda p: (
         f"{p.vectors} random vectors of lengths 2 to 64 (even for glu) and mixed scales, a random normal g "
-        "each, and [700, -712.5], [0, 0, 0] with g = [1, 1, 1]."
+        "each, and [700, -712.5], [0, 0, 0] with g = [1, 1, 1]; each rounded once to every format "
+        "(float16 and bfloat16 results through the operations layer of /activate and /derivative)."
     ),
     "all16": lambda p: (
         (

@@ -11,11 +11,15 @@ against mpmath's numerical differentiation in ``test_reference.py``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 import mpmath as mp
+
+from tests import rounding
 
 mp.mp.dps = 50
 
@@ -345,3 +349,573 @@ VECTOR: dict[str, Vector] = {
 
 def softmax_vjp(x: Sequence[float], g: Sequence[float]) -> Vec:
     return vjp(softmax_jacobian(x), g)
+
+
+# -- vector functions, correctly rounded: exact zeros and rationals decided exactly --------------------
+#
+# What follows gives every element of the value, the Jacobian, the vector-Jacobian product (VJP) and
+# the temperature derivatives of the five vector functions as an *item*: a Fraction where the true
+# value is rational (sparsemax throughout; exact zeros; a softmax of equal components), or else a
+# function that evaluates it with mpmath at the working precision.  :func:`correctly_rounded` rounds
+# the Fractions exactly and evaluates the others at rising precision until their rounding settles.
+#
+# The softmax family, with q_k = (x_k - max x) / T (rational: x and T are floats), is made of
+# quantities  F * e^(a) * P / S^m  with F and a rational, S = sum_k e^(q_k) and P = sum_w c_w e^(w)
+# an exponential polynomial: rational coefficients c_w on distinct rational exponents w (equal
+# exponents merged exactly).  By the Lindemann–Weierstrass theorem the e^(w) of distinct algebraic
+# w are linearly independent over the algebraic numbers, so
+#   - P = 0 exactly iff every merged coefficient is 0 (e.g. the softmax VJP at component j is 0 iff
+#     for every group G of equal x_i, sum_{i in G} (g_j - g_i) = 0);
+#   - the quantity is a rational r iff e^(a) P = r S^m term by term (a softmax of n equal
+#     components is 1/n; a log_softmax VJP with sum(g) = 0 is g_j / T);
+#   - otherwise it is transcendental: never 0, never exactly halfway between two floats.
+# No element is ever called 0 for being small.
+
+Item = Fraction | Callable[[], mp.mpf]
+Poly = dict[Fraction, Fraction]  # exponent w -> coefficient c: sum c e^w
+
+
+def _frac(v: float) -> Fraction:
+    return Fraction(float(v))
+
+
+def _mpq(q: Fraction) -> mp.mpf:
+    """A rational to the working precision (one rounding)."""
+    if q.denominator == 1:
+        return mp.mpf(q.numerator)
+    return mp.mpf(q.numerator) / q.denominator
+
+
+def _exp(w: Fraction) -> mp.mpf:
+    """e^w to the working precision for an exact w of any size (e^(-2e311) too): the argument
+    carries as many more bits as its integer part has."""
+    bits = max(0, abs(w.numerator).bit_length() - w.denominator.bit_length()) + 16
+    with mp.extraprec(bits):
+        v = mp.exp(_mpq(w))
+    return +v
+
+
+def _merge(terms: Iterable[tuple[Fraction, Fraction]]) -> Poly:
+    out: Poly = {}
+    for w, c in terms:
+        out[w] = out.get(w, Fraction(0)) + c
+    return {w: c for w, c in out.items() if c}
+
+
+def _product(p: Poly, r: Poly) -> Poly:
+    return _merge((w1 + w2, c1 * c2) for w1, c1 in p.items() for w2, c2 in r.items())
+
+
+def _negated(item: Item) -> Item:
+    if isinstance(item, Fraction):
+        return -item
+    return lambda: -item()
+
+
+class _Cache:
+    """Values of one vector's pieces, kept per working precision."""
+
+    def __init__(self) -> None:
+        self._values: dict[tuple[int, object], mp.mpf] = {}
+
+    def get(self, key: object, compute: Callable[[], mp.mpf]) -> mp.mpf:
+        k = (mp.mp.prec, key)
+        if k not in self._values:
+            self._values[k] = compute()
+        return self._values[k]
+
+
+class Family:
+    """One vector of the softmax family at temperature T."""
+
+    def __init__(self, x: Sequence[float], temperature: float) -> None:
+        self.x = [_frac(v) for v in x]
+        self.n = len(self.x)
+        self.t = _frac(temperature)
+        top = max(self.x)
+        self.q = [(v - top) / self.t for v in self.x]  # <= 0
+        self.s = _merge((w, Fraction(1)) for w in self.q)  # S, one term per group of equal x
+        self._powers: dict[int, Poly] = {1: self.s}
+        self.cache = _Cache()
+        self.keys = list(self.s)  # the distinct exponents q (0 among them)
+        self.index = {w: k for k, w in enumerate(self.keys)}
+        self._state: tuple[int, list[mp.mpf], mp.mpf] | None = None
+
+    def _at_precision(self) -> tuple[int, list[mp.mpf], mp.mpf]:
+        """(precision, e^q for each distinct q, S) at the working precision."""
+        if self._state is None or self._state[0] != mp.mp.prec:
+            exps = [_exp(w) for w in self.keys]
+            total = mp.fsum(_mpq(self.s[w]) * e for w, e in zip(self.keys, exps, strict=True))
+            self._state = (mp.mp.prec, exps, total)
+        return self._state
+
+    def e(self, w: Fraction) -> mp.mpf:
+        k = self.index.get(w)
+        if k is not None:
+            return self._at_precision()[1][k]
+        return self.cache.get(("e", w), lambda: _exp(w))
+
+    def total(self) -> mp.mpf:
+        return self._at_precision()[2]
+
+    def compiled(self, p: Poly) -> list[tuple[int | None, Fraction, Fraction]]:
+        return [(self.index.get(w), w, c) for w, c in p.items()]
+
+    def evaluate(self, p: Poly | list[tuple[int | None, Fraction, Fraction]]) -> mp.mpf:
+        terms = self.compiled(p) if isinstance(p, dict) else p
+        exps = self._at_precision()[1]
+        return mp.fsum(
+            (exps[k] if k is not None else self.e(w)) * (1 if c == 1 else _mpq(c)) for k, w, c in terms
+        )
+
+    def power(self, m: int) -> Poly:
+        if m not in self._powers:
+            self._powers[m] = _product(self.power(m - 1), self.s)
+        return self._powers[m]
+
+    def rational(self, shift: Fraction, p: Poly, m: int) -> Fraction | None:
+        """r where e^shift * p = r S^m exactly, else None."""
+        groups = len(self.s)
+        if len(p) < m * (groups - 1) + 1:  # S^m has at least this many terms
+            return None
+        sm = self.power(m)
+        if len(p) != len(sm):
+            return None
+        ratio = None
+        for w, c in p.items():
+            d = sm.get(w + shift)
+            if d is None:
+                return None
+            if ratio is None:
+                ratio = c / d
+            elif c / d != ratio:
+                return None
+        return ratio
+
+    def ratio(
+        self,
+        factor: Fraction,
+        shift: Sequence[Fraction],
+        p: Poly,
+        m: int,
+        numeric: Callable[[], mp.mpf] | None = None,
+    ) -> Item:
+        """factor * e^(sum shift) * p / S^m as an item (``numeric``: another way to evaluate p)."""
+        if not p:
+            return Fraction(0)
+        r = self.rational(sum(shift, Fraction(0)), p, m)
+        if r is not None:
+            return factor * r
+
+        terms = self.compiled(p)
+        shifts = [(self.index.get(w), w) for w in shift]
+
+        def value() -> mp.mpf:
+            _, exps, total = self._at_precision()
+            if numeric is not None:
+                v = numeric()
+            elif len(terms) == 1 and terms[0][0] is not None:
+                k, _, c = terms[0]
+                v = exps[k] if c == 1 else _mpq(c) * exps[k]  # type: ignore[index]
+            else:
+                v = self.evaluate(terms)
+            if factor != 1:
+                v *= _mpq(factor)
+            for k, w in shifts:
+                v *= exps[k] if k is not None else self.e(w)
+            return v / total**m
+
+        return value
+
+    def without(self, i: int) -> Poly:
+        """S - e^(q_i): the sum over the other components."""
+        return _merge([*self.s.items(), (self.q[i], Fraction(-1))])
+
+
+def _softmax_items(f: Family) -> list[Item]:
+    return [f.ratio(Fraction(1), (f.q[i],), {Fraction(0): Fraction(1)}, 1) for i in range(f.n)]
+
+
+def _softmax_jacobian_items(f: Family) -> list[Item]:
+    # s_i (delta_ij - s_j) / T = e^(q_i) (delta_ij S - e^(q_j)) / (S^2 T)
+    out: list[Item] = []
+    for i in range(f.n):
+        for j in range(f.n):
+            if i == j:
+                out.append(f.ratio(1 / f.t, (f.q[i],), f.without(i), 2))
+            else:
+                out.append(f.ratio(-1 / f.t, (f.q[i], f.q[j]), {Fraction(0): Fraction(1)}, 2))
+    return out
+
+
+def _softmax_vjp_items(f: Family, g: Sequence[Fraction]) -> list[Item]:
+    # s_j (g_j - sum_i g_i s_i) / T = e^(q_j) sum_i e^(q_i) (g_j - g_i) / (S^2 T)
+    return [
+        f.ratio(1 / f.t, (f.q[j],), _merge((f.q[i], g[j] - g[i]) for i in range(f.n)), 2) for j in range(f.n)
+    ]
+
+
+def _softmax_dydt_items(f: Family) -> list[Item]:
+    # ds_i/dT = -s_i sum_k s_k (x_i - x_k) / T^2
+    return [
+        f.ratio(-1 / f.t**2, (f.q[i],), _merge((f.q[k], f.x[i] - f.x[k]) for k in range(f.n)), 2)
+        for i in range(f.n)
+    ]
+
+
+def _softmax_grad_t_item(f: Family, g: Sequence[Fraction]) -> Item:
+    # sum_i g_i ds_i/dT = -sum_{i,k} g_i e^(q_i + q_k) (x_i - x_k) / (S^2 T^2)
+    groups: dict[Fraction, list[Fraction]] = {}  # q -> [x, sum of g]
+    for xi, qi, gi in zip(f.x, f.q, g, strict=True):
+        groups.setdefault(qi, [xi, Fraction(0)])[1] += gi
+    count = f.s
+    p = _merge(
+        (qa + qb, ga * count[qb] * (xa - xb))
+        for qa, (xa, ga) in groups.items()
+        for qb, (xb, _) in groups.items()
+        if qa != qb
+    )
+    cached = [(qa, xa, ga) for qa, (xa, ga) in groups.items()]
+
+    def numeric() -> mp.mpf:
+        inner = [
+            mp.fsum(_mpq(count[qb] * (xa - xb)) * f.e(qb) for qb, xb, _ in cached if qb != qa)
+            for qa, xa, _ in cached
+        ]
+        return mp.fsum(_mpq(ga) * f.e(qa) * v for (qa, _, ga), v in zip(cached, inner, strict=True))
+
+    return f.ratio(-1 / f.t**2, (), p, 2, numeric)
+
+
+def _log_softmax_items(f: Family) -> list[Item]:
+    # q_i - log S = q_i - log1p(S - 1): both terms <= 0, no cancellation; 0 only for n = 1.
+    rest = _merge([*f.s.items(), (Fraction(0), Fraction(-1))])
+    out: list[Item] = []
+    for i in range(f.n):
+        if not rest and f.q[i] == 0:
+            out.append(Fraction(0))
+        else:
+            out.append(lambda i=i: _mpq(f.q[i]) - mp.log1p(f.cache.get("rest", lambda: f.evaluate(rest))))
+    return out
+
+
+def _log_softmax_jacobian_items(f: Family) -> list[Item]:
+    # (delta_ij - s_j) / T = (delta_ij S - e^(q_j)) / (S T)
+    out: list[Item] = []
+    for i in range(f.n):
+        for j in range(f.n):
+            if i == j:
+                out.append(f.ratio(1 / f.t, (), f.without(i), 1))
+            else:
+                out.append(f.ratio(-1 / f.t, (f.q[j],), {Fraction(0): Fraction(1)}, 1))
+    return out
+
+
+def _log_softmax_vjp_items(f: Family, g: Sequence[Fraction]) -> list[Item]:
+    # (g_j - s_j sum_i g_i) / T = (g_j S - e^(q_j) sum_i g_i) / (S T)
+    total = sum(g, Fraction(0))
+    return [
+        f.ratio(1 / f.t, (), _merge([*((w, c * g[j]) for w, c in f.s.items()), (f.q[j], -total)]), 1)
+        for j in range(f.n)
+    ]
+
+
+def _log_softmax_dydt_items(f: Family) -> list[Item]:
+    # dy_i/dT = -sum_k s_k (x_i - x_k) / T^2
+    return [
+        f.ratio(-1 / f.t**2, (), _merge((f.q[k], f.x[i] - f.x[k]) for k in range(f.n)), 1) for i in range(f.n)
+    ]
+
+
+def _log_softmax_grad_t_item(f: Family, g: Sequence[Fraction]) -> Item:
+    # sum_i g_i dy_i/dT = -sum_k e^(q_k) (sum_i g_i x_i - x_k sum_i g_i) / (S T^2)
+    a = sum((gi * xi for gi, xi in zip(g, f.x, strict=True)), Fraction(0))
+    total = sum(g, Fraction(0))
+    return f.ratio(-1 / f.t**2, (), _merge((f.q[k], a - f.x[k] * total) for k in range(f.n)), 1)
+
+
+def _glu_parts(x: Sequence[float]) -> tuple[list[Fraction], list[Fraction], _Cache]:
+    z = [_frac(v) for v in x]
+    h = len(z) // 2
+    return z[:h], z[h:], _Cache()
+
+
+def _sigmoids(b: Fraction, cache: _Cache) -> tuple[mp.mpf, mp.mpf]:
+    """sigma(b) and sigma(b) sigma(-b), from e^(-|b|) (no cancellation, any size of b)."""
+
+    def compute() -> tuple[mp.mpf, mp.mpf]:
+        e = _exp(-abs(b))
+        sig_b = 1 / (1 + e) if b > 0 else e / (1 + e)
+        return sig_b, e / (1 + e) ** 2
+
+    return cache.get(("sig", b), compute)  # type: ignore[arg-type,return-value]
+
+
+def _glu_items(x: Sequence[float]) -> list[Item]:
+    a, b, cache = _glu_parts(x)
+    out: list[Item] = []
+    for ai, bi in zip(a, b, strict=True):
+        if ai == 0 or bi == 0:
+            out.append(ai / 2)
+        else:
+            out.append(lambda ai=ai, bi=bi: _mpq(ai) * _sigmoids(bi, cache)[0])
+    return out
+
+
+def _glu_jacobian_items(x: Sequence[float]) -> list[Item]:
+    # dy_i/da_i = sigma(b_i), dy_i/db_i = a_i sigma(b_i) sigma(-b_i); every other element is 0.
+    a, b, cache = _glu_parts(x)
+    h, n = len(a), len(x)
+    out: list[Item] = [Fraction(0)] * (h * n)
+    for i, (ai, bi) in enumerate(zip(a, b, strict=True)):
+        out[i * n + i] = Fraction(1, 2) if bi == 0 else (lambda bi=bi: _sigmoids(bi, cache)[0])
+        if ai == 0 or bi == 0:
+            out[i * n + h + i] = ai / 4
+        else:
+            out[i * n + h + i] = lambda ai=ai, bi=bi: _mpq(ai) * _sigmoids(bi, cache)[1]
+    return out
+
+
+def _glu_vjp_items(x: Sequence[float], g: Sequence[Fraction]) -> list[Item]:
+    a, b, cache = _glu_parts(x)
+    first: list[Item] = []
+    second: list[Item] = []
+    for ai, bi, gi in zip(a, b, g, strict=True):
+        if gi == 0 or bi == 0:
+            first.append(gi / 2)
+        else:
+            first.append(lambda gi=gi, bi=bi: _mpq(gi) * _sigmoids(bi, cache)[0])
+        if gi == 0 or ai == 0 or bi == 0:
+            second.append(gi * ai / 4)
+        else:
+            second.append(lambda gi=gi, ai=ai, bi=bi: _mpq(gi) * _mpq(ai) * _sigmoids(bi, cache)[1])
+    return first + second
+
+
+def sparsemax_exact(x: Sequence[float]) -> list[Fraction]:
+    """sparsemax(x) exactly (Martins and Astudillo 2016, Alg. 1, in rational arithmetic)."""
+    z = [_frac(v) for v in x]
+    cum, size, total = Fraction(0), 0, Fraction(0)
+    for k, v in enumerate(sorted(z, reverse=True), start=1):
+        cum += v
+        if 1 + k * v > cum:
+            size, total = k, cum
+    tau = (total - 1) / size
+    return [max(v - tau, Fraction(0)) for v in z]
+
+
+def _sparsemax_support(x: Sequence[float]) -> list[bool]:
+    # An element exactly on the edge of the support (y_i = 0) counts as outside.
+    return [v > 0 for v in sparsemax_exact(x)]
+
+
+def _sparsemax_jacobian_items(x: Sequence[float]) -> list[Item]:
+    inside = _sparsemax_support(x)
+    size = sum(inside)
+    n = len(inside)
+    return [
+        Fraction(int(i == j and inside[i])) - Fraction(int(inside[i] and inside[j]), size)
+        for i in range(n)
+        for j in range(n)
+    ]
+
+
+def _sparsemax_vjp_items(x: Sequence[float], g: Sequence[Fraction]) -> list[Item]:
+    inside = _sparsemax_support(x)
+    mean = sum((gi for gi, s in zip(g, inside, strict=True) if s), Fraction(0)) / sum(inside)
+    return [gi - mean if s else Fraction(0) for gi, s in zip(g, inside, strict=True)]
+
+
+def _family(x: Sequence[float], temperature: float, negate: bool) -> Family:
+    return Family([-float(v) for v in x] if negate else x, temperature)
+
+
+def _softmax_like(negate: bool, log: bool) -> dict[str, Callable[..., Any]]:
+    """The items of softmax (softmin: of -x, the x-derivatives negated) or log_softmax."""
+    sign = _negated if negate else (lambda item: item)
+    value = _log_softmax_items if log else _softmax_items
+    jac = _log_softmax_jacobian_items if log else _softmax_jacobian_items
+    vjp = _log_softmax_vjp_items if log else _softmax_vjp_items
+    dydt = _log_softmax_dydt_items if log else _softmax_dydt_items
+    grad_t = _log_softmax_grad_t_item if log else _softmax_grad_t_item
+
+    def fam(x: Sequence[float], temperature: float) -> Family:
+        return _family(x, temperature, negate)
+
+    return {
+        "value": lambda x, temperature=1.0: value(fam(x, temperature)),
+        "jacobian": lambda x, temperature=1.0: [sign(v) for v in jac(fam(x, temperature))],
+        "vjp": lambda x, g, temperature=1.0: [
+            sign(v) for v in vjp(fam(x, temperature), [_frac(v) for v in g])
+        ],
+        "dydt": lambda x, temperature=1.0: dydt(fam(x, temperature)),
+        "grad_t": lambda x, g, temperature=1.0: grad_t(fam(x, temperature), [_frac(v) for v in g]),
+    }
+
+
+@dataclass(frozen=True)
+class VectorItems:
+    """Items of one vector (x 1-D, g with y's length; ``temperature`` where the function has it):
+    ``value`` y, ``jacobian`` J row-major (J[i * n + j] = dy_i/dx_j), ``vjp`` sum_i g_i J_ij,
+    ``dydt`` dy/dT and ``grad_t`` sum_i g_i dy_i/dT (None without a temperature)."""
+
+    value: Callable[..., list[Item]]
+    jacobian: Callable[..., list[Item]]
+    vjp: Callable[..., list[Item]]
+    dydt: Callable[..., list[Item]] | None = None
+    grad_t: Callable[..., Item] | None = None
+
+
+def _family_items(negate: bool, log: bool) -> VectorItems:
+    parts = _softmax_like(negate, log)
+    return VectorItems(parts["value"], parts["jacobian"], parts["vjp"], parts["dydt"], parts["grad_t"])
+
+
+VECTOR_ITEMS: dict[str, VectorItems] = {
+    "softmax": _family_items(negate=False, log=False),
+    "log_softmax": _family_items(negate=False, log=True),
+    "softmin": _family_items(negate=True, log=False),
+    "glu": VectorItems(
+        _glu_items, _glu_jacobian_items, lambda x, g: _glu_vjp_items(x, [_frac(v) for v in g])
+    ),
+    "sparsemax": VectorItems(
+        lambda x: list(sparsemax_exact(x)),
+        _sparsemax_jacobian_items,
+        lambda x, g: _sparsemax_vjp_items(x, [_frac(v) for v in g]),
+    ),
+}
+
+
+def add_items(items: Sequence[Item]) -> Item:
+    """The sum of items (grad_params over a batch): a Fraction when every one is."""
+    if all(isinstance(v, Fraction) for v in items):
+        return sum(items, Fraction(0))  # type: ignore[arg-type]
+    return lambda: mp.fsum(_mpq(v) if isinstance(v, Fraction) else v() for v in items)
+
+
+#: Digits of the first evaluation, and the most :func:`correctly_rounded` goes to.
+START_DIGITS = 40
+MAX_DIGITS = START_DIGITS * 2**8
+
+
+class Undecided(AssertionError):
+    """A value whose rounding did not settle: the reference, not the service, needs looking at."""
+
+
+def _midpoint(v: mp.mpf, fmt: str) -> bool:
+    """Whether v lies exactly halfway between two numbers of ``fmt``."""
+    precision, qmin, emax = rounding.FORMATS[fmt]
+    _, man, exp, bc = v._mpf_
+    if not man:
+        return False
+    top = int(exp) + int(bc) - 1
+    if top > emax + 1 or top < qmin - 2:
+        return False
+    quantum = max(top - precision + 1, qmin)
+    shift = quantum - int(exp)
+    if shift <= 0:
+        return False
+    return int(man) & ((1 << shift) - 1) == 1 << (shift - 1)
+
+
+def _bits(v: float) -> tuple[bool, float]:
+    return (math.copysign(1.0, v) < 0, abs(v))
+
+
+def _rounding_key(v: mp.mpf, fmt: str) -> tuple[object, ...]:
+    """What v rounds to in ``fmt`` (sign, odd significand, exponent; or sign and 0 or inf), in integer
+    arithmetic: a quick comparison between precisions (the result itself comes from tests/rounding.py)."""
+    precision, qmin, emax = rounding.FORMATS[fmt]
+    sign, man, exp, bc = v._mpf_
+    man, exp = int(man), int(exp)
+    top = exp + int(bc) - 1
+    if top > emax + 1:
+        return (sign, "inf")
+    if top < qmin - 2:
+        return (sign, 0)
+    quantum = max(top - precision + 1, qmin)
+    if exp >= quantum:
+        whole = man << (exp - quantum)
+    else:
+        shift = quantum - exp
+        whole, rest, half = man >> shift, man & ((1 << shift) - 1), 1 << (shift - 1)
+        if rest > half or (rest == half and whole & 1):
+            whole += 1
+    if whole == 0:
+        return (sign, 0)
+    if quantum + whole.bit_length() - 1 > emax:
+        return (sign, "inf")
+    zeros = (whole & -whole).bit_length() - 1
+    return (sign, whole >> zeros, quantum + zeros)
+
+
+def correctly_rounded(items: Sequence[Item], fmts: Sequence[str]) -> dict[str, list[float]]:
+    """Each item rounded to nearest (ties to even) in each format, +-inf beyond its range (see
+    :func:`settled`)."""
+    return settled(items, fmts)[1]
+
+
+def settled(
+    items: Sequence[Item], fmts: Sequence[str], undecided: set[int] | None = None
+) -> tuple[list[Fraction | mp.mpf], dict[str, list[float]]]:
+    """Each item's value (the Fraction, or the mpf at the precision where it settled) and its rounding
+    to nearest (ties to even) in each format, +-inf beyond its range.
+
+    Fractions are rounded exactly.  The others are evaluated at START_DIGITS digits and at twice
+    as many, and so on, until two consecutive evaluations agree to half the digits of the first and
+    round to the same number in every format, neither halfway between two numbers (a transcendental
+    value never is; it may only look so at one precision).  One that never settles raises
+    :class:`Undecided`: the reference never takes a value that keeps moving, or an exact 0, for the
+    answer.  With ``undecided`` (a set), such an item is taken as it is at MAX_DIGITS instead, and its
+    index added to the set.
+    """
+    out = {fmt: [math.nan] * len(items) for fmt in fmts}
+    values: list[Fraction | mp.mpf] = [Fraction(0)] * len(items)
+    pending: list[int] = []
+    for k, item in enumerate(items):
+        if isinstance(item, Fraction):
+            values[k] = item
+            for fmt in fmts:
+                out[fmt][k] = rounding.round_to(item, fmt)
+        else:
+            pending.append(k)
+    digits = START_DIGITS
+    previous: dict[int, mp.mpf] = {}
+    while pending:
+        if digits > MAX_DIGITS:
+            if undecided is None:
+                raise Undecided(f"items {pending[:5]} still move at {MAX_DIGITS} digits")
+            for k in pending:
+                undecided.add(k)
+                values[k] = previous[k]
+                for fmt in fmts:
+                    out[fmt][k] = rounding.round_mpf(previous[k], fmt)
+            break
+        with mp.workdps(digits):
+            now = {k: items[k]() for k in pending}  # type: ignore[operator]
+        still = []
+        for k in pending:
+            hi, lo = now[k], previous.get(k)
+            ok = (
+                lo is not None
+                and hi != 0
+                and lo != 0
+                and mp.sign(hi) == mp.sign(lo)
+                and abs(hi - lo) <= abs(hi) * mp.mpf(10) ** (-(digits // 4))
+            )
+            if ok:
+                ok = all(
+                    _rounding_key(hi, fmt) == _rounding_key(lo, fmt) and not _midpoint(hi, fmt)  # type: ignore[arg-type]
+                    for fmt in fmts
+                )
+            if ok:
+                got = {fmt: rounding.round_mpf(hi, fmt) for fmt in fmts}
+                values[k] = hi
+                for fmt in fmts:
+                    out[fmt][k] = got[fmt]
+            else:
+                still.append(k)
+        previous = now
+        pending = still
+        digits *= 2
+    return values, out
