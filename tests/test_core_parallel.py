@@ -225,53 +225,6 @@ def test_set_threads_wants_a_positive_integer(n: Any) -> None:
 # -- Jacobians in blocks ----------------------------------------------------------------------
 
 
-def _dense_softmax(x: np.ndarray, temperature: float) -> np.ndarray:
-    _, s = vector._extended(x, temperature)
-    jac = -s[..., :, None] * s[..., None, :]
-    n = s.shape[-1]
-    jac[..., np.arange(n), np.arange(n)] = s * vector._complement(s, vector._dominant(s))
-    return (jac / temperature).astype(np.float64)
-
-
-def _dense_log_softmax(x: np.ndarray, temperature: float) -> np.ndarray:
-    _, s = vector._extended(x, temperature)
-    n = s.shape[-1]
-    jac = np.broadcast_to(-s[..., None, :], (*s.shape, n)).copy()
-    jac[..., np.arange(n), np.arange(n)] = vector._complement(s, vector._dominant(s))
-    return (jac / temperature).astype(np.float64)
-
-
-def _dense_glu(x: np.ndarray) -> np.ndarray:
-    from service.activations.exact import logistic
-
-    a, b = vector._halves(x)
-    h = a.shape[-1]
-    jac = np.zeros((*a.shape, 2 * h))
-    idx = np.arange(h)
-    jac[..., idx, idx] = logistic(b)
-    jac[..., idx, h + idx] = a * logistic(b) * logistic(-b)
-    return jac
-
-
-def _dense_sparsemax(x: np.ndarray) -> np.ndarray:
-    inside = (vector._sparsemax_extended(x) > 0).astype(np.float64)
-    size = np.sum(inside, axis=-1, keepdims=True)
-    n = x.shape[-1]
-    jac = -inside[..., :, None] * inside[..., None, :] / size[..., None]
-    jac[..., np.arange(n), np.arange(n)] += inside
-    return jac
-
-
-#: The Jacobians as they were computed before the blocks: over the whole batch at once.
-DENSE: dict[str, Callable[..., np.ndarray]] = {
-    "softmax": _dense_softmax,
-    "log_softmax": _dense_log_softmax,
-    "softmin": lambda x, temperature: -_dense_softmax(-x, temperature),
-    "glu": _dense_glu,
-    "sparsemax": _dense_sparsemax,
-}
-
-
 def _jacobian_cases() -> Iterator[tuple[np.ndarray, int]]:
     rng = np.random.default_rng(17)
     for v in ([40.0, 0.0], [700.0, -700.0, 0.0, 1.0], [-1e308, 1e308], [1000.0, 1000.0]):
@@ -295,19 +248,29 @@ def _jacobian_cases() -> Iterator[tuple[np.ndarray, int]]:
 
 
 @pytest.mark.parametrize("entry", VECTOR, ids=[e.name for e in VECTOR])
-def test_jacobian_blocks_give_the_bits_of_the_dense_jacobian(entry: activations.Activation) -> None:
+def test_jacobian_blocks_give_the_bits_of_each_vector_alone(entry: activations.Activation) -> None:
+    # The Jacobian is built a group of vectors and a block of rows at a time: each vector's
+    # Jacobian has the bits it has when it is sent alone.
     settings = [entry.bind()]
     if entry.name in accuracy.ALT_PARAMS:
         settings.append(entry.bind(accuracy.ALT_PARAMS[entry.name]))
     for x, axis in _jacobian_cases():
+        ax = entry.check_axis(x, axis)
+        n = x.shape[ax]
+        vectors = np.moveaxis(x, ax, -1).reshape(-1, n)
+        sample = range(0, len(vectors), max(1, len(vectors) // 8))
         for params in settings:
-            ax = entry.check_axis(x, axis)
-            with np.errstate(over="ignore"):
-                dense = np.moveaxis(DENSE[entry.name](np.moveaxis(x, ax, -1), **params), -2, ax)
             for dtype in (np.float64, np.float32):
-                got = _outcome(lambda: entry.jacobian(x, params, axis, dtype))  # noqa: B023
-                want = _outcome(lambda: registry._finite(dense, "dydx", dtype))  # noqa: B023
-                assert got == want, (entry.name, x.shape, axis, params, np.dtype(dtype).name)
+                try:
+                    whole = np.moveaxis(entry.jacobian(x, params, axis, dtype), ax, -2)
+                except ResultOverflow:
+                    overflows = [_outcome(lambda v=v: entry.jacobian(v, params, -1, dtype)) for v in vectors]  # noqa: B023
+                    assert any(isinstance(o, tuple) for o in overflows), (entry.name, x.shape, axis)
+                    continue
+                rows = whole.reshape(len(vectors), -1, n)
+                for k in sample:
+                    alone = entry.jacobian(vectors[k], params, -1, dtype)
+                    assert rows[k].tobytes() == alone.tobytes(), (entry.name, x.shape, axis, params, k)
 
 
 def test_jacobian_blocks_cover_the_result() -> None:
@@ -321,12 +284,12 @@ def test_jacobian_blocks_cover_the_result() -> None:
         assert (seen == 1).all()
 
 
-def test_a_5000_vector_jacobian_peaks_near_its_own_size() -> None:
-    x = np.random.default_rng(2).standard_normal(5000) * 5
+def test_a_2000_vector_jacobian_peaks_near_its_own_size() -> None:
+    x = np.random.default_rng(2).standard_normal(2000) * 5
     for name in ("softmax", "log_softmax", "softmin"):
         entry = activations.get(name)
         for dtype in (np.float64, np.float32):
-            size = 5000 * 5000 * np.dtype(dtype).itemsize
+            size = 2000 * 2000 * np.dtype(dtype).itemsize
             peak = peak_bytes(lambda: entry.jacobian(x, entry.bind(), -1, dtype))  # noqa: B023
             assert peak <= 1.25 * size, (name, np.dtype(dtype).name, peak / size)
 
@@ -374,9 +337,11 @@ def _estimate_cases() -> Iterator[tuple[activations.Activation, str, tuple[int, 
             if entry.kind == "elementwise":
                 shapes = [((50_000,), -1), ((600, 1000), -1)]
             elif quantity == "jacobian":
-                shapes = [((5000,), -1), ((100, 100), -1), ((2, 30000), 0), ((3000, 8), -1)]
+                shapes = [((2000,), -1), ((100, 100), -1), ((2, 30000), 0), ((3000, 8), -1)]
             else:
-                shapes = [((1000, 1000), -1), ((200, 500), 0), ((20000,), -1)]
+                # (Correctly rounded: mixed magnitudes send a vector in a hundred to the exact route,
+                # which works out the whole vector's sums: these shapes keep the test to seconds.)
+                shapes = [((300, 300), -1), ((200, 150), 0), ((20000,), -1)]
             for shape, axis in shapes:
                 yield entry, quantity, shape, axis
 
@@ -430,7 +395,7 @@ def test_workspace_estimate_bounds_the_peak(kind: str, quantity: str, threads: A
         runs = [(np.float64, None), (np.float32, None)]
         if entry.name in accuracy.ALT_PARAMS:
             runs.append((np.float64, dict(accuracy.ALT_PARAMS[entry.name])))
-        if shape == (5000,):  # 25M-element Jacobians: float64 for all, float32 for one
+        if shape == (2000,):  # 4M-element Jacobians: float64 for all, float32 for one
             runs = runs if entry.name == "softmax" else runs[:1]
         peak = 0
         for dtype, given in runs:

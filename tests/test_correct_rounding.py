@@ -161,9 +161,9 @@ async def test_16_bit_vector_jacobian_product_is_one_rounding_of_the_exact_produ
             "float16 range",
         ),
         (
-            "/activate",
-            {"activation": "softmax", "x": [1, 2], "dtype": "bfloat16"},
-            "dtype",
+            "/derivative",
+            {"activation": "softmax", "x": [1, 2], "order": 2, "dtype": "bfloat16"},
+            "order",
             "vector function",
         ),
         (

@@ -20,7 +20,7 @@ from service import activations
 from service.activations import bounded, correct
 from service.activations.registry import ActivationError, ResultOverflow
 
-FAST = [e for e in activations.entries() if e.fast is not None]
+FAST = [e for e in activations.entries() if e.fast is not None and e.kind == "elementwise"]
 FORMATS = {"float64": np.float64, "float32": np.float32}
 QUANTITIES = ("value", "derivative", "second_derivative")
 

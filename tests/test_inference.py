@@ -834,11 +834,17 @@ def test_16_bit_tensors_are_correctly_rounded(
     assert result.get_response()["outputs"][0]["datatype"] == dt
 
 
-def test_16_bit_tensors_of_a_vector_function_are_refused(client: triton.InferenceServerClient) -> None:
-    x = triton.InferInput("x", [2], "FP16")
-    x.set_data_from_numpy(np.array([1.0, 2.0], dtype=np.float16))
-    with pytest.raises(InferenceServerException, match=r"inputs\.x\.datatype.*vector function"):
-        client.infer("softmax", [x])
+def test_16_bit_tensors_of_a_vector_function(client: triton.InferenceServerClient, base: str) -> None:
+    # Correctly rounded to float16 as over /activate: the same numbers, as FP16.
+    values = [1.0, 2.0, -0.5, 3.0]
+    x = triton.InferInput("x", [4], "FP16")
+    x.set_data_from_numpy(np.array(values, dtype=np.float16))
+    got = client.infer("softmax", [x]).as_numpy("y")
+    body = {"activation": "softmax", "x": values, "dtype": "float16"}
+    want = httpx.post(f"{base}/activate", json=body, timeout=30).json()["y"]
+    assert got.dtype == np.float16
+    assert got.tolist() == np.array(want, dtype=np.float16).tolist()
+    assert float(np.sum(got, dtype=np.float64)) != 0.0
 
 
 def test_bf16_json_tensors(base: str) -> None:
