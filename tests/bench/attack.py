@@ -20,7 +20,9 @@ process, so that the attack's client threads never hold it back by the GIL):
 7. slow clients: 64 partial bodies (Content-Length 100000, 1 byte sent), 1000
    silent connections, 16 partial bodies declaring 64 MiB; held 20 s while a
    fresh client sends a small valid request every 100 ms;
-8. a 128 KB header and a request with 500 header fields, 4 at once, 10 s.
+8. a 128 KB header and a request with 500 header fields, 4 at once, 10 s;
+11. vector functions on the exact route: 4 clients for 15 s, softmax and log_softmax VJPs of
+    x, grad (1000, 1000) of mixed magnitudes (some x at +-700), as JSON and as .npz.
 
 For each: requests sent, answers by exact status code (500 apart from 503),
 connections reset or closed by the server, client timeouts, probe count and
@@ -865,6 +867,90 @@ def attack_big_headers(server: Server, row: Row) -> None:
     repeat(server, row, [big, many], clients=4, seconds=10, grace=10)
 
 
+@cache
+def vector_exact_bodies() -> list[tuple[str, bytes]]:
+    """softmax and log_softmax VJPs of x, grad (1000, 1000), as JSON and as .npz: labels and requests.
+
+    x = N(0,1) e^U(-3,4) with 40 values at +-700 (magnitudes from ~0.05 to ~5000 within a vector);
+    grad likewise.  Both spread the bounded evaluation wide enough that some elements of most
+    vectors go to the exact route (a whole-vector MPFR evaluation each)."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((1000, 1000)) * np.exp(rng.uniform(-3, 4, (1000, 1000)))
+    x.flat[rng.integers(0, x.size, 40)] = np.where(np.arange(40) % 2, 700.0, -700.0)
+    g = rng.standard_normal((1000, 1000)) * np.exp(rng.uniform(-3, 4, (1000, 1000)))
+    out = io.BytesIO()
+    np.savez(out, x=x, grad=g)
+    npz = out.getvalue()
+    bodies = []
+    for act in ("softmax", "log_softmax"):
+        body = orjson.dumps({"activation": act, "x": x, "grad": g}, option=orjson.OPT_SERIALIZE_NUMPY)
+        bodies.append((f"{act} JSON", request("POST", "/derivative", body)))
+        bodies.append(
+            (f"{act} npz", request("POST", f"/derivative/npy?activation={act}", npz, content_type=NPZ))
+        )
+    return bodies
+
+
+NPZ = "application/x-npz"
+
+
+def attack_vector_exact(server: Server, row: Row) -> None:
+    bodies = vector_exact_bodies()
+    row.notes.append(
+        "softmax/log_softmax VJP, x and grad (1000, 1000), N(0,1) e^U(-3,4) and 40 x at +-700; "
+        f"JSON {len(bodies[0][1]) / MIB:.0f} MiB, npz {len(bodies[1][1]) / MIB:.0f} MiB; 4 clients, 15 s"
+    )
+    window = time.monotonic() + 15
+    hard = window + 60  # a request in flight at 15 s may take 60 s more, then is abandoned
+    per: dict[str, list[tuple[float, str]]] = {label: [] for label, _ in bodies}
+    timeline: list[tuple[float, int]] = []
+    halt = threading.Event()
+    t0 = time.monotonic()
+
+    def sample() -> None:
+        while not halt.is_set() and time.monotonic() < hard + 5:
+            timeline.append((time.monotonic() - t0, server.rss()))
+            halt.wait(0.5)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+
+    def work(i: int) -> None:
+        k = i
+        while time.monotonic() < window:
+            label, payload = bodies[k % len(bodies)]
+            out = exchange(server.port, payload, hard)
+            k += 1
+            row.record(out)
+            with row.lock:
+                per[label].append((out.latency, str(out.status) if out.status is not None else out.kind))
+            if out.kind in ("refused", "error"):
+                time.sleep(0.05)
+
+    stuck = run_clients(4, work, hard + 5)
+    halt.set()
+    sampler.join(timeout=2)
+    if stuck:
+        row.notes.append(f"{stuck} client threads still running at the deadline")
+    for label, got in per.items():
+        if got:
+            codes = Counter(code for _, code in got)
+            lat = sorted(v for v, _ in got)
+            row.notes.append(
+                f"{label}: {len(got)} sent, codes {dict(codes)}, latency min {lat[0]:.1f} s, "
+                f"max {lat[-1]:.1f} s"
+            )
+    slowest = max(((v, label, code) for label, got in per.items() for v, code in got), default=None)
+    if slowest:
+        row.notes.append(f"slowest request: {slowest[1]} ({slowest[2]}) in {slowest[0]:.1f} s")
+    marks = " ".join(f"{t:.0f}s:{r / MIB:.0f}" for t, r in timeline[::6])
+    row.notes.append(f"VmRSS MiB over time: {marks}")
+    unexpected = {c: n for c, n in row.codes.items() if c not in ("200", "422", "503") and n}
+    row.checks["vector exact route: only 200, 422 or 503 answers"] = not unexpected and row.sent > 0
+    if unexpected:
+        row.notes.append(f"unexpected answers: {unexpected}")
+
+
 ATTACKS: list[tuple[str, Callable[[Server, Row], None], tuple[str, ...]]] = [
     ("0 quiet baseline", attack_baseline, ()),
     ("1 200x 1M-float JSON", attack_big_json, ()),
@@ -877,6 +963,7 @@ ATTACKS: list[tuple[str, Callable[[Server, Row], None], tuple[str, ...]]] = [
     ("8 128 KB header, 500 fields", attack_big_headers, ()),
     ("9 gzip bomb to /v2 infer", attack_inference_gzip_bomb, ()),
     ("10 200k hard-to-round inputs", attack_hard_to_round, ()),
+    ("11 vector functions, exact route", attack_vector_exact, ()),
 ]
 
 

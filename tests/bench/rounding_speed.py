@@ -1,4 +1,4 @@
-"""What correct rounding costs: 1M elements of every elementwise function, float64 and float32.
+"""What correct rounding costs: 1M elements of every function, float64 and float32.
 
 Three columns per function and format, side by side in one run (medians of --repeat runs,
 interleaved so that the machine's noise falls on all alike):
@@ -11,6 +11,8 @@ interleaved so that the machine's noise falls on all alike):
   ``pip install torch==2.13.0``; without it the column is left out).
 
     python -m tests.bench.rounding_speed [--elements 1000000] [--repeat 3] [--only gelu,silu]
+
+Vector functions take the elements as rows of --width (1000: a batch of 1000 vectors of 1000).
 
 The last lines give the ratio rounded / numpy (median over the functions, and the largest) and
 the share of elements that went to the exact route.
@@ -27,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from service import activations
-from service.activations import bounded, correct, registry
+from service.activations import bounded, correct, registry, vector_rounded
 
 
 def _torch_functions() -> dict[str, Callable[[Any], Any]]:
@@ -68,6 +70,10 @@ def _torch_functions() -> dict[str, Callable[[Any], Any]]:
         "tanhshrink": F.tanhshrink,
         "squareplus": lambda t: 0.5 * (t + torch.sqrt(t * t + 4.0)),
         "exponential": torch.exp,
+        "softmax": lambda t: torch.softmax(t, -1),
+        "log_softmax": lambda t: torch.log_softmax(t, -1),
+        "softmin": lambda t: torch.softmin(t, -1),
+        "glu": lambda t: F.glu(t, -1),
     }
 
 
@@ -78,6 +84,11 @@ def _time(fn: Callable[[], Any]) -> float:
 
 
 def _exact_share(entry: activations.Activation, x: np.ndarray[Any, Any], fmt: str) -> float:
+    if entry.kind == "vector":
+        state = entry.fast.bounded(x[:200], entry.bind({}), np.longdouble)
+        with np.errstate(all="ignore"):
+            sure = [vector_rounded.decide_in(b, correct.FORMATS[fmt])[1] for _, b in state.value()]
+        return float(1 - np.mean(np.concatenate([np.ravel(s) for s in sure])))
     fn = correct.bounded_of(entry, "value")
     with np.errstate(all="ignore"):
         b = fn(bounded.B.exact(x[:200_000], np.longdouble), **entry.bind({}))
@@ -101,9 +112,19 @@ def _timings(
 
         tensor = torch.from_numpy(x.copy())
     x64 = x.astype(np.float64)
+    if entry.kind == "vector":
+
+        def previous() -> Any:  # the NumPy core, rounded to the dtype
+            return registry._finite(registry._call(entry.forward, x64, params), "y", dtype)
+
+    else:
+
+        def previous() -> Any:
+            return registry._call_blocks(entry.forward, x64, params, entry.block, dtype)
+
     for _ in range(repeat):
         rounded_t.append(_time(lambda: entry.value(x, params, -1, dtype)))
-        numpy_t.append(_time(lambda: registry._call_blocks(entry.forward, x64, params, entry.block, dtype)))
+        numpy_t.append(_time(previous))
         if torch_fn is not None:
             torch_t.append(_time(lambda: torch_fn(tensor)))
     return rounded_t, numpy_t, torch_t
@@ -116,6 +137,7 @@ def main() -> None:
     parser.add_argument("--elements", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--only", default="")
+    parser.add_argument("--width", type=int, default=1000, help="vector functions: the length of a row")
     args = parser.parse_args()
     torch_fns = _torch_functions()
     only = set(filter(None, args.only.split(",")))
@@ -135,6 +157,8 @@ def main() -> None:
         for dtype in (np.float64, np.float32):
             name = np.dtype(dtype).name
             x = x64.astype(dtype)
+            if entry.kind == "vector":
+                x = x.reshape(-1, args.width)
             rounded_t, numpy_t, torch_t = _timings(
                 entry, x, params, dtype, torch_fns.get(entry.name), args.repeat
             )
