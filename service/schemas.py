@@ -104,9 +104,8 @@ class ActivateRequest(BaseModel):
     dtype: Literal["float64", "float32", "float16", "bfloat16"] = Field(
         default="float64",
         description="The format of the numbers: x is rounded to it, and the result is written in it "
-        "(as the shortest decimal that round-trips). Elementwise functions: every result, in every "
-        "format, is the correctly rounded true value (to nearest, ties to even). Vector functions "
-        "(float64 and float32 only) compute in float64 and extended precision and round once to float32.",
+        "(as the shortest decimal that round-trips). Every result of every function, in every format, "
+        "is the correctly rounded true value (to nearest, ties to even).",
     )
 
 

@@ -200,8 +200,8 @@ def function_of(entry: Activation, quantity: str, param: str | None = None) -> C
         why = "is a vector function" if entry.kind == "vector" else "has no exact definition yet"
         raise NotSupported(
             "dtype",
-            f"{entry.name} {why}: float16 and bfloat16 results, /check and /reference are available for "
-            f"the functions that have one: {', '.join(e.name for e in entries() if e.exact is not None)}",
+            f"{entry.name} {why}: /check and /reference take a function of one variable: "
+            f"{', '.join(e.name for e in entries() if e.exact is not None)}",
         )
     if param is not None:
         return exact.params[param]

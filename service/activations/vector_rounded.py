@@ -44,7 +44,7 @@ GROUP = correct.FAST_CHUNK
 #: The exact route works out a vector's sums (e^q over the whole vector) for each vector with an
 #: element the bounded evaluation cannot decide: 5-10 us a term, against 20-100 us for an element
 #: of an elementwise function; a vector of n is charged n / EXACT_SUMS elements of the budget.
-EXACT_SUMS = 64
+EXACT_SUMS = 16
 #: Precision at which differences and sums of float64 numbers are exact (2,098 bits span every
 #: float64, and a hundred more carry the sums of up to 2^100 of them).
 EXACT_BITS = 2200
@@ -371,12 +371,18 @@ class _SoftmaxExact(Exact):
         self._zeros: Any = None
         self._cache: dict[str, Any] = {}
         self.prec = 0
+        self.sum_prec = 0
         self.far: Any = None
 
     def at(self, prec: int) -> None:
-        # Everything is worked out when first needed, at this precision (plus guard bits).
+        # The vector's sums are worked out when first needed, at twice this precision (plus guard
+        # bits): Ziv's next step (twice the precision) then takes them as they are, and each step
+        # costs the elements alone.
         self.prec = prec
+        if self._cache and self.sum_prec >= prec + 32:
+            return
         self._cache = {}
+        self.sum_prec = 2 * prec + 32
         self.far = None
         with wide(prec + 32):
             # Where the next largest input is so far below that its e^q is beyond even MPFR's range
@@ -409,7 +415,7 @@ class _SoftmaxExact(Exact):
         if cached is not None:
             return cached[i]
         if self.n <= CACHED and self.prec:
-            with wide(self.prec + 32):
+            with wide(self.sum_prec):
                 self._cache["e"] = cached = self._every_e()
             return cached[i]
         return self._e(i)
@@ -437,7 +443,7 @@ class _SoftmaxExact(Exact):
 
     def _get(self, name: str, make: Callable[[], Any]) -> Any:
         if name not in self._cache:
-            with wide(self.prec + 32):
+            with wide(self.sum_prec):
                 self._cache[name] = make()
         return self._cache[name]
 
@@ -488,7 +494,7 @@ class _SoftmaxExact(Exact):
                 if g[i] == top:
                     continue
                 e = self.e(i)
-                with gmpy2.context(gmpy2.get_context(), precision=self.prec + 32 + 64):
+                with gmpy2.context(gmpy2.get_context(), precision=self.sum_prec + 64):
                     yield e * float(g[i])
                     yield -e * top
 
