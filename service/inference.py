@@ -41,7 +41,7 @@ DATATYPES: dict[str, Any] = {
     "FP64": np.float64,
     "FP32": np.float32,
     "FP16": np.float16,
-    "BF16": ml_dtypes.bfloat16,  # (elementwise functions, as float16: correctly rounded)
+    "BF16": ml_dtypes.bfloat16,  # (as float16: correctly rounded)
 }
 DTYPE_NAMES = {"FP64": "float64", "FP32": "float32", "FP16": "float16", "BF16": "bfloat16"}
 INPUTS = ("x", "grad")

@@ -72,7 +72,7 @@ def _torch_functions() -> dict[str, Callable[[Any], Any]]:
         "exponential": torch.exp,
         "softmax": lambda t: torch.softmax(t, -1),
         "log_softmax": lambda t: torch.log_softmax(t, -1),
-        "softmin": lambda t: torch.softmin(t, -1),
+        "softmin": lambda t: F.softmin(t, -1),
         "glu": lambda t: F.glu(t, -1),
     }
 
