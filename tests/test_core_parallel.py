@@ -291,7 +291,8 @@ def test_a_2000_vector_jacobian_peaks_near_its_own_size() -> None:
         for dtype in (np.float64, np.float32):
             size = 2000 * 2000 * np.dtype(dtype).itemsize
             peak = peak_bytes(lambda: entry.jacobian(x, entry.bind(), -1, dtype))  # noqa: B023
-            assert peak <= 1.25 * size, (name, np.dtype(dtype).name, peak / size)
+            # (the result, a block of rows in long double with bounds, the flagged entries)
+            assert peak <= 1.75 * size, (name, np.dtype(dtype).name, peak / size)
 
 
 def test_jacobian_intermediates_stay_in_extended_precision() -> None:
@@ -301,9 +302,9 @@ def test_jacobian_intermediates_stay_in_extended_precision() -> None:
     assert jac[0, 0] == np.float64(s * (1 - s))
 
 
-def test_softmax_value_blocks_give_the_bits_of_the_whole_array() -> None:
-    # T != 1 and differences beyond the float64 range used to take a whole-array path:
-    # now blocks too, with the row sums still formed over whole rows.
+def test_softmax_value_blocks_give_the_bits_of_each_row_alone() -> None:
+    # Rows longer than a block (summed a column block at a time), T != 1, differences beyond the
+    # float64 range: every row of the batch has the bits it has alone.
     rng = np.random.default_rng(23)
     wide = rng.standard_normal((4, 20000)) * 30
     wide[1, :2] = [-1e308, 1e308]
@@ -314,12 +315,12 @@ def test_softmax_value_blocks_give_the_bits_of_the_whole_array() -> None:
         (wide, 0.5),
     ]
     for x, temperature in cases:
-        for name, sign in (("softmax", 1.0), ("softmin", -1.0)):
-            with np.errstate(over="ignore"):
-                e = vector._exp_shifted(sign * x, temperature)
-                want = e / np.sum(e, axis=-1, keepdims=True)
-            got = activations.get(name).value(x, {"temperature": temperature})
-            assert got.tobytes() == want.tobytes(), (name, x.shape, temperature)
+        for name in ("softmax", "softmin"):
+            entry = activations.get(name)
+            got = entry.value(x, {"temperature": temperature})
+            for k in range(0, len(x), max(1, len(x) // 4)):
+                alone = entry.value(x[k], {"temperature": temperature})
+                assert got[k].tobytes() == alone.tobytes(), (name, x.shape, temperature, k)
 
 
 # -- memory estimates -------------------------------------------------------------------------

@@ -461,7 +461,7 @@ class Activation:
 
     def _per_element(self, quantity: str) -> float:
         if self.kind == "vector" and self.fast is not None:
-            return WORKSPACE["vector rounded"].get(quantity, 0.0)
+            return self.workspace.get(quantity, WORKSPACE["vector rounded"].get(quantity, 0.0))
         heavy = self._in_chunks and not self._exact_in_numpy(quantity)
         key = self.kind + (" blocked" if self.kind == "elementwise" and heavy else "")
         return self.workspace.get(quantity, WORKSPACE[key].get(quantity, 0.0))
@@ -528,7 +528,7 @@ class Activation:
         out = size // n * m if n else 0
         copies = 8 * size if moved else 0
         live = min(size, max(n, CHUNK))
-        if quantity == "jacobian":
+        if quantity in ("jacobian", "derivative"):
             # The result (float64 at most), its row blocks (CHUNK entries) beside a group's state.
             return 8 * out * n + copies, min(out * n, CHUNK) + live
         if quantity == "vjp":

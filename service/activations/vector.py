@@ -473,6 +473,7 @@ register(
         name="glu",
         kind="vector",
         fast=vector_rounded.GLU,
+        workspace={"jacobian": 190.0},  # (no exact sums: below the family's figure)
         forward=glu,
         derivative=glu_jacobian,
         vjp=glu_vjp,
@@ -550,6 +551,7 @@ register(
         name="sparsemax",
         kind="vector",
         fast=vector_rounded.SPARSEMAX,
+        workspace={"jacobian": 200.0},
         forward=sparsemax,
         derivative=sparsemax_jacobian,
         vjp=sparsemax_vjp,

@@ -900,21 +900,30 @@ def _exact_elements(
     get: Callable[[Exact, Any], Any],
     fmt: correct.Format,
 ) -> list[float]:
-    """The listed elements of one vector, correctly rounded (``get(exact, item)`` at a precision)."""
+    """The listed elements of one vector, correctly rounded (``get(exact, item)`` at a precision),
+    ITEMS_AT_ONCE at a time (the vector's sums, worked out once, serve them all)."""
     ex = rounding.exact(x, params, g)
     if rounding.rational:
         return [_round_exact(get(ex, item), fmt) for item in items]
+    out: list[float] = []
+    for start in range(0, len(items), ITEMS_AT_ONCE):
+        part = items[start : start + ITEMS_AT_ONCE]
 
-    def compute(prec: int) -> list[Any]:
-        ex.at(prec)
+        def compute(prec: int, part: list[Any] = part) -> list[Any]:
+            ex.at(prec)
 
-        def element(item: Any) -> Any:
-            with wide(prec + 32):
-                return get(ex, item)
+            def element(item: Any) -> Any:
+                with wide(prec + 32):
+                    return get(ex, item)
 
-        return [lambda item=item: element(item) for item in items]
+            return [lambda item=item: element(item) for item in part]
 
-    return correct.ziv_many(compute, len(items), fmt)
+        out += correct.ziv_many(compute, len(part), fmt)
+    return out
+
+
+#: Elements of one vector rounded by one run of Ziv's strategy (their state held at once).
+ITEMS_AT_ONCE = 1024
 
 
 def _same(rounding: VectorRounding, quantity: str, items: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
