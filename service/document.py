@@ -18,10 +18,8 @@ from .routes import TABLE, UNAUTHORIZED, Operation, documented_problem
 from .schemas import (
     ACTIVATION_NAME_SCHEMA,
     NUMBER_ARRAY_SCHEMA,
-    ActivateRequest,
     DerivativeRequest,
     Problem,
-    check_examples,
     request_examples,
 )
 
@@ -138,9 +136,7 @@ def _json_operation(op: Operation, derivative: bool) -> dict[str, Any]:
     model = op.compute.model.__name__
     response = op.compute.response_model.__name__
     examples = (
-        request_examples(derivative=derivative)
-        if issubclass(op.compute.model, ActivateRequest)
-        else check_examples()
+        op.compute.examples() if op.compute.examples is not None else request_examples(derivative=derivative)
     )
     return {
         "requestBody": {

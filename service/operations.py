@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 
 from . import activations, codec
-from .activations import Activation, ActivationError, Array, correct, element
+from .activations import Activation, ActivationError, Array, correct, element, profile
 from .problems import RequestError
-from .schemas import ActivateRequest, CheckRequest, DerivativeRequest
+from .schemas import ActivateRequest, CheckRequest, DerivativeRequest, ProfileRequest, SimulateRequest
 
 Payload = dict[str, Any]
 
@@ -450,3 +450,121 @@ def plan_check(req: Any, limits: Limits, info: dict[str, Any] | None = None) -> 
         }
 
     return _exact_plan(run, CHECK_WORST * 5, 4 * x.size, req.dtype)
+
+
+# -- profiles and simulated networks (service.activations.profile) ----------------------------------
+
+#: A profile integrates on a few thousand nodes and solves for fixed points: no array to speak of.
+PROFILE_WORKSPACE = 4 << 20
+#: width * batch * depth (values and derivatives through the correctly rounded core), and
+#: width^2 * batch * depth (the products with the weights): the bounds of one simulation's time.
+SIMULATE_MAX_UNITS = 1 << 20
+SIMULATE_MAX_PRODUCTS = 1 << 31
+#: width^2 * depth: the weights drawn (twice: forward, and again for the backward pass).
+SIMULATE_MAX_WEIGHTS = 1 << 25
+
+
+def _profiled(req: Any, info: dict[str, Any] | None) -> tuple[Activation, dict[str, float], profile.Profile]:
+    entry = activations.get(req.activation)
+    if info is not None:
+        info["activation"] = entry.name
+    params = entry.bind(req.params)
+    return entry, params, profile.Profile(entry, params)
+
+
+def plan_profile(req: Any, limits: Limits, info: dict[str, Any] | None = None) -> Plan:
+    """Moments of f and f' under a Gaussian, the gain, and with sigma_w the mean-field quantities."""
+    assert isinstance(req, ProfileRequest)
+    entry, params, prof = _profiled(req, info)
+    if req.depth is not None and req.sigma_w is None:
+        raise ActivationError("depth", "is the depth of a network: it needs sigma_w (and sigma_b)")
+
+    def run() -> Payload:
+        out: Payload = {
+            "activation": entry.name,
+            "params": params,
+            "mean": req.mean,
+            "std": req.std,
+            "moments": prof.moments(req.mean, req.std),
+            "gain": profile.gain(prof),
+        }
+        if req.sigma_w is not None:
+            out["mean_field"] = profile.mean_field(prof, req.sigma_w, req.sigma_b, req.depth)
+        return out
+
+    return Plan(run, 1 << 30, PROFILE_WORKSPACE, 32)  # never on the event loop
+
+
+def plan_simulate(req: Any, limits: Limits, info: dict[str, Any] | None = None) -> Plan:
+    """A random network run forward and backward with the service's own f and f'."""
+    assert isinstance(req, SimulateRequest)
+    entry, params, prof = _profiled(req, info)
+    units = req.width * req.batch * req.depth
+    if units > SIMULATE_MAX_UNITS:
+        raise RequestError.one(
+            413,
+            "width",
+            f"width * batch * depth = {units} units; the limit is {SIMULATE_MAX_UNITS}: "
+            "fewer layers, a smaller batch or narrower layers",
+        )
+    if units * req.width > SIMULATE_MAX_PRODUCTS:
+        raise RequestError.one(
+            413,
+            "width",
+            f"width^2 * batch * depth = {units * req.width} multiply-adds; the limit is "
+            f"{SIMULATE_MAX_PRODUCTS}: fewer layers, a smaller batch or narrower layers",
+        )
+    weights = req.width * req.width * req.depth
+    if weights > SIMULATE_MAX_WEIGHTS:
+        raise RequestError.one(
+            413,
+            "width",
+            f"width^2 * depth = {weights} weights; the limit is {SIMULATE_MAX_WEIGHTS}: fewer or narrower layers",
+        )
+    if (req.init == "explicit") != (req.sigma_w is not None):
+        raise ActivationError(
+            "sigma_w",
+            "is required with init 'explicit'"
+            if req.sigma_w is None
+            else f"is set by init {req.init!r}; send init 'explicit' to give it",
+        )
+    if info is not None:
+        info["elements"] = units
+
+    def run() -> Payload:
+        if req.sigma_w is not None:
+            sigma_w = req.sigma_w
+        elif req.init == "critical":
+            critical = prof.critical_sigma_w(req.sigma_b)
+            if critical is None:
+                raise ActivationError(
+                    "init",
+                    f"{entry.name} has no edge of chaos at sigma_b = {req.sigma_b:g} (chi1 does not reach 1): "
+                    "choose another init",
+                )
+            sigma_w = critical
+        else:
+            sigma_w = math.sqrt(profile.INITS[req.init])
+        net = profile.Network(req.width, req.depth, req.batch, sigma_w, req.sigma_b, req.seed)
+        result = profile.simulate(
+            prof,
+            net,
+            value=lambda h: entry.value(h, params),
+            derivative=lambda h: entry.jacobian(h, params),
+        )
+        return {
+            "activation": entry.name,
+            "params": params,
+            "width": req.width,
+            "depth": req.depth,
+            "batch": req.batch,
+            "init": req.init,
+            "sigma_w": sigma_w,
+            "sigma_b": req.sigma_b,
+            "seed": req.seed,
+            **result,
+        }
+
+    # The slopes of every layer are kept for the backward pass; one weight matrix at a time.
+    workspace = 8 * (2 * units + 3 * req.width * req.width + 6 * req.batch * req.width)
+    return Plan(run, 1 << 30, workspace + _EXACT_BYTES_PER_ELEMENT * req.batch * req.width, 8 * req.depth)

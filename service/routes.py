@@ -39,6 +39,13 @@ from .schemas import (
     DerivativeRequest,
     DerivativeResponse,
     Health,
+    ProfileRequest,
+    ProfileResponse,
+    SimulateRequest,
+    SimulateResponse,
+    check_examples,
+    profile_examples,
+    simulate_examples,
 )
 
 JSON_MEDIA_TYPE = "application/json"
@@ -56,6 +63,8 @@ class Compute:
     binary: bool = False
     #: Speaks the Open Inference Protocol (:mod:`service.inference`) instead.
     inference: bool = False
+    #: The request examples of the OpenAPI document (default: those of /activate or /derivative).
+    examples: Callable[[], dict[str, dict[str, Any]]] | None = None
 
 
 @dataclass(frozen=True)
@@ -320,12 +329,45 @@ TABLE: tuple[Operation, ...] = (
         operation_id="check",
         summary="Check another implementation's results against the correctly rounded ones",
         tags=("correct rounding",),
-        compute=Compute(CheckRequest, operations.plan_check, CheckResponse),
+        compute=Compute(CheckRequest, operations.plan_check, CheckResponse, examples=check_examples),
         route={
             "description": "y is what the implementation under test returned at x (numbers of dtype); "
             "the answer counts the results that are correctly rounded, and the errors in ULPs of dtype. "
             "Elementwise functions. float64 and float32 checks take up to 100,000 numbers; 16-bit ones "
             "any number."
+        },
+    ),
+    Operation(
+        "POST",
+        "/profile",
+        operation_id="profile",
+        summary="An activation under Gaussian inputs: moments, gain, and deep-network mean field",
+        tags=("signal propagation",),
+        compute=Compute(ProfileRequest, operations.plan_profile, ProfileResponse, examples=profile_examples),
+        route={
+            "description": "E[f], E[f^2], Var f, E[f'], E[f'^2], the share of dead (f' = 0) and saturated "
+            "(|f'| < 0.01) units for z ~ N(mean, std^2); the gain 1/sqrt(E[f(z)^2]) at N(0, 1) beside "
+            "torch.nn.init.calculate_gain; with sigma_w (and sigma_b, depth) the fixed point q*, chi1, the "
+            "critical sigma_w (edge of chaos) and chi1^depth of a deep random network (Poole et al. 2016, "
+            "Schoenholz et al. 2017). Integrals to about 1e-15 relative. Elementwise functions."
+        },
+    ),
+    Operation(
+        "POST",
+        "/simulate",
+        operation_id="simulate",
+        summary="A random deep network run forward and backward: per-layer statistics",
+        tags=("signal propagation",),
+        compute=Compute(
+            SimulateRequest, operations.plan_simulate, SimulateResponse, examples=simulate_examples
+        ),
+        route={
+            "description": "A fully connected network of `depth` layers of `width` units with Gaussian weights "
+            "(variance sigma_w^2/width) and biases, fed `batch` Gaussian inputs, reproducible by `seed`: per "
+            "layer the mean and variance of pre-activations and activations, the dead and saturated shares and "
+            "the RMS of the back-propagated gradient (computed with the service's own f and f'), beside what "
+            "mean-field theory predicts. width * batch * depth is at most 2^20, width^2 * depth at most 2^25 "
+            "and width^2 * batch * depth at most 2^31."
         },
     ),
     Operation(

@@ -173,6 +173,80 @@ class CheckRequest(BaseModel):
     y: NumberArray = Field(description="What the implementation under test returned for x, x's shape.")
 
 
+def _sent_not_null(value: Any) -> Any:
+    # Runs only when the field is sent: leaving it out is how "absent" is said, null is refused.
+    if value is None:
+        raise PydanticCustomError("null", "must be a number when sent (leave it out instead of null)")
+    return value
+
+
+class ProfileRequest(BaseModel):
+    """An elementwise activation under Gaussian inputs, and optionally in a deep random network."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, title="ProfileRequest")
+
+    activation: ActivationName
+    params: dict[str, FiniteFloat] = Field(
+        default_factory=dict,
+        description="Parameters of the activation by name; omitted ones take their defaults.",
+    )
+    mean: float = Field(default=0.0, ge=-1e6, le=1e6, description="The mean of the Gaussian input z.")
+    std: float = Field(
+        default=1.0, gt=0.0, le=1e6, description="The standard deviation of the Gaussian input z (> 0)."
+    )
+    sigma_w: Annotated[float, Field(ge=1e-3, le=1e3)] | SkipJsonSchema[None] = Field(
+        default=None,
+        json_schema_extra=_without_default,
+        description="The weights' standard deviation times sqrt(fan_in) of a deep random network: "
+        "with it, the answer holds the mean-field quantities (Poole et al. 2016).",
+    )
+    sigma_b: float = Field(default=0.0, ge=0.0, le=1e3, description="The biases' standard deviation.")
+    depth: Annotated[int, Field(ge=1, le=100_000)] | SkipJsonSchema[None] = Field(
+        default=None,
+        json_schema_extra=_without_default,
+        description="With sigma_w: the number of layers, for the expected gradient ratio chi1^depth.",
+    )
+
+    @field_validator("sigma_w", "depth", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        return _sent_not_null(value)
+
+
+class SimulateRequest(BaseModel):
+    """A random fully connected network, run forward and backward on Gaussian inputs."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, title="SimulateRequest")
+
+    activation: ActivationName
+    params: dict[str, FiniteFloat] = Field(
+        default_factory=dict,
+        description="Parameters of the activation by name; omitted ones take their defaults.",
+    )
+    width: int = Field(default=128, ge=1, le=1024, description="Units in every layer (and inputs).")
+    depth: int = Field(default=20, ge=1, le=500, description="Layers.")
+    batch: int = Field(default=64, ge=1, le=4096, description="Gaussian input vectors.")
+    init: Literal["he", "xavier", "lecun", "critical", "explicit"] = Field(
+        default="he",
+        description="Weight variance sigma_w^2/fan_in: he 2, xavier and lecun 1 (square layers), "
+        "critical: the sigma_w where chi1 = 1 at sigma_b (the edge of chaos), explicit: sigma_w.",
+    )
+    sigma_w: Annotated[float, Field(ge=1e-3, le=1e3)] | SkipJsonSchema[None] = Field(
+        default=None,
+        json_schema_extra=_without_default,
+        description="With init explicit (required there): the weights' standard deviation times sqrt(width).",
+    )
+    sigma_b: float = Field(default=0.0, ge=0.0, le=1e3, description="The biases' standard deviation.")
+    seed: int = Field(
+        default=0, ge=0, le=2**63 - 1, description="The seed: the same request, the same numbers."
+    )
+
+    @field_validator("sigma_w", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        return _sent_not_null(value)
+
+
 # -- responses ----------------------------------------------------------------------
 
 
@@ -243,6 +317,105 @@ class CheckResponse(BaseModel):
         description="How many results are off by 0 ULP, at most 0.5, 1, 2, 4, 16, 256 ULP, or more."
     )
     worst: list[CheckPoint] = Field(description="The largest errors, at most 20, largest first.")
+
+
+class Moments(BaseModel):
+    mean: float = Field(description="E[f(z)].")
+    second_moment: float = Field(description="E[f(z)^2].")
+    variance: float = Field(description="Var f(z).")
+    derivative_mean: float = Field(description="E[f'(z)].")
+    derivative_second_moment: float = Field(description="E[f'(z)^2].")
+    dead: float = Field(description="P(f'(z) = 0): the share of dead units.")
+    saturated: float = Field(description="P(|f'(z)| < 0.01): the share of saturated units.")
+
+
+class Gain(BaseModel):
+    value: float = Field(
+        description="1/sqrt(E[f(z)^2]) at z ~ N(0, 1): the weight scale (times 1/sqrt(fan_in)) that "
+        "keeps the pre-activations' second moment at 1."
+    )
+    torch: float | SkipJsonSchema[None] = Field(
+        default=None,
+        json_schema_extra=_without_default,
+        description="What torch.nn.init.calculate_gain answers (absent where it has no answer).",
+    )
+    note: str = Field(description="Why the two differ, where they do.")
+
+
+class MeanField(BaseModel):
+    sigma_w: float
+    sigma_b: float
+    q_star: float | SkipJsonSchema[None] = Field(
+        default=None,
+        json_schema_extra=_without_default,
+        description="The fixed point of q -> sigma_w^2 E[f(sqrt(q) z)^2] + sigma_b^2 reached from q = 1 "
+        "(absent if q grows without bound).",
+    )
+    chi1: float | SkipJsonSchema[None] = Field(
+        default=None,
+        json_schema_extra=_without_default,
+        description="sigma_w^2 E[f'(sqrt(q*) z)^2]: below 1 gradients vanish with depth, above 1 they explode.",
+    )
+    critical_sigma_w: float | SkipJsonSchema[None] = Field(
+        default=None,
+        json_schema_extra=_without_default,
+        description="The sigma_w where chi1 = 1 at this sigma_b (absent if chi1 does not reach 1 for "
+        "sigma_w in [0.001, 1000]).",
+    )
+    depth: int | SkipJsonSchema[None] = Field(default=None, json_schema_extra=_without_default)
+    gradient_ratio: float | SkipJsonSchema[None] = Field(
+        default=None,
+        json_schema_extra=_without_default,
+        description="chi1^depth: the expected ratio of squared gradient norms from the last layer to the first.",
+    )
+    note: str
+
+
+class ProfileResponse(BaseModel):
+    activation: str
+    params: dict[str, float]
+    mean: float
+    std: float
+    moments: Moments = Field(description="Of f and f' at z ~ N(mean, std^2).")
+    gain: Gain
+    mean_field: MeanField | SkipJsonSchema[None] = Field(
+        default=None, json_schema_extra=_without_default, description="With sigma_w."
+    )
+
+
+class Layer(BaseModel):
+    layer: int
+    preactivation_mean: float
+    preactivation_variance: float
+    activation_mean: float
+    activation_variance: float
+    dead: float = Field(description="The share of units with f'(h) = 0.")
+    saturated: float = Field(description="The share of units with |f'(h)| < 0.01.")
+    gradient_rms: float = Field(
+        description="The root mean square of dL/dh over the layer's units and the batch."
+    )
+
+
+class MeanFieldTrajectory(BaseModel):
+    preactivation_second_moment: list[float] = Field(description="q_l, layer by layer.")
+    activation_second_moment: list[float] = Field(description="E[f(sqrt(q_l) z)^2].")
+    gradient_rms: list[float] = Field(description="The predicted root mean square of dL/dh.")
+
+
+class SimulateResponse(BaseModel):
+    activation: str
+    params: dict[str, float]
+    width: int
+    depth: int
+    batch: int
+    init: str
+    sigma_w: float = Field(description="The sigma_w used (the init's).")
+    sigma_b: float
+    seed: int
+    layers: list[Layer]
+    mean_field: MeanFieldTrajectory = Field(
+        description="What mean-field theory predicts for the same network."
+    )
 
 
 class FieldError(BaseModel):
@@ -376,6 +549,28 @@ def request_examples(derivative: bool = False) -> dict[str, dict[str, Any]]:
             "value": {"activation": entry.name, "x": x},
         }
     return examples
+
+
+def profile_examples() -> dict[str, dict[str, Any]]:
+    """Request examples of POST /profile."""
+    return {
+        "tanh": {"summary": "tanh under N(0, 1)", "value": {"activation": "tanh"}},
+        "relu_mean_field": {
+            "summary": "relu in a deep network at He's initialisation",
+            "value": {"activation": "relu", "sigma_w": 1.4142135623730951, "depth": 50},
+        },
+    }
+
+
+def simulate_examples() -> dict[str, dict[str, Any]]:
+    """Request examples of POST /simulate."""
+    return {
+        "sigmoid": {
+            "summary": "sigmoid's gradient vanishing over 30 layers",
+            "value": {"activation": "sigmoid", "depth": 30, "init": "xavier"},
+        },
+        "relu": {"summary": "relu at He's initialisation", "value": {"activation": "relu", "depth": 30}},
+    }
 
 
 def check_examples() -> dict[str, dict[str, Any]]:
