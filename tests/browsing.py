@@ -36,13 +36,18 @@ def browser() -> Iterator[Browser]:
 class Visit:
     """A page whose every request off the loopback is aborted and recorded."""
 
-    def __init__(self, browser: Browser, width: int = 1100) -> None:
-        self.context = browser.new_context(viewport={"width": width, "height": 900})
+    def __init__(self, browser: Browser, width: int = 1100, height: int = 900) -> None:
+        self.context = browser.new_context(viewport={"width": width, "height": height})
         self.external: list[str] = []
         self.errors: list[str] = []
         self.context.route("**/*", self._guard)
         self.page: Page = self.context.new_page()
         self.page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+        # Answers of 400 and above, as "STATUS URL" (a missing asset shows up here).
+        self.failed: list[str] = []
+        self.page.on(
+            "response", lambda r: self.failed.append(f"{r.status} {r.url}") if r.status >= 400 else None
+        )
 
     def _guard(self, route: Route) -> None:
         url = route.request.url
@@ -52,9 +57,15 @@ class Visit:
             self.external.append(url)
             route.abort()
 
-    def shot(self, name: str) -> None:
+    def shot(self, name: str, *, full_page: bool = True, selector: str | None = None) -> Path:
+        """The page (or the element ``selector`` picks, or only the viewport) as artifacts/screenshots/NAME.png."""
         SHOTS.mkdir(parents=True, exist_ok=True)
-        self.page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+        path = SHOTS / f"{name}.png"
+        if selector is not None:
+            self.page.locator(selector).screenshot(path=str(path))
+        else:
+            self.page.screenshot(path=str(path), full_page=full_page)
+        return path
 
     def close(self) -> None:
         # Every page must work with nothing but the service itself.
