@@ -18,9 +18,16 @@ from typing import Any
 import numpy as np
 
 from . import activations, codec
-from .activations import Activation, ActivationError, Array, correct, element, profile
+from .activations import Activation, ActivationError, Array, correct, element, fit, profile
 from .problems import RequestError
-from .schemas import ActivateRequest, CheckRequest, DerivativeRequest, ProfileRequest, SimulateRequest
+from .schemas import (
+    ActivateRequest,
+    CheckRequest,
+    DerivativeRequest,
+    FitRequest,
+    ProfileRequest,
+    SimulateRequest,
+)
 
 Payload = dict[str, Any]
 
@@ -568,3 +575,76 @@ def plan_simulate(req: Any, limits: Limits, info: dict[str, Any] | None = None) 
     # The slopes of every layer are kept for the backward pass; one weight matrix at a time.
     workspace = 8 * (2 * units + 3 * req.width * req.width + 6 * req.batch * req.width)
     return Plan(run, 1 << 30, workspace + _EXACT_BYTES_PER_ELEMENT * req.batch * req.width, 8 * req.depth)
+
+
+# -- fitting (service.activations.fit) ---------------------------------------------------------------
+
+#: Sample points of one fit, and points * max_iterations (each evaluation is a pass of the
+#: NumPy core over the points, with the parameter Jacobian on about one in two).
+FIT_MAX_POINTS = 100_000
+FIT_MAX_WORK = 50_000_000
+
+
+def plan_fit(req: Any, limits: Limits, info: dict[str, Any] | None = None) -> Plan:
+    """Least squares for an activation's parameters, from samples or a target activation."""
+    assert isinstance(req, FitRequest)
+    entry = activations.get(req.activation)
+    if info is not None:
+        info["activation"] = entry.name
+    names = fit.fittable(entry, req.fit)
+    start = entry.bind(req.params)
+    limit = min(FIT_MAX_POINTS, limits.max_elements)
+    x = codec.to_array(req.x, "x", np.float64).ravel()
+    if x.size > limit:
+        raise RequestError.one(413, "x", f"has {x.size} points; a fit takes at most {limit}")
+    if (req.y is None) == (req.target is None):
+        raise ActivationError(
+            "y",
+            "send either y (the target values) or target (an activation), not both"
+            if req.y is not None
+            else "send y (the target values at x) or target (an activation)",
+        )
+    if x.size * req.max_iterations > FIT_MAX_WORK:
+        raise RequestError.one(
+            413,
+            "max_iterations",
+            f"points * max_iterations = {x.size * req.max_iterations}; the limit is {FIT_MAX_WORK}: "
+            "fewer points or iterations",
+        )
+    if req.y is not None:
+        y = codec.to_array(req.y, "y", np.float64)
+        if y.size != x.size:
+            raise ActivationError("y", f"has {y.size} values; x has {x.size} points")
+        y = y.ravel()
+    if info is not None:
+        info["elements"] = int(x.size)
+
+    if req.target is not None:
+        target = activations.get(req.target.activation)
+        if target.kind != "elementwise":
+            raise activations.NotSupported(
+                "target.activation", f"{target.name} is a vector function; targets are elementwise"
+            )
+        try:
+            target_params = target.bind(req.target.params)
+        except ActivationError as exc:
+            raise ActivationError(f"target.{exc.field}", exc.reason) from None
+
+    def run() -> Payload:
+        if req.target is not None:
+            try:
+                values = target.value(x, target_params)
+            except ActivationError as exc:
+                raise ActivationError(f"target: {exc.field}", exc.reason) from None
+        else:
+            values = y
+        result = fit.fit(entry, start, names, x, values, req.max_iterations)
+        return {
+            "activation": entry.name,
+            "initial_params": start,
+            "fitted": names,
+            "points": int(x.size),
+            **result.payload(),
+        }
+
+    return Plan(run, 1 << 30, 8 * x.size * (6 + 2 * len(names)), 16 + len(names))

@@ -38,12 +38,15 @@ from .schemas import (
     CheckResponse,
     DerivativeRequest,
     DerivativeResponse,
+    FitRequest,
+    FitResponse,
     Health,
     ProfileRequest,
     ProfileResponse,
     SimulateRequest,
     SimulateResponse,
     check_examples,
+    fit_examples,
     profile_examples,
     simulate_examples,
 )
@@ -368,6 +371,20 @@ TABLE: tuple[Operation, ...] = (
             "the RMS of the back-propagated gradient (computed with the service's own f and f'), beside what "
             "mean-field theory predicts. width * batch * depth is at most 2^20, width^2 * depth at most 2^25 "
             "and width^2 * batch * depth at most 2^31."
+        },
+    ),
+    Operation(
+        "POST",
+        "/fit",
+        operation_id="fit",
+        summary="Fit an activation's parameters to samples",
+        tags=("fitting",),
+        compute=Compute(FitRequest, operations.plan_fit, FitResponse, examples=fit_examples),
+        route={
+            "description": "Least squares (SciPy's trust-region reflective least_squares, within each parameter's "
+            "bounds) with the exact parameter Jacobian, from the given or default starting values: to x and y, or "
+            "to x and the values of a target activation. Elementwise functions with parameters; at most 100,000 "
+            "points and points * max_iterations at most 5e7."
         },
     ),
     Operation(

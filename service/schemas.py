@@ -247,6 +247,50 @@ class SimulateRequest(BaseModel):
         return _sent_not_null(value)
 
 
+class FitTarget(BaseModel):
+    """An activation whose values at x are the targets."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, title="FitTarget")
+
+    activation: ActivationName
+    params: dict[str, FiniteFloat] = Field(default_factory=dict, description="Its parameters.")
+
+
+class FitRequest(BaseModel):
+    """Fit an activation's parameters to samples: x and y, or x and a target activation."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, title="FitRequest")
+
+    activation: ActivationName
+    params: dict[str, FiniteFloat] = Field(
+        default_factory=dict,
+        description="Starting values (omitted ones start at their defaults); parameters not fitted keep them.",
+    )
+    fit: list[str] | SkipJsonSchema[None] = Field(
+        default=None,
+        json_schema_extra=_without_default,
+        max_length=64,
+        description="The parameters to fit, by name (default: all of them).",
+    )
+    x: NumberArray = Field(description="The sample points (any shape; flattened).")
+    y: NumberArray | SkipJsonSchema[None] = Field(
+        default=None, json_schema_extra=_without_default, description="The target values at x, x's shape."
+    )
+    target: FitTarget | SkipJsonSchema[None] = Field(
+        default=None,
+        json_schema_extra=_without_default,
+        description="Instead of y: an activation whose (correctly rounded) values at x are the targets.",
+    )
+    max_iterations: int = Field(
+        default=200, ge=1, le=2000, description="At most this many evaluations of the residuals."
+    )
+
+    @field_validator("fit", "y", "target", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        return _sent_not_null(value)
+
+
 # -- responses ----------------------------------------------------------------------
 
 
@@ -418,6 +462,25 @@ class SimulateResponse(BaseModel):
     )
 
 
+class FitResponse(BaseModel):
+    activation: str
+    params: dict[str, float] = Field(description="The fitted parameters (and those held).")
+    initial_params: dict[str, float] = Field(description="Where the fit started.")
+    fitted: list[str] = Field(description="The parameters fitted.")
+    points: int
+    loss: float = Field(description="The mean squared error at the fitted parameters.")
+    max_abs_error: float = Field(description="max |f(x) - y| at the fitted parameters.")
+    r2: float | SkipJsonSchema[None] = Field(
+        default=None,
+        json_schema_extra=_without_default,
+        description="1 - SSE/SST (absent when y is constant and the fit is not exact).",
+    )
+    iterations: int = Field(description="Jacobian evaluations (trust-region iterations).")
+    evaluations: int = Field(description="Evaluations of the residuals.")
+    converged: bool = Field(description="Whether a convergence test was met (not the iteration limit).")
+    message: str = Field(description="What stopped the solver.")
+
+
 class FieldError(BaseModel):
     field: str = Field(
         description="The offending input, e.g. x[3] or params.negative_slope; empty for the request as a whole."
@@ -570,6 +633,28 @@ def simulate_examples() -> dict[str, dict[str, Any]]:
             "value": {"activation": "sigmoid", "depth": 30, "init": "xavier"},
         },
         "relu": {"summary": "relu at He's initialisation", "value": {"activation": "relu", "depth": 30}},
+    }
+
+
+def fit_examples() -> dict[str, dict[str, Any]]:
+    """Request examples of POST /fit."""
+    return {
+        "silu_beta": {
+            "summary": "silu's beta from samples",
+            "value": {
+                "activation": "silu",
+                "x": [-3, -1, 0, 1, 3],
+                "y": [-0.0134, -0.1545, 0, 0.8455, 2.9866],
+            },
+        },
+        "prelu_to_gelu": {
+            "summary": "the prelu nearest to gelu on [-3, 3]",
+            "value": {
+                "activation": "prelu",
+                "x": [-3, -2, -1, -0.5, 0, 0.5, 1, 2, 3],
+                "target": {"activation": "gelu"},
+            },
+        },
     }
 
 
