@@ -131,6 +131,14 @@ def _sparse_plus(x: mp.mpf) -> tuple[mp.mpf, mp.mpf, mp.mpf]:
     return (x + 1) ** 2 / 4, (x + 1) / 2, mp.mpf(0.5)
 
 
+def _smelu(x: mp.mpf, beta: mp.mpf) -> tuple[mp.mpf, mp.mpf, mp.mpf]:
+    if x <= -beta:
+        return ZERO, ZERO, ZERO
+    if x >= beta:
+        return x, ONE, ZERO
+    return (x + beta) ** 2 / (4 * beta), (x + beta) / (2 * beta), 1 / (2 * beta)
+
+
 def _hard_silu(x: mp.mpf) -> tuple[mp.mpf, mp.mpf, mp.mpf]:
     if x <= -3:
         return ZERO, ZERO, ZERO
@@ -194,6 +202,12 @@ ELEMENTWISE: dict[str, Elementwise] = {
     "relu_squared": Elementwise(
         lambda x: max(x, ZERO) ** 2, lambda x: 2 * max(x, ZERO), lambda x: _ind(x > 0, 2)
     ),
+    "star_relu": Elementwise(
+        lambda x, scale, bias: mp.mpf(scale) * max(x, ZERO) ** 2 + mp.mpf(bias),
+        lambda x, scale, bias: 2 * mp.mpf(scale) * max(x, ZERO),
+        lambda x, scale, bias: _ind(x > 0, 2 * mp.mpf(scale)),
+    ),
+    "smelu": _triple(lambda x, beta: _smelu(x, mp.mpf(beta))),
     "elu": Elementwise(
         lambda x, alpha: x if x > 0 else alpha * mp.expm1(x),
         lambda x, alpha: ONE if x > 0 else alpha * mp.exp(x),

@@ -362,8 +362,8 @@ def test_jacobian_matches_central_differences(entry: activations.Activation) -> 
 EXTREMES = np.array([-1.7976931348623157e308, -1e300, -1000.0, -5e-324, 0.0, 5e-324, 1000.0, 1e300])
 
 
-#: exponential(1000), relu_squared(1e300) and selu(1.8e308) exceed float64.
-CAN_OVERFLOW = {"exponential", "relu_squared", "selu"}
+#: exponential(1000), relu_squared(1e300), star_relu(1e300) and selu(1.8e308) exceed float64.
+CAN_OVERFLOW = {"exponential", "relu_squared", "star_relu", "selu"}
 
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=ids)

@@ -75,6 +75,13 @@ CASES: dict[str, list[dict[str, float]]] = {
     "sparse_plus": [{}],
     "sparse_sigmoid": [{}],
     "relu_squared": [{}],
+    "star_relu": [
+        {"scale": 0.8944, "bias": -0.4472},
+        {"scale": -3.5, "bias": 1e-300},
+        {"scale": 1e-300, "bias": 0.0},
+        {"scale": 1.0, "bias": -4.0},
+    ],
+    "smelu": [{"beta": 2.0}, {"beta": 1.0}, {"beta": 1e-300}, {"beta": 3.25}, {"beta": 1e300}],
 }
 #: sigmoid's definitions are tested with the smooth functions; it is listed to check the
 #: registry's coverage.
@@ -113,6 +120,14 @@ PARAM_GRADS: dict[str, dict[str, Exactly]] = {
     },
     "prelu": {"weight": _negative_part(Fraction(1))},
     "rrelu": {"lower": _negative_part(Fraction(1, 2)), "upper": _negative_part(Fraction(1, 2))},
+    "star_relu": {"scale": lambda x, p: max(x, Fraction(0)) ** 2, "bias": lambda x, p: Fraction(1)},
+    "smelu": {
+        "beta": lambda x, p: (
+            (x + p["beta"]) * (p["beta"] - x) / (4 * p["beta"] ** 2)
+            if -p["beta"] < x < p["beta"]
+            else Fraction(0)
+        )
+    },
 }
 
 
@@ -150,9 +165,14 @@ def round_mpf(v: mp.mpf, fmt: str) -> float:
 
 
 def round_fraction(v: Fraction, fmt: str) -> float:
-    den = v.denominator
-    assert den & (den - 1) == 0, "the parameter derivatives are dyadic"
-    return _round(v < 0, abs(v.numerator), -(den.bit_length() - 1), fmt)
+    num, den = abs(v.numerator), v.denominator
+    if den & (den - 1) == 0:  # dyadic: exactly num 2^-k
+        return _round(v < 0, num, -(den.bit_length() - 1), fmt)
+    # Otherwise 1200 bits below the smallest subnormal, and a sticky bit for the rest: rounding
+    # that to nearest is rounding v (the sticky bit lies far below every rounding position).
+    k = 1200 + max(0, den.bit_length() - num.bit_length())
+    m, rest = divmod(num << k, den)
+    return _round(v < 0, 2 * m + (rest != 0), -k - 1, fmt)
 
 
 def test_the_rounding_here_is_ieee_rounding() -> None:
@@ -491,6 +511,16 @@ def test_numpy_agrees_within_a_few_ulps_away_from_kinks(name: str) -> None:
             )
             x = np.array(xs)
             finite = np.isfinite(exact)
+            if param is not None:  # dydparams holds every parameter's derivative: all must fit
+                for other in entry.params:
+                    of = correct.function_of(entry, quantity, other.name)
+                    values = [
+                        correct.correctly_rounded(of, v, params, correct.FORMATS["float64"]) for v in xs
+                    ]
+                    fits = np.isfinite(values)
+                    finite &= fits
+                    x, exact, finite = x[fits | ~finite], exact[fits | ~finite], finite[fits | ~finite]
+                    xs = x.tolist()
             for big in x[~finite]:  # the true result exceeds float64: the core refuses it
                 with pytest.raises(ResultOverflow):
                     _numpy(entry, quantity, param, np.array([big]), params)

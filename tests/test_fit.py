@@ -46,6 +46,8 @@ async def fitted(api: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
         ("leaky_relu", {"negative_slope": 0.2}, {}),
         ("hard_tanh", {"min_val": -0.5, "max_val": 2.0}, {}),
         ("squareplus", {"b": 0.7}, {"b": 9.0}),
+        ("star_relu", {"scale": 1.3, "bias": -0.2}, {}),
+        ("smelu", {"beta": 0.7}, {}),
     ],
 )
 async def test_recovers_parameters_from_noiseless_samples(

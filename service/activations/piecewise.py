@@ -772,3 +772,210 @@ register(
         examples=(Example(x=-1.0, y=0.0), Example(x=3.0, y=9.0)),
     )
 )
+
+# -- star_relu ----------------------------------------------------------------------------------
+
+#: MetaFormer's defaults, exactly as published (s = 1/sqrt(1.25) and b = -0.5/sqrt(1.25), to 4 digits).
+STAR_SCALE, STAR_BIAS = 0.8944, -0.4472
+
+
+def star_relu(x: Array, scale: float, bias: float) -> Array:
+    return scale * np.square(np.maximum(x, 0.0)) + bias
+
+
+def _star_relu_exact(x: mpfr, scale: mpfr, bias: mpfr) -> mpfr:
+    return exactly(mpq(scale) * mpq(x) ** 2 + mpq(bias)) if x > 0 else exact_input(bias)
+
+
+def _star_relu_exact_derivative(x: mpfr, scale: mpfr, bias: mpfr) -> mpfr:
+    return exactly(2 * mpq(scale) * mpq(x)) if x > 0 else mpfr(0)
+
+
+def _star_relu_exact_second(x: mpfr, scale: mpfr, bias: mpfr) -> mpfr:
+    return exactly(2 * mpq(scale)) if x > 0 else mpfr(0)
+
+
+def _star_relu_exact_scale(x: mpfr, scale: mpfr, bias: mpfr) -> mpfr:
+    return exactly(mpq(x) ** 2) if x > 0 else mpfr(0)
+
+
+def _star_relu_fast(x: bd.B, scale: float, bias: float) -> bd.B:
+    return bd.where(x.v > 0, x.square() * scale + bias, x.like(bias))
+
+
+def _star_relu_fast_derivative(x: bd.B, scale: float, bias: float) -> bd.B:
+    return bd.where(x.v > 0, (x * scale) * 2.0, bd.zero(x))
+
+
+def _star_relu_fast_scale(x: bd.B, scale: float, bias: float) -> bd.B:
+    return bd.where(x.v > 0, x.square(), bd.zero(x))
+
+
+def star_relu_param_grads(x: Array, scale: float, bias: float) -> dict[str, Array]:
+    return {"scale": np.square(np.maximum(x, 0.0)), "bias": np.ones_like(x)}
+
+
+register(
+    Activation(
+        name="star_relu",
+        kind="elementwise",
+        fast=Bounded(
+            _star_relu_fast,
+            _star_relu_fast_derivative,
+            bd.core(lambda x, scale, bias: np.where(x > 0, 2.0 * scale, 0.0)),
+            {"scale": _star_relu_fast_scale, "bias": bd.core(lambda x, scale, bias: np.ones_like(x))},
+        ),
+        forward=star_relu,
+        derivative=lambda x, scale, bias: 2.0 * scale * np.maximum(x, 0.0),
+        second=lambda x, scale, bias: np.where(x > 0, 2.0 * scale, 0.0),
+        param_grads=star_relu_param_grads,
+        exact=Exact(
+            _star_relu_exact,
+            _star_relu_exact_derivative,
+            _star_relu_exact_second,
+            params={"scale": _star_relu_exact_scale, "bias": lambda x, scale, bias: exact_constant(1)},
+        ),
+        params=(
+            Param(name="scale", default=STAR_SCALE, description="s, the scale of relu(x)^2 (learnable)"),
+            Param(name="bias", default=STAR_BIAS, description="b, the shift (learnable)"),
+        ),
+        formula=r"f(x) = s \, \max(0, x)^2 + b",
+        derivative_formula=r"f'(x) = 2 s \max(0, x)",
+        range="[b, inf) for s > 0",
+        kinks=(Kink(at=0.0, derivative=0.0, second_derivative=0.0, note="f' is continuous; f''(0) = 0"),),
+        typical_use=("hidden",),
+        notes=(
+            "relu squared, scaled and shifted so that its output has mean 0 and variance 1 for "
+            "N(0, 1) inputs (s = 1/sqrt(1.25), b = -0.5/sqrt(1.25), published as 0.8944 and -0.4472).",
+        ),
+        aliases=("StarReLU", "starrelu"),
+        reference="Yu et al., MetaFormer baselines for vision (2022)",
+        examples=(Example(x=-1.0, y=-0.4472), Example(x=1.0, y=0.4472), Example(x=2.0, y=3.1304)),
+    )
+)
+
+# -- smelu --------------------------------------------------------------------------------------
+
+
+def _smelu_middle(x: Array, beta: float) -> Array:
+    u = x + beta  # in (0, 2 beta): u * (u / 4 beta) cannot overflow where the result does not
+    return u * ((u / beta) * 0.25)
+
+
+def smelu(x: Array, beta: float) -> Array:
+    with np.errstate(over="ignore", invalid="ignore"):
+        middle = _smelu_middle(x, beta)
+    return np.where(x <= -beta, 0.0, np.where(x >= beta, x, middle))
+
+
+def smelu_derivative(x: Array, beta: float) -> Array:
+    with np.errstate(over="ignore", invalid="ignore"):
+        middle = ((x + beta) / beta) * 0.5
+    return np.where(x <= -beta, 0.0, np.where(x >= beta, 1.0, middle))
+
+
+def smelu_param_grads(x: Array, beta: float) -> dict[str, Array]:
+    # d/dbeta (x + beta)^2 / (4 beta) = (x + beta)(beta - x) / (4 beta^2); 0 on the outer pieces.
+    with np.errstate(over="ignore", invalid="ignore"):
+        middle = ((x + beta) / beta) * ((beta - x) / beta) * 0.25
+    return {"beta": np.where(np.abs(x) < beta, middle, 0.0)}
+
+
+def _smelu_exact(x: mpfr, beta: mpfr) -> mpfr:
+    if x <= -beta:
+        return mpfr(0)
+    if x >= beta:
+        return exact_input(x)
+    return exactly((mpq(x) + mpq(beta)) ** 2 / (4 * mpq(beta)))
+
+
+def _smelu_exact_derivative(x: mpfr, beta: mpfr) -> mpfr:
+    if x <= -beta:
+        return mpfr(0)
+    if x >= beta:
+        return exact_constant(1)
+    return exactly((mpq(x) + mpq(beta)) / (2 * mpq(beta)))
+
+
+def _smelu_exact_second(x: mpfr, beta: mpfr) -> mpfr:
+    return exactly(1 / (2 * mpq(beta))) if -beta < x < beta else mpfr(0)
+
+
+def _smelu_exact_beta(x: mpfr, beta: mpfr) -> mpfr:
+    if not -beta < x < beta:
+        return mpfr(0)
+    b = mpq(beta)
+    return exactly((mpq(x) + b) * (b - mpq(x)) / (4 * b * b))
+
+
+def _smelu_fast(x: bd.B, beta: float) -> bd.B:
+    u = x + beta
+    return bd.where(x.v <= -beta, bd.zero(x), bd.where(x.v >= beta, x, u * ((u / beta) * 0.25)))
+
+
+def _smelu_fast_derivative(x: bd.B, beta: float) -> bd.B:
+    return bd.where(x.v <= -beta, bd.zero(x), bd.where(x.v >= beta, x.like(1.0), ((x + beta) / beta) * 0.5))
+
+
+def _smelu_fast_second(x: bd.B, beta: float) -> bd.B:
+    return bd.where(abs(x.v) < beta, x.like(0.5) / beta, bd.zero(x))
+
+
+def _smelu_fast_beta(x: bd.B, beta: float) -> bd.B:
+    middle = ((x + beta) / beta) * ((beta - x) / beta) * 0.25
+    return bd.where(abs(x.v) < beta, middle, bd.zero(x))
+
+
+register(
+    Activation(
+        name="smelu",
+        kind="elementwise",
+        fast=Bounded(_smelu_fast, _smelu_fast_derivative, _smelu_fast_second, {"beta": _smelu_fast_beta}),
+        forward=smelu,
+        derivative=smelu_derivative,
+        second=lambda x, beta: np.where(np.abs(x) < beta, 0.5 / beta, 0.0),
+        param_grads=smelu_param_grads,
+        exact=Exact(
+            _smelu_exact, _smelu_exact_derivative, _smelu_exact_second, params={"beta": _smelu_exact_beta}
+        ),
+        params=(
+            Param(
+                name="beta",
+                default=2.0,
+                minimum=0.0,
+                exclusive_minimum=True,
+                description="half-width of the quadratic piece",
+            ),
+        ),
+        formula=r"f(x) = 0 \; (x \le -\beta), \; \tfrac{(x + \beta)^2}{4\beta} \; (|x| < \beta), \; x \; (x \ge \beta)",
+        derivative_formula=r"f'(x) = 0 \; (x \le -\beta), \; \tfrac{x + \beta}{2\beta} \; (|x| < \beta), \; 1 \; (x \ge \beta)",
+        range="[0, inf)",
+        kinks=(
+            Kink(
+                at="-beta",
+                derivative=0.0,
+                second_derivative=0.0,
+                note="f' is continuous; f'' takes the outer piece, as sparse_plus",
+            ),
+            Kink(
+                at="beta",
+                derivative=1.0,
+                second_derivative=0.0,
+                note="f' is continuous; f'' takes the outer piece, as sparse_plus",
+            ),
+        ),
+        typical_use=("hidden",),
+        notes=(
+            "Smooth relu: a quadratic joins 0 and x with a continuous derivative; with beta = 1 it is "
+            "sparse_plus.",
+        ),
+        aliases=("SmeLU",),
+        reference="Shamir, Lin and Coviello, Smooth activations and reproducibility in deep networks (2020)",
+        examples=(
+            Example(x=-3.0, y=0.0),
+            Example(x=0.0, y=0.5),
+            Example(x=1.0, y=1.125),
+            Example(x=3.0, y=3.0),
+        ),
+    )
+)
