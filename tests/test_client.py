@@ -177,6 +177,35 @@ async def test_async_client_against_a_real_server(server: str) -> None:
     np.testing.assert_allclose(y.sum(axis=0), 1.0)
 
 
+def test_sync_client_profiles_simulates_and_fits(server: str) -> None:
+    x = np.linspace(-4.0, 4.0, 200)
+    with ActivationClient(server) as client:
+        relu = client.profile("relu", sigma_w=1.2, sigma_b=0.1, depth=10)
+        assert relu["moments"]["second_moment"] == pytest.approx(0.5, rel=1e-12)
+        assert relu["mean_field"]["chi1"] == pytest.approx(0.72, rel=1e-12)
+        assert "mean_field" not in client.profile("tanh", mean=0.5, std=2.0)
+        net = client.simulate("tanh", width=32, depth=3, batch=8, seed=5)
+        assert [layer["layer"] for layer in net["layers"]] == [1, 2, 3]
+        assert net == client.simulate("tanh", width=32, depth=3, batch=8, seed=5)
+        y = client.activate("silu", x, beta=1.7)
+        assert client.fit("silu", x, y)["params"]["beta"] == pytest.approx(1.7, rel=1e-10)
+        fitted = client.fit("elu", x, target="selu", max_iterations=50)
+        assert fitted["params"]["alpha"] == pytest.approx(1.0507009873554805 * 1.6732632423543772, rel=1e-6)
+        with pytest.raises(ClientError) as info:
+            client.fit("relu", x, y)
+    assert info.value.errors[0]["field"] == "activation"
+
+
+async def test_async_client_profiles_simulates_and_fits(server: str) -> None:
+    async with AsyncActivationClient(server) as client:
+        profile = await client.profile("leaky_relu", negative_slope=0.2)
+        net = await client.simulate("relu", init="explicit", sigma_w=1.0, width=16, depth=2, batch=4)
+        fitted = await client.fit("softplus", [0.0, 1.0, 2.0], [0.5, 1.0, 2.0], fit=["beta"])
+    assert profile["gain"]["value"] == pytest.approx((2 / 1.04) ** 0.5, rel=1e-12)
+    assert net["sigma_w"] == 1.0
+    assert fitted["fitted"] == ["beta"]
+
+
 CLIENT = Path(__file__).resolve().parent.parent / "client"
 SERVER_ONLY = {
     "fastapi",

@@ -113,6 +113,13 @@ class _Requests:
         self.headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
         self.binary = binary
 
+    def post_json(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """A JSON request for the operations without arrays to speak of (profile, simulate, fit)."""
+        body = {
+            k: (_as_float(v).tolist() if k in ("x", "y") else v) for k, v in body.items() if v is not None
+        }
+        return {"method": "POST", "url": f"{self.base_url}{path}", "json": body, "headers": self.headers}
+
     def build(
         self, path: str, name: str, x: Any, grad: Any, fields: Mapping[str, Any], params: Mapping[str, float]
     ) -> dict[str, Any]:
@@ -230,6 +237,47 @@ class ActivationClient:
         )
         return list(response.json()["activations"])
 
+    def profile(
+        self,
+        name: str,
+        *,
+        mean: float = 0.0,
+        std: float = 1.0,
+        sigma_w: float | None = None,
+        sigma_b: float = 0.0,
+        depth: int | None = None,
+        **params: float,
+    ) -> dict[str, Any]:
+        """Moments of f and f' under N(mean, std^2), the gain, and with ``sigma_w`` the mean field
+        of a deep random network (POST /profile)."""
+        body = {"activation": name, "params": params, "mean": mean, "std": std}
+        body |= {"sigma_w": sigma_w, "sigma_b": sigma_b, "depth": depth} if sigma_w is not None else {}
+        return dict(self._send(self._requests.post_json("/profile", body)).json())
+
+    def simulate(self, name: str, *, init: str = "he", seed: int = 0, **fields: Any) -> dict[str, Any]:
+        """A random deep network's per-layer statistics (POST /simulate): ``width``, ``depth``,
+        ``batch``, ``sigma_w``, ``sigma_b`` and ``params`` (a dict) as keywords."""
+        body = {"activation": name, "init": init, "seed": seed, **fields}
+        return dict(self._send(self._requests.post_json("/simulate", body)).json())
+
+    def fit(
+        self,
+        name: str,
+        x: Any,
+        y: Any = None,
+        *,
+        target: str | None = None,
+        target_params: Mapping[str, float] | None = None,
+        fit: list[str] | None = None,
+        max_iterations: int | None = None,
+        **params: float,
+    ) -> dict[str, Any]:
+        """Parameters fitted to (x, y), or to x and a ``target`` activation (POST /fit)."""
+        goal = {"activation": target, "params": dict(target_params or {})} if target is not None else None
+        body = {"activation": name, "params": params, "x": x, "y": y, "target": goal, "fit": fit}
+        body["max_iterations"] = max_iterations
+        return dict(self._send(self._requests.post_json("/fit", body)).json())
+
     def _call(
         self, path: str, name: str, x: Any, grad: Any, fields: Mapping[str, Any], params: Mapping[str, float]
     ) -> Any:
@@ -313,6 +361,47 @@ class AsyncActivationClient:
             }
         )
         return list(response.json()["activations"])
+
+    async def profile(
+        self,
+        name: str,
+        *,
+        mean: float = 0.0,
+        std: float = 1.0,
+        sigma_w: float | None = None,
+        sigma_b: float = 0.0,
+        depth: int | None = None,
+        **params: float,
+    ) -> dict[str, Any]:
+        """Moments of f and f' under N(mean, std^2), the gain, and with ``sigma_w`` the mean field
+        of a deep random network (POST /profile)."""
+        body = {"activation": name, "params": params, "mean": mean, "std": std}
+        body |= {"sigma_w": sigma_w, "sigma_b": sigma_b, "depth": depth} if sigma_w is not None else {}
+        return dict((await self._send(self._requests.post_json("/profile", body))).json())
+
+    async def simulate(self, name: str, *, init: str = "he", seed: int = 0, **fields: Any) -> dict[str, Any]:
+        """A random deep network's per-layer statistics (POST /simulate): ``width``, ``depth``,
+        ``batch``, ``sigma_w``, ``sigma_b`` and ``params`` (a dict) as keywords."""
+        body = {"activation": name, "init": init, "seed": seed, **fields}
+        return dict((await self._send(self._requests.post_json("/simulate", body))).json())
+
+    async def fit(
+        self,
+        name: str,
+        x: Any,
+        y: Any = None,
+        *,
+        target: str | None = None,
+        target_params: Mapping[str, float] | None = None,
+        fit: list[str] | None = None,
+        max_iterations: int | None = None,
+        **params: float,
+    ) -> dict[str, Any]:
+        """Parameters fitted to (x, y), or to x and a ``target`` activation (POST /fit)."""
+        goal = {"activation": target, "params": dict(target_params or {})} if target is not None else None
+        body = {"activation": name, "params": params, "x": x, "y": y, "target": goal, "fit": fit}
+        body["max_iterations"] = max_iterations
+        return dict((await self._send(self._requests.post_json("/fit", body))).json())
 
     async def _call(
         self, path: str, name: str, x: Any, grad: Any, fields: Mapping[str, Any], params: Mapping[str, float]
