@@ -194,14 +194,14 @@ class ProfileRequest(BaseModel):
     std: float = Field(
         default=1.0, gt=0.0, le=1e6, description="The standard deviation of the Gaussian input z (> 0)."
     )
-    sigma_w: Annotated[float, Field(ge=1e-3, le=1e3)] | SkipJsonSchema[None] = Field(
+    sigma_w: Annotated[float, Field(ge=1e-3, le=1e3)] = Field(  # type: ignore[assignment]  # absent: None; null is refused
         default=None,
         json_schema_extra=_without_default,
         description="The weights' standard deviation times sqrt(fan_in) of a deep random network: "
         "with it, the answer holds the mean-field quantities (Poole et al. 2016).",
     )
     sigma_b: float = Field(default=0.0, ge=0.0, le=1e3, description="The biases' standard deviation.")
-    depth: Annotated[int, Field(ge=1, le=100_000)] | SkipJsonSchema[None] = Field(
+    depth: Annotated[int, Field(ge=1, le=100_000)] = Field(  # type: ignore[assignment]  # absent: None; null is refused
         default=None,
         json_schema_extra=_without_default,
         description="With sigma_w: the number of layers, for the expected gradient ratio chi1^depth.",
@@ -231,7 +231,7 @@ class SimulateRequest(BaseModel):
         description="Weight variance sigma_w^2/fan_in: he 2, xavier and lecun 1 (square layers), "
         "critical: the sigma_w where chi1 = 1 at sigma_b (the edge of chaos), explicit: sigma_w.",
     )
-    sigma_w: Annotated[float, Field(ge=1e-3, le=1e3)] | SkipJsonSchema[None] = Field(
+    sigma_w: Annotated[float, Field(ge=1e-3, le=1e3)] = Field(  # type: ignore[assignment]  # absent: None; null is refused
         default=None,
         json_schema_extra=_without_default,
         description="With init explicit (required there): the weights' standard deviation times sqrt(width).",
@@ -266,8 +266,8 @@ class FitRequest(BaseModel):
         default_factory=dict,
         description="Starting values (omitted ones start at their defaults); parameters not fitted keep them.",
     )
-    fit: list[str] | SkipJsonSchema[None] = Field(
-        default=None,
+    fit: list[str] = Field(  # absent: None; null is refused
+        default=None,  # type: ignore[arg-type]
         json_schema_extra=_without_default,
         max_length=64,
         description="The parameters to fit, by name (default: all of them).",
@@ -276,7 +276,7 @@ class FitRequest(BaseModel):
     y: NumberArray | SkipJsonSchema[None] = Field(
         default=None, json_schema_extra=_without_default, description="The target values at x, x's shape."
     )
-    target: FitTarget | SkipJsonSchema[None] = Field(
+    target: FitTarget = Field(  # type: ignore[assignment]  # absent: None; null is refused
         default=None,
         json_schema_extra=_without_default,
         description="Instead of y: an activation whose (correctly rounded) values at x are the targets.",

@@ -37,6 +37,12 @@ from .registry import Activation, ActivationError, Array, NotSupported, _call
 NODES = 20
 PANEL = 1.0
 T = 39.0
+#: Adaptive refinement (Gaussian.of): agreement asked of the two rules on a panel, relative to the
+#: integrand's total; the narrowest panel (relative to |t|); at most so many halvings and panels.
+TOLERANCE = 1e-15
+MIN_WIDTH = 2.0**-60
+MAX_LEVELS = 80
+MAX_PANELS = 20_000
 #: |f'| below this counts as saturated.
 SATURATED = 0.01
 #: The grid (in z) on which the edges of {|f'| < SATURATED} are looked for, before bisection.
@@ -78,10 +84,9 @@ TORCH_GAIN: dict[str, tuple[Callable[[Mapping[str, float]], float], str]] = {
 }
 
 
-@lru_cache(maxsize=1)
-def _rule() -> tuple[Array, Array]:
-    nodes, weights = np.polynomial.legendre.leggauss(NODES)
-    return nodes, weights
+@lru_cache(maxsize=4)
+def _rule(nodes: int = NODES) -> tuple[Array, Array]:
+    return np.polynomial.legendre.leggauss(nodes)
 
 
 def _breakpoints(entry: Activation, params: Mapping[str, float]) -> list[float]:
@@ -95,6 +100,14 @@ def _breakpoints(entry: Activation, params: Mapping[str, float]) -> list[float]:
     return sorted(set(out))
 
 
+def _nodes(lo: Array, hi: Array, count: int) -> tuple[Array, Array]:
+    """The Gauss–Legendre nodes (in t) of each panel and their weights times the normal density."""
+    nodes, weights = _rule(count)
+    half = (hi - lo)[:, None] / 2
+    t = (lo + hi)[:, None] / 2 + half * nodes
+    return t, half * weights * np.exp(-0.5 * t * t) / math.sqrt(2 * math.pi)
+
+
 @dataclass(frozen=True)
 class Gaussian:
     """Quadrature nodes and weights for E[h(z)], z ~ N(mean, std²), split at breakpoints."""
@@ -103,17 +116,44 @@ class Gaussian:
     w: Array
 
     @classmethod
-    def of(cls, mean: float, std: float, breaks: list[float]) -> Gaussian:
+    def of(
+        cls, mean: float, std: float, breaks: list[float], integrands: Callable[[Array], list[Array]]
+    ) -> Gaussian:
+        """Panels of PANEL in t, split at the breakpoints, then halved wherever the 20-point rule
+        and the 10-point one disagree on any of the integrands by more than TOLERANCE of its total
+        (a transition sharper than a panel, such as softplus with a huge beta, which is relu in all
+        but name); down to panels of MIN_WIDTH, at most MAX_PANELS of them."""
         if std == 0.0:
             return cls(np.array([mean]), np.array([1.0]))
         cuts = [(b - mean) / std for b in breaks]
-        edges = np.arange(-T, T + PANEL / 2, PANEL)
-        edges = np.union1d(edges, [c for c in cuts if -T < c < T])
-        lo, hi = edges[:-1, None], edges[1:, None]
-        nodes, weights = _rule()
-        t = (lo + hi) / 2 + (hi - lo) / 2 * nodes
-        w = (hi - lo) / 2 * weights * np.exp(-0.5 * t * t) / math.sqrt(2 * math.pi)
-        return cls(mean + std * t.ravel(), w.ravel())
+        edges = np.union1d(np.arange(-T, T + PANEL / 2, PANEL), [c for c in cuts if -T < c < T])
+        lo, hi = edges[:-1], edges[1:]
+        zs: list[Array] = []
+        ws: list[Array] = []
+        scale: list[float] | None = None
+        for _ in range(MAX_LEVELS):
+            (tc, wc), (tf, wf) = _nodes(lo, hi, NODES // 2), _nodes(lo, hi, NODES)
+            n_coarse = tc.size
+            with np.errstate(over="ignore", invalid="ignore"):
+                values = integrands(mean + std * np.concatenate((tc.ravel(), tf.ravel())))
+                coarse = [np.sum(wc * v[:n_coarse].reshape(tc.shape), axis=1) for v in values]
+                fine = [np.sum(wf * v[n_coarse:].reshape(tf.shape), axis=1) for v in values]
+                if scale is None:
+                    scale = [float(np.sum(np.abs(wf * v[n_coarse:].reshape(tf.shape)))) for v in values]
+                done = np.ones(lo.size, dtype=bool)
+                for c, f, total in zip(coarse, fine, scale, strict=True):
+                    done &= ~(np.abs(c - f) > TOLERANCE * total)  # NaN/inf: taken as is, refused later
+            done |= (hi - lo) <= MIN_WIDTH * np.maximum(1.0, np.abs(lo))
+            if lo.size > MAX_PANELS:
+                done[:] = True
+            zs.append((mean + std * tf[done]).ravel())
+            ws.append(wf[done].ravel())
+            if done.all():
+                break
+            lo, hi = lo[~done], hi[~done]
+            mid = 0.5 * (lo + hi)
+            lo, hi = np.concatenate((lo, mid)), np.concatenate((mid, hi))
+        return cls(np.concatenate(zs), np.concatenate(ws))
 
     def expect(self, values: Array, what: str) -> float:
         """Σ w·h(z): h's expectation, refused where it does not exist in float64."""
@@ -145,22 +185,26 @@ class Profile:
     def df(self, z: Array) -> Array:
         return np.asarray(_call(self.entry.derivative, z, self.params))
 
+    def _integrands(self, z: Array) -> list[Array]:
+        y, dy = self.f(z), self.df(z)
+        return [y, np.square(y), dy, np.square(dy)]
+
     def second_moment(self, q: float) -> float:
         """E[f(√q z)²], z ~ N(0, 1)."""
-        g = Gaussian.of(0.0, math.sqrt(q), self.breaks)
+        g = Gaussian.of(0.0, math.sqrt(q), self.breaks, lambda z: [np.square(self.f(z))])
         with np.errstate(over="ignore"):
             return g.expect(np.square(self.f(g.z)), "E[f(z)^2]")
 
     def slope_moment(self, q: float) -> float:
         """E[f'(√q z)²], z ~ N(0, 1); at q = 0 its limit as q -> 0+."""
-        g = Gaussian.of(0.0, math.sqrt(max(q, Q_ZERO)), self.breaks)
+        g = Gaussian.of(0.0, math.sqrt(max(q, Q_ZERO)), self.breaks, lambda z: [np.square(self.df(z))])
         with np.errstate(over="ignore"):
             return g.expect(np.square(self.df(g.z)), "E[f'(z)^2]")
 
     # -- moments --------------------------------------------------------------------------
 
     def moments(self, mean: float, std: float) -> dict[str, float]:
-        g = Gaussian.of(mean, std, self.breaks)
+        g = Gaussian.of(mean, std, self.breaks, self._integrands)
         y, dy = self.f(g.z), self.df(g.z)
         with np.errstate(over="ignore"):
             m1 = g.expect(y, "moments.mean")
