@@ -351,3 +351,15 @@ async def test_simulation_refusals(api: httpx.AsyncClient) -> None:
 def test_profile_core_refuses_vector_functions() -> None:
     with pytest.raises(activations.NotSupported):
         profile.Profile(activations.get("softmax"), {"temperature": 1.0})
+
+
+@pytest.mark.parametrize(("name", "params"), [("softplus", {"beta": 1e300}), ("squareplus", {"b": 1e-300})])
+@pytest.mark.parametrize("mu", [-1.3, 0.0, 0.45, 2.2])
+async def test_a_kink_nobody_declared_is_found(
+    api: httpx.AsyncClient, name: str, params: dict[str, float], mu: float
+) -> None:
+    # Both are relu to within 1e-300: the adaptive rule must find the corner at 0 by itself.
+    m = (await prof(api, activation=name, params=params, mean=mu))["moments"]
+    assert close(m["derivative_mean"], cdf(mu))
+    assert close(m["mean"], mu * cdf(mu) + phi(mu))
+    assert close(m["second_moment"], (mu * mu + 1) * cdf(mu) + mu * phi(mu))
