@@ -176,7 +176,7 @@ class CheckRequest(BaseModel):
 def _sent_not_null(value: Any) -> Any:
     # Runs only when the field is sent: leaving it out is how "absent" is said, null is refused.
     if value is None:
-        raise PydanticCustomError("null", "must be a number when sent (leave it out instead of null)")
+        raise PydanticCustomError("null", "must not be null (leave it out instead)")
     return value
 
 
@@ -374,9 +374,11 @@ class Moments(BaseModel):
 
 
 class Gain(BaseModel):
-    value: float = Field(
+    value: float | SkipJsonSchema[None] = Field(
+        default=None,
+        json_schema_extra=_without_default,
         description="1/sqrt(E[f(z)^2]) at z ~ N(0, 1): the weight scale (times 1/sqrt(fan_in)) that "
-        "keeps the pre-activations' second moment at 1."
+        "keeps the pre-activations' second moment at 1 (absent where E[f(z)^2] is 0 in float64).",
     )
     torch: float | SkipJsonSchema[None] = Field(
         default=None,

@@ -167,3 +167,13 @@ async def test_fit_refusals(api: httpx.AsyncClient) -> None:
         422,
         "params.beta",
     )
+
+
+async def test_data_far_from_one_are_fitted_in_their_own_units(api: httpx.AsyncClient) -> None:
+    tiny = await fitted(api, activation="leaky_relu", x=[-1e-200, -2e-200], y=[-3e-201, -6e-201])
+    assert tiny["params"]["negative_slope"] == pytest.approx(0.3, rel=1e-12)
+    assert tiny["r2"] == pytest.approx(1.0)
+    huge = await fitted(api, activation="leaky_relu", x=[-1e150, -2e150], y=[-3e149, -6e149])
+    assert huge["params"]["negative_slope"] == pytest.approx(0.3, rel=1e-12)
+    body = {"activation": "leaky_relu", "x": [-1, 0, 1, 2], "y": [1e160] * 4}
+    assert_problem(await api.post("/fit", json=body), 422, "y", "exceeds float64")

@@ -363,3 +363,29 @@ async def test_a_kink_nobody_declared_is_found(
     assert close(m["derivative_mean"], cdf(mu))
     assert close(m["mean"], mu * cdf(mu) + phi(mu))
     assert close(m["second_moment"], (mu * mu + 1) * cdf(mu) + mu * phi(mu))
+
+
+async def test_answers_at_the_edges_of_the_attack(api: httpx.AsyncClient) -> None:
+    # All the mass at one float64: f' there decides the dead and saturated shares.
+    m = (await prof(api, activation="relu", mean=-1.0, std=1e-18))["moments"]
+    assert m["dead"] == 1.0
+    assert m["saturated"] == 1.0
+    assert (await prof(api, activation="softsign", mean=1e6, std=1e-300))["moments"]["saturated"] == 1.0
+    # E[f(z)^2] = 0 at N(0, 1) leaves out the gain, not the moments.
+    body = await prof(api, activation="threshold", params={"threshold": 40.0, "value": 0.0}, mean=100.0)
+    assert "value" not in body["gain"]
+    assert "no finite weight scale" in body["gain"]["note"]
+    assert close(body["moments"]["variance"], 1.0)
+    # Subnormal integrands do not send the adaptive rule to its panel limit.
+    small = await prof(api, activation="gelu", std=3.1622776601683794e-158)
+    assert small["moments"]["derivative_mean"] == pytest.approx(0.5)
+    # A predicted gradient beyond float64 is refused, never sent as null.
+    body = {
+        "activation": "softsign",
+        "width": 8,
+        "depth": 300,
+        "batch": 4,
+        "init": "explicit",
+        "sigma_w": 1000.0,
+    }
+    assert_problem(await api.post("/simulate", json=body), 422, "depth", "exceeds float64")

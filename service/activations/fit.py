@@ -97,8 +97,11 @@ def fit(
     """Least squares from ``start`` (every parameter, bound) over ``names``."""
     lo, hi = _bounds(entry, names)
     theta0 = np.clip(np.array([start[n] for n in names], dtype=np.float64), lo, hi)
-    scale = max(1.0, float(np.max(np.abs(y)))) if y.size else 1.0
-    penalty = np.full(x.size, 1e10 * scale)  # where the parameters break a constraint between them
+    # The solver works in units of the data (residuals / scale): its tolerances are relative to
+    # the cost, which would underflow for data of 1e-200 and overflow for data of 1e160.
+    scale = float(np.max(np.abs(y))) if y.size else 0.0
+    scale = scale if scale > 0 else 1.0
+    penalty = np.full(x.size, 1e10)  # where the parameters break a constraint between them
 
     def bound(theta: Array) -> dict[str, float] | None:
         params = dict(start) | {n: float(t) for n, t in zip(names, theta, strict=True)}
@@ -112,7 +115,7 @@ def fit(
         if params is None:
             return penalty
         with np.errstate(all="ignore"):
-            r = np.asarray(_call(entry.forward, x, params)) - y
+            r = (np.asarray(_call(entry.forward, x, params)) - y) / scale
         return np.where(np.isfinite(r), r, penalty)
 
     def jacobian(theta: Array) -> Array:
@@ -122,7 +125,8 @@ def fit(
         assert entry.param_grads is not None
         with np.errstate(all="ignore"):
             grads = _call(entry.param_grads, x, params)
-        jac = np.stack([np.broadcast_to(grads[n], x.shape) for n in names], axis=1)
+        with np.errstate(all="ignore"):
+            jac = np.stack([np.broadcast_to(grads[n], x.shape) for n in names], axis=1) / scale
         return np.where(np.isfinite(jac), jac, 0.0)
 
     solution = optimize.least_squares(
@@ -140,17 +144,23 @@ def fit(
     params = bound(solution.x)
     if params is None:  # least_squares keeps within the box; only a constraint can fail here
         raise ActivationError("params", "the fit ended where the parameters break a constraint between them")
-    r = residuals(solution.x)
+    r = residuals(solution.x)  # in units of scale
     if np.any(r == penalty):
         raise ActivationError("y", "the fitted activation is not finite at every x")
     sse = float(np.dot(r, r))
-    centred = y - float(np.mean(y))
+    centred = y / scale - float(np.mean(y / scale))
     sst = float(np.dot(centred, centred))
     r2 = 1.0 - sse / sst if sst > 0 else (1.0 if sse == 0 else None)
+    with np.errstate(over="ignore"):
+        loss = sse / x.size * scale * scale
+    if not math.isfinite(loss):
+        raise ActivationError(
+            "y", f"the mean squared error ({sse / x.size:.3g} x {scale:.3g}^2) exceeds float64"
+        )
     return Result(
         params=params,
-        loss=sse / x.size,
-        max_abs_error=float(np.max(np.abs(r))),
+        loss=loss,
+        max_abs_error=float(np.max(np.abs(r))) * scale,
         r2=r2,
         iterations=int(solution.njev or 0),
         evaluations=int(solution.nfev),

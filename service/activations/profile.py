@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from scipy import optimize, special
 
-from .registry import Activation, ActivationError, Array, NotSupported, _call
+from .registry import Activation, ActivationError, Array, NotSupported, ResultOverflow, _call
 
 #: The Gauss–Legendre rule per panel, the panel width and the half-width of the range in t.
 NODES = 20
@@ -42,7 +42,9 @@ T = 39.0
 TOLERANCE = 1e-15
 MIN_WIDTH = 2.0**-60
 MAX_LEVELS = 80
-MAX_PANELS = 20_000
+MAX_PANELS = 4096
+#: Disagreements below this are rounding noise of subnormal integrands (std ~1e-158: f² ~ 1e-316).
+ABSOLUTE = 1e-290
 #: |f'| below this counts as saturated.
 SATURATED = 0.01
 #: The grid (in z) on which the edges of {|f'| < SATURATED} are looked for, before bisection.
@@ -142,7 +144,7 @@ class Gaussian:
                     scale = [float(np.sum(np.abs(wf * v[n_coarse:].reshape(tf.shape)))) for v in values]
                 done = np.ones(lo.size, dtype=bool)
                 for c, f, total in zip(coarse, fine, scale, strict=True):
-                    done &= ~(np.abs(c - f) > TOLERANCE * total)  # NaN/inf: taken as is, refused later
+                    done &= ~(np.abs(c - f) > max(TOLERANCE * total, ABSOLUTE))  # NaN/inf: refused later
             done |= (hi - lo) <= MIN_WIDTH * np.maximum(1.0, np.abs(lo))
             if lo.size > MAX_PANELS:
                 done[:] = True
@@ -193,13 +195,13 @@ class Profile:
         """E[f(√q z)²], z ~ N(0, 1)."""
         g = Gaussian.of(0.0, math.sqrt(q), self.breaks, lambda z: [np.square(self.f(z))])
         with np.errstate(over="ignore"):
-            return g.expect(np.square(self.f(g.z)), "E[f(z)^2]")
+            return g.expect(np.square(self.f(g.z)), "sigma_w")
 
     def slope_moment(self, q: float) -> float:
         """E[f'(√q z)²], z ~ N(0, 1); at q = 0 its limit as q -> 0+."""
         g = Gaussian.of(0.0, math.sqrt(max(q, Q_ZERO)), self.breaks, lambda z: [np.square(self.df(z))])
         with np.errstate(over="ignore"):
-            return g.expect(np.square(self.df(g.z)), "E[f'(z)^2]")
+            return g.expect(np.square(self.df(g.z)), "sigma_w")
 
     # -- moments --------------------------------------------------------------------------
 
@@ -228,10 +230,10 @@ class Profile:
 
     def _probability(self, mean: float, std: float, where: Callable[[Array], Any]) -> float:
         """P(where(f'(z))) for z ~ N(mean, std²): the set's edges found on a fine grid and bisected."""
-        if std == 0.0:
+        lo_z, hi_z = mean - T * std, mean + T * std
+        if std == 0.0 or lo_z == hi_z:  # the whole mass at one float64: f' there decides
             return float(bool(where(self.df(np.array([mean])))[0]))
         total = 0.0
-        lo_z, hi_z = mean - T * std, mean + T * std
         for a, b in self._pieces():
             lo, hi = max(a, lo_z), min(b, hi_z)
             if not lo < hi:
@@ -355,17 +357,19 @@ def _mass(a: float, b: float) -> float:
 def gain(profile: Profile) -> dict[str, Any]:
     """1/sqrt(E[f(z)²]) at z ~ N(0, 1), beside torch.nn.init.calculate_gain where it has an answer."""
     m2 = profile.second_moment(1.0)
-    if not m2 > 0:
-        raise ActivationError(
-            "gain", f"E[f(z)^2] = 0 for {profile.entry.name}: no weight scale can restore it"
-        )
-    out: dict[str, Any] = {"value": 1.0 / math.sqrt(m2)}
+    out: dict[str, Any] = {}
+    if m2 > 0 and math.isfinite(1.0 / math.sqrt(m2)):
+        out["value"] = 1.0 / math.sqrt(m2)
     torch = TORCH_GAIN.get(profile.entry.name)
     if torch is not None:
         out["torch"] = torch[0](profile.params)
         out["note"] = torch[1]
     else:
         out["note"] = "torch.nn.init.calculate_gain has no answer for this function."
+    if "value" not in out:
+        out["note"] = (
+            f"E[f(z)^2] at N(0, 1) is {m2:g} in float64: no finite weight scale restores it. " + out["note"]
+        )
     return out
 
 
@@ -449,9 +453,11 @@ def simulate(
             raise ActivationError("depth", f"the pre-activations of layer {index + 1} exceed float64")
         try:
             x = value(h)
-        except ActivationError:
+            d = derivative(h)
+        except ResultOverflow:
             raise ActivationError("depth", f"the activations of layer {index + 1} exceed float64") from None
-        d = derivative(h)
+        except ActivationError as exc:
+            raise ActivationError("depth", f"at layer {index + 1}: {exc.reason}") from None
         slopes.append(d)
         layers.append(
             {
@@ -500,6 +506,11 @@ def predicted(profile: Profile, net: Network) -> dict[str, list[float]]:
     for index in range(net.depth - 1, -1, -1):
         g2 *= slope_moments[index]
         rms[index] = math.sqrt(g2)
+        if not math.isfinite(rms[index]):
+            raise ActivationError(
+                "depth",
+                f"the predicted gradient at layer {index + 1} exceeds float64: fewer layers or a smaller sigma_w",
+            )
         g2 *= net.sigma_w**2
     return {
         "preactivation_second_moment": qs,
