@@ -461,8 +461,9 @@ def plan_check(req: Any, limits: Limits, info: dict[str, Any] | None = None) -> 
 
 # -- profiles and simulated networks (service.activations.profile) ----------------------------------
 
-#: A profile integrates on a few thousand nodes and solves for fixed points: no array to speak of.
-PROFILE_WORKSPACE = 4 << 20
+#: A profile integrates on at most 4096 adaptive panels and scans a grid for the dead and saturated
+#: sets: 13 MiB at most over the catalog's functions at extreme means and widths (tracemalloc).
+PROFILE_WORKSPACE = 32 << 20
 #: width * batch * depth (values and derivatives through the correctly rounded core), and
 #: width^2 * batch * depth (the products with the weights): the bounds of one simulation's time.
 SIMULATE_MAX_UNITS = 1 << 20

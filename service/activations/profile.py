@@ -182,10 +182,14 @@ class Profile:
         self.breaks = _breakpoints(entry, params)
 
     def f(self, z: Array) -> Array:
-        return np.asarray(_call(self.entry.forward, z, self.params))
+        # The NumPy core far outside its usual range (softplus with beta 1e300 at |z| ~ 1e10) may
+        # give inf or NaN with a warning: the expectation refuses a non-finite sum instead.
+        with np.errstate(all="ignore"):
+            return np.asarray(_call(self.entry.forward, z, self.params))
 
     def df(self, z: Array) -> Array:
-        return np.asarray(_call(self.entry.derivative, z, self.params))
+        with np.errstate(all="ignore"):
+            return np.asarray(_call(self.entry.derivative, z, self.params))
 
     def _integrands(self, z: Array) -> list[Array]:
         y, dy = self.f(z), self.df(z)
