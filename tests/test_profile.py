@@ -389,3 +389,7 @@ async def test_answers_at_the_edges_of_the_attack(api: httpx.AsyncClient) -> Non
         "sigma_w": 1000.0,
     }
     assert_problem(await api.post("/simulate", json=body), 422, "depth", "exceeds float64")
+    # star_relu's second moment grows layer by layer at He's scale: its variance overflows first.
+    assert_problem(
+        await api.post("/simulate", json={"activation": "star_relu"}), 422, "depth", "exceed float64"
+    )

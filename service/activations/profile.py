@@ -463,13 +463,19 @@ def simulate(
         except ActivationError as exc:
             raise ActivationError("depth", f"at layer {index + 1}: {exc.reason}") from None
         slopes.append(d)
-        layers.append(
-            {
-                "layer": index + 1,
+        with np.errstate(all="ignore"):  # a variance beyond float64 is refused just below
+            stats = {
                 "preactivation_mean": float(h.mean()),
                 "preactivation_variance": float(h.var()),
                 "activation_mean": float(x.mean()),
                 "activation_variance": float(x.var()),
+            }
+        if not all(math.isfinite(v) for v in stats.values()):
+            raise ActivationError("depth", f"the variances of layer {index + 1} exceed float64")
+        layers.append(
+            {
+                "layer": index + 1,
+                **stats,
                 "dead": float(np.count_nonzero(d == 0.0) / d.size),
                 "saturated": float(np.count_nonzero(np.abs(d) < SATURATED) / d.size),
             }
