@@ -513,14 +513,11 @@ def test_numpy_agrees_within_a_few_ulps_away_from_kinks(name: str) -> None:
             finite = np.isfinite(exact)
             if param is not None:  # dydparams holds every parameter's derivative: all must fit
                 for other in entry.params:
-                    of = correct.function_of(entry, quantity, other.name)
-                    values = [
-                        correct.correctly_rounded(of, v, params, correct.FORMATS["float64"]) for v in xs
-                    ]
-                    fits = np.isfinite(values)
-                    finite &= fits
-                    x, exact, finite = x[fits | ~finite], exact[fits | ~finite], finite[fits | ~finite]
-                    xs = x.tolist()
+                    if other.name != param:
+                        of = correct.function_of(entry, quantity, other.name)
+                        finite &= np.isfinite(
+                            [correct.correctly_rounded(of, v, params, correct.FORMATS["float64"]) for v in xs]
+                        )
             for big in x[~finite]:  # the true result exceeds float64: the core refuses it
                 with pytest.raises(ResultOverflow):
                     _numpy(entry, quantity, param, np.array([big]), params)
