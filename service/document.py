@@ -69,14 +69,22 @@ def _query(name: str, description: str, schema: dict[str, Any], required: bool =
 def _parameter_queries() -> list[dict[str, Any]]:
     """One query parameter per activation parameter name, saying which activations take it."""
     users: dict[str, list[str]] = {}
+    choices: dict[str, list[float]] = {}
     for entry in activations.entries():
         for p in entry.params:
             users.setdefault(p.name, []).append(entry.name)
+            if p.choices:
+                choices[p.name] = list(p.choices)
+    # A choice is written as its range and named in the description: generators (openapi-python-client)
+    # take no enum of numbers.
     return [
         _query(
             name,
-            f"Parameter of {', '.join(users[name])} (bounds and default: GET /activations/{{name}}).",
-            {"type": "number"},
+            f"Parameter of {', '.join(users[name])} (bounds and default: GET /activations/{{name}})"
+            + (f"; one of {', '.join(f'{c:g}' for c in choices[name])}." if name in choices else "."),
+            {"type": "number", "minimum": min(choices[name]), "maximum": max(choices[name])}
+            if name in choices
+            else {"type": "number"},
         )
         for name in sorted(users)
     ]

@@ -146,7 +146,7 @@ def _plan_sixteen_bit(
     if req.order == 2 and (req.grad is not None or req.wrt == "params"):
         what = "grad" if req.grad is not None else "order"
         raise ActivationError(what, "order 2 is the second derivative with respect to x, without grad")
-    if req.wrt == "params" and not entry.params:
+    if req.wrt == "params" and not entry.learnable:
         entry.parameter_jacobian(x, params, -1)  # the core's refusal, worded as for other dtypes
     g = _rounded_input(req.grad, "grad", fmt, limits) if req.grad is not None else None
     if g is not None and g.shape != x.shape:
@@ -164,21 +164,21 @@ def _plan_sixteen_bit(
             def parameter_jacobian() -> Payload:
                 grads = {
                     p.name: wire(correct.sixteen_bit(entry, "value", x, params, fmt, p.name), "dydparams")
-                    for p in entry.params
+                    for p in entry.learnable
                 }
                 return head(x.shape) | {"dydparams": grads}
 
-            return _exact_plan(parameter_jacobian, x.size * len(entry.params), x.size, req.dtype)
+            return _exact_plan(parameter_jacobian, x.size * len(entry.learnable), x.size, req.dtype)
         gx = g
 
         def parameter_vjp() -> Payload:
-            sums = {p.name: correct.summed(entry, p.name, x, gx, params, fmt) for p in entry.params}
+            sums = {p.name: correct.summed(entry, p.name, x, gx, params, fmt) for p in entry.learnable}
             for name, total in sums.items():
                 if not np.isfinite(total):
                     raise activations.ResultOverflow(f"grad_params.{name}", f"exceeds the {fmt.name} range")
             return head(()) | {"grad_params": sums}
 
-        return _exact_plan(parameter_vjp, len(entry.params), 2 * x.size, req.dtype)
+        return _exact_plan(parameter_vjp, len(entry.learnable), 2 * x.size, req.dtype)
     if g is None:
 
         def first() -> Payload:
@@ -290,7 +290,7 @@ def _plan_derivative(req: ActivateRequest, limits: Limits, info: dict[str, Any] 
         if req.wrt == "params":
             if entry.param_grads is None:
                 entry.parameter_jacobian(x, params, axis, dtype)  # refuses it before any work
-            count = out * len(entry.params)
+            count = out * len(entry.learnable)
 
             def parameter_jacobian() -> Payload:
                 grads = entry.parameter_jacobian(x, params, axis, dtype)
@@ -340,7 +340,7 @@ def _plan_derivative(req: ActivateRequest, limits: Limits, info: dict[str, Any] 
             parameter_vjp,
             x.size + g.size,
             _workspace(entry, "parameter_vjp", shape, axis),
-            len(entry.params),
+            len(entry.learnable),
             req.dtype,
         )
 

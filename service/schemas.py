@@ -512,6 +512,10 @@ class ParamInfo(BaseModel):
     minimum: float | None
     maximum: float | None
     exclusive_minimum: bool
+    choices: list[float] = Field(
+        default_factory=list,
+        description="The only values allowed, for a parameter that chooses a form (no derivative, not fitted).",
+    )
     description: str
 
 
@@ -549,7 +553,7 @@ class ActivationInfo(BaseModel):
             name=entry.name,
             kind=entry.kind,
             aliases=list(entry.aliases),
-            params=[ParamInfo(**vars(p)) for p in entry.params],
+            params=[ParamInfo(**{**vars(p), "choices": list(p.choices)}) for p in entry.params],
             formula=entry.formula,
             derivative_formula=entry.derivative_formula,
             range=entry.range,

@@ -218,7 +218,7 @@ def vector_cases(name: str) -> list[np.ndarray]:
             [0.5, 0.25, 0.0],
         )
     ]
-    if name == "glu":
+    if name in reference.HALVING:
         cases = [c for c in cases if c.size % 2 == 0]
     return cases
 
@@ -1170,7 +1170,7 @@ GRID_NOTES: dict[str, Callable[[Plan], str]] = {
         f"{p.random[1]} uniform in [-50, 50]."
     ),
     "vectors": lambda p: (
-        f"{p.vectors} random vectors of lengths 2 to 64 (even for glu) and mixed scales, a random normal g "
+        f"{p.vectors} random vectors of lengths 2 to 64 (even for the functions that halve x) and mixed scales, a random normal g "
         "each, and [700, -712.5], [0, 0, 0] with g = [1, 1, 1]; each rounded once to every format "
         "(float16 and bfloat16 results through the operations layer of /activate and /derivative)."
     ),

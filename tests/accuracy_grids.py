@@ -199,12 +199,12 @@ def random_points(log_uniform: int = 2000, uniform: int = 2000) -> np.ndarray:
 
 
 def vector_grid(name: str, count: int = 200) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``count`` random vectors (x, g) of lengths 2 to 64 (even for glu) and mixed scales, then the
+    """``count`` random vectors (x, g) of lengths 2 to 64 (even for the functions that halve x) and mixed scales, then the
     cases the audit named: [700, -712.5], and [0, 0, 0] with g = [1, 1, 1]."""
     rng = np.random.default_rng(SEEDS["vectors"])
     out = []
     for i in range(count):
-        n = 2 * int(rng.integers(1, 33)) if name == "glu" else int(rng.integers(2, 65))
+        n = 2 * int(rng.integers(1, 33)) if name in reference.HALVING else int(rng.integers(2, 65))
         style = i % 4
         if style == 0:  # one scale per vector, from 1e-3 to 1e3
             x = rng.standard_normal(n) * 10.0 ** rng.uniform(-3.0, 3.0)
@@ -216,9 +216,9 @@ def vector_grid(name: str, count: int = 200) -> list[tuple[np.ndarray, np.ndarra
             x[far] = rng.choice([-1.0, 1.0], int(far.sum())) * rng.uniform(100.0, 800.0, int(far.sum()))
         else:  # across the exp windows
             x = rng.uniform(-760.0, 760.0, n)
-        out.append((x, rng.standard_normal(n if name != "glu" else n // 2)))
-    out.append((np.array([700.0, -712.5]), rng.standard_normal(1 if name == "glu" else 2)))
-    if name != "glu":
+        out.append((x, rng.standard_normal(n // 2 if name in reference.HALVING else n)))
+    out.append((np.array([700.0, -712.5]), rng.standard_normal(1 if name in reference.HALVING else 2)))
+    if name not in reference.HALVING:
         out.append((np.zeros(3), np.ones(3)))
     return out
 

@@ -317,6 +317,31 @@ def glu_jacobian(x: Sequence[float]) -> list[Vec]:
     return jac
 
 
+def _gated_textbook(act: str) -> tuple[Callable[..., Vec], Callable[..., list[Vec]]]:
+    """y_i = a_i act(b_i) from the elementwise references above (plain formulas)."""
+    fn = ELEMENTWISE[act]
+    params = {"beta": 1.0} if act == "silu" else {}
+
+    def halves(x: Sequence[float], gate_half: float) -> tuple[Vec, Vec, int, int]:
+        z = _mp(x)
+        h = len(z) // 2
+        return (z[h:], z[:h], h, 0) if gate_half == 1 else (z[:h], z[h:], 0, h)
+
+    def value(x: Sequence[float], gate_half: float = 2.0) -> Vec:
+        a, b, _, _ = halves(x, gate_half)
+        return [ai * fn.value(bi, **params) for ai, bi in zip(a, b, strict=True)]
+
+    def jacobian(x: Sequence[float], gate_half: float = 2.0) -> list[Vec]:
+        a, b, at_a, at_b = halves(x, gate_half)
+        jac = [[ZERO] * len(x) for _ in a]
+        for i, (ai, bi) in enumerate(zip(a, b, strict=True)):
+            jac[i][at_a + i] = fn.value(bi, **params)
+            jac[i][at_b + i] = ai * fn.d1(bi, **params)
+        return jac
+
+    return value, jacobian
+
+
 def sparsemax(x: Sequence[float]) -> Vec:
     # Exact rational arithmetic: 1 + k z > cumsum is decided without rounding
     # (at 50 digits 1 + 1e308 > 1e308 is false).
@@ -352,11 +377,18 @@ class Vector:
     jacobian: Callable[..., list[Vec]]
 
 
+#: The vector functions that split x in halves along the axis (y has half its length there).
+HALVING = ("glu", "swiglu", "geglu", "geglu_tanh", "reglu")
+
 VECTOR: dict[str, Vector] = {
     "softmax": Vector(softmax, softmax_jacobian),
     "log_softmax": Vector(log_softmax, log_softmax_jacobian),
     "softmin": Vector(softmin, softmin_jacobian),
     "glu": Vector(glu, glu_jacobian),
+    "swiglu": Vector(*_gated_textbook("silu")),
+    "geglu": Vector(*_gated_textbook("gelu")),
+    "geglu_tanh": Vector(*_gated_textbook("gelu_tanh")),
+    "reglu": Vector(*_gated_textbook("relu")),
     "sparsemax": Vector(sparsemax, sparsemax_jacobian),
 }
 
@@ -706,6 +738,136 @@ def _glu_vjp_items(x: Sequence[float], g: Sequence[Fraction]) -> list[Item]:
     return first + second
 
 
+# -- gated units: y_i = a_i act(b_i), act in silu, gelu, gelu_tanh, relu ---------------------------
+#
+# act(b) = b c(b) with c the sigmoid of b (silu), the normal CDF (gelu) or the sigmoid of 2u,
+# u = sqrt(2/pi) (b + 0.044715 b^3) (gelu_tanh); act'(b) = c(b) + b c'(b).  For b > 0 both are
+# 1 minus or plus a tail that can lie far below any working precision, and a_i b_i (or g_i a_i)
+# can be a midpoint of the format: the tail's side decides the rounding, so a tail too small to
+# show is kept as a nudge of its sign at the working precision, and products are formed exactly.
+
+
+def _bits_of(b: Fraction) -> int:
+    """Extra bits that make e^(-b^2) and e^(-b^3) exact in their exponent."""
+    return max(0, 3 * (abs(b.numerator).bit_length() - b.denominator.bit_length())) + 32
+
+
+def _one_plus(c: mp.mpf) -> mp.mpf:
+    """1 + c at the working precision, nudged off 1 to c's side where c is too small to show."""
+    if c == 0:
+        return ONE
+    one = ONE + c
+    if one == 1:
+        nudge = mp.ldexp(ONE, -(mp.mp.prec + 16))
+        with mp.extraprec(32):
+            return ONE + mp.sign(c) * nudge
+    return one
+
+
+def _gate_tails(act: str, b: Fraction) -> tuple[mp.mpf, mp.mpf]:
+    """(c(-|b|), |b| c'(|b|)) for b != 0: the small side of c and the density term of act'."""
+    t = abs(b)
+    with mp.extraprec(_bits_of(b)):
+        tm = _mpq(t)
+        if act == "silu":
+            e = _exp(-t)
+            small, dens = e / (1 + e), tm * e / (1 + e) ** 2
+        elif act == "gelu":
+            small = mp.erfc(tm / mp.sqrt(2)) / 2
+            dens = tm * mp.npdf(tm)
+        else:
+            k = mp.sqrt(2 / mp.pi)
+            u = k * (tm + GELU_A * tm**3)
+            e = mp.exp(-2 * u)
+            small = e / (1 + e)
+            dens = tm * 2 * k * (1 + 3 * GELU_A * tm * tm) * e / (1 + e) ** 2
+    return +small, +dens
+
+
+def _gate_act(act: str, b: Fraction) -> Item:
+    if act == "relu":
+        return max(b, Fraction(0))
+    if b == 0:
+        return Fraction(0)
+
+    def value() -> mp.mpf:
+        small, _ = _gate_tails(act, b)
+        factor = small if b < 0 else _one_plus(-small)
+        with mp.extraprec(80):  # b (53 bits) times the factor, exactly: the nudge survives
+            return _mpq(b) * factor
+
+    return value
+
+
+def _gate_slope(act: str, b: Fraction) -> Item:
+    if act == "relu":
+        return Fraction(int(b > 0))
+    if b == 0:
+        return Fraction(1, 2)
+
+    def slope() -> mp.mpf:
+        small, dens = _gate_tails(act, b)
+        # c(b) + b c'(b): for b < 0 both terms are small (and cancel towards the root near -0.75);
+        # for b > 0 it is 1 - c(-b) + b c'(b).
+        return small - dens if b < 0 else _one_plus(dens - small)
+
+    return slope
+
+
+def _gate_product(*factors: Item) -> Item:
+    """The product of items, exact: a Fraction where every factor is one (or one is 0)."""
+    if any(isinstance(f, Fraction) and f == 0 for f in factors):
+        return Fraction(0)
+    if all(isinstance(f, Fraction) for f in factors):
+        out = Fraction(1)
+        for f in factors:
+            out *= f  # type: ignore[operator]
+        return out
+
+    def product() -> mp.mpf:
+        values = [_mpq(f) if isinstance(f, Fraction) else f() for f in factors]
+        # The factors carry at most the working precision and 16 bits (a nudge): exact products.
+        with mp.workprec(len(values) * (mp.mp.prec + 16) + 64):
+            out = ONE
+            for v in values:
+                out = out * v
+        return out
+
+    return product
+
+
+def _gate_split(x: Sequence[float], gate_half: float) -> tuple[list[Fraction], list[Fraction], int, int]:
+    """(a, b, where a starts, where b starts) of a vector split in halves."""
+    z = [_frac(v) for v in x]
+    h = len(z) // 2
+    return (z[h:], z[:h], h, 0) if gate_half == 1 else (z[:h], z[h:], 0, h)
+
+
+def _gated_items(act: str) -> VectorItems:
+    def value(x: Sequence[float], gate_half: float = 2.0) -> list[Item]:
+        a, b, _, _ = _gate_split(x, gate_half)
+        return [_gate_product(ai, _gate_act(act, bi)) for ai, bi in zip(a, b, strict=True)]
+
+    def jacobian(x: Sequence[float], gate_half: float = 2.0) -> list[Item]:
+        a, b, at_a, at_b = _gate_split(x, gate_half)
+        h, n = len(a), len(x)
+        out: list[Item] = [Fraction(0)] * (h * n)
+        for i, (ai, bi) in enumerate(zip(a, b, strict=True)):
+            out[i * n + at_a + i] = _gate_act(act, bi)
+            out[i * n + at_b + i] = _gate_product(ai, _gate_slope(act, bi))
+        return out
+
+    def vjp(x: Sequence[float], g: Sequence[float], gate_half: float = 2.0) -> list[Item]:
+        a, b, at_a, at_b = _gate_split(x, gate_half)
+        out: list[Item] = [Fraction(0)] * len(x)
+        for i, (ai, bi, gi) in enumerate(zip(a, b, [_frac(v) for v in g], strict=True)):
+            out[at_a + i] = _gate_product(gi, _gate_act(act, bi))
+            out[at_b + i] = _gate_product(gi, ai, _gate_slope(act, bi))
+        return out
+
+    return VectorItems(value, jacobian, vjp)
+
+
 def sparsemax_exact(x: Sequence[float]) -> list[Fraction]:
     """sparsemax(x) exactly (Martins and Astudillo 2016, Alg. 1, in rational arithmetic)."""
     z = [_frac(v) for v in x]
@@ -792,6 +954,10 @@ VECTOR_ITEMS: dict[str, VectorItems] = {
     "glu": VectorItems(
         _glu_items, _glu_jacobian_items, lambda x, g: _glu_vjp_items(x, [_frac(v) for v in g])
     ),
+    "swiglu": _gated_items("silu"),
+    "geglu": _gated_items("gelu"),
+    "geglu_tanh": _gated_items("gelu_tanh"),
+    "reglu": _gated_items("relu"),
     "sparsemax": VectorItems(
         lambda x: list(sparsemax_exact(x)),
         _sparsemax_jacobian_items,

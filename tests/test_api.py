@@ -193,8 +193,13 @@ async def test_catalog_lists_every_activation_with_its_fields(client: httpx.Asyn
         "minimum": 0.0,
         "maximum": 1.0,
         "exclusive_minimum": False,
+        "choices": [],
         "description": "",
     }
+    swiglu = next(a for a in items if a["name"] == "swiglu")
+    assert [(p["name"], p["default"], p["choices"]) for p in swiglu["params"]] == [
+        ("gate_half", 2.0, [1.0, 2.0])
+    ]
     assert leaky["kinks"][0]["at"] == 0.0
     assert leaky["kinks"][0]["derivative"] == "negative_slope"
 

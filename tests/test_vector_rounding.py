@@ -1,4 +1,5 @@
-"""The vector functions (softmax, log_softmax, softmin, glu, sparsemax) return correctly rounded results:
+"""The vector functions (softmax, log_softmax, softmin, glu, the gated units swiglu, geglu, geglu_tanh
+and reglu, sparsemax) return correctly rounded results:
 the value, the Jacobian, the vector-Jacobian product (VJP), the temperature derivatives dy/dT and their
 sum grad_params, bit for bit (the sign of a zero included) the exact value rounded once, to nearest
 with ties to even, in float64 and float32 (through the core's public API) and in float16 and bfloat16
@@ -33,8 +34,10 @@ from service.settings import Settings
 from tests import reference, rounding
 from tests.conftest import asgi_client
 
-NAMES = ("softmax", "log_softmax", "softmin", "glu", "sparsemax")
+GATED = ("swiglu", "geglu", "geglu_tanh", "reglu")  # a gate_half choice
+NAMES = ("softmax", "log_softmax", "softmin", "glu", *GATED, "sparsemax")
 FAMILY = ("softmax", "log_softmax", "softmin")  # with a temperature
+HALVING = reference.HALVING  # y has half x's length along the axis
 CORE = {"float64": np.float64, "float32": np.float32}
 SIXTEEN = ("float16", "bfloat16")
 FORMATS = (*CORE, *SIXTEEN)
@@ -95,19 +98,24 @@ class Case:
     temperature: float | None  # None: the function has none
     g: np.ndarray  # y's shape, numbers of the format
     jacobian: bool  # short enough to compare the whole Jacobian
+    gate_half: float | None = None  # the gated units' choice (None: the function has none)
 
     def params(self) -> dict[str, float]:
-        return {} if self.temperature is None else {"temperature": self.temperature}
+        out = {} if self.temperature is None else {"temperature": self.temperature}
+        if self.gate_half is not None:
+            out["gate_half"] = self.gate_half
+        return out
 
     def describe(self) -> str:
         t = "" if self.temperature is None else f" T={self.temperature!r}"
+        t += "" if self.gate_half is None else f" gate_half={self.gate_half:g}"
         axis = f" axis={self.axis}" if self.x.ndim > 1 else ""
         return f"x={self.x.tolist()}{t}{axis}"
 
 
 def _length(rng: np.random.Generator, name: str, short: bool) -> int:
     n = int(rng.integers(1, 9) if short else rng.integers(9, 41))
-    if name == "glu":
+    if name in HALVING:
         n = max(2, n + n % 2)
     return n
 
@@ -158,21 +166,24 @@ def cases(name: str, fmt: str) -> tuple[Case, ...]:
         if k % 9 == 4:
             x[:] = x[0]  # all equal
         t = TEMPERATURES[(k // 2) % len(TEMPERATURES)] if name in FAMILY else None
-        m = n // 2 if name == "glu" else n
-        out.append(Case(to_format(x, fmt), -1, t, to_format(_gradient(rng, m, fmt, k), fmt), short))
+        m = n // 2 if name in HALVING else n
+        half = (1.0 if k % 3 == 1 else 2.0) if name in GATED else None
+        out.append(Case(to_format(x, fmt), -1, t, to_format(_gradient(rng, m, fmt, k), fmt), short, half))
     # Along axis 0 of a 2-D input, and a batch along the last axis with a row of the format's edges.
-    n = 4 if name == "glu" else 5
+    n = 4 if name in HALVING else 5
     x = to_format(rng.standard_normal((n, 3)) * 3.0, fmt)
     x[1, 2] = x[0, 2]
-    m = n // 2 if name == "glu" else n
+    m = n // 2 if name in HALVING else n
     t = 0.7 if name in FAMILY else None
-    out.append(Case(x, 0, t, to_format(rng.standard_normal((m, 3)), fmt), True))
+    half = 1.0 if name in GATED else None
+    out.append(Case(x, 0, t, to_format(rng.standard_normal((m, 3)), fmt), True, half))
     n = 10
     x = np.stack([_vector(rng, n, s, fmt) for s in (0, 4, 3, 1)])
     x[1, :2] = [LARGEST[fmt], -LARGEST[fmt]]
-    m = n // 2 if name == "glu" else n
+    m = n // 2 if name in HALVING else n
     t = 3.0 if name in FAMILY else None
-    out.append(Case(to_format(x, fmt), -1, t, to_format(rng.standard_normal((4, m)), fmt), False))
+    half = 2.0 if name in GATED else None
+    out.append(Case(to_format(x, fmt), -1, t, to_format(rng.standard_normal((4, m)), fmt), False, half))
     return tuple(out)
 
 
@@ -412,8 +423,10 @@ def test_the_reference_agrees_with_the_textbook_formulas() -> None:
         t = (1.0, 0.7, 3.0)[k % 3]
         for name in NAMES:
             items = reference.VECTOR_ITEMS[name]
-            params = {"temperature": t} if name in FAMILY else {}
-            gy = g[: n // 2] if name == "glu" else g
+            params: dict[str, float] = {"temperature": t} if name in FAMILY else {}
+            if name in GATED:
+                params["gate_half"] = 1.0 if k % 2 else 2.0
+            gy = g[: n // 2] if name in HALVING else g
             with mp.workdps(60):
                 old = reference.VECTOR[name]
                 jac = old.jacobian(x, **params)
@@ -549,6 +562,51 @@ async def test_glu_vjp_at_the_largest_magnitudes_is_not_refused(client: httpx.As
     assert_all_right("glu", "vjp", results)
 
 
+@pytest.mark.parametrize("name", GATED)
+@pytest.mark.parametrize("gate_half", [1.0, 2.0])
+async def test_gated_products_on_a_midpoint_round_to_the_side_of_the_tail(
+    client: httpx.AsyncClient, name: str, gate_half: float
+) -> None:
+    """a * act(b) where a * b is a float64 midpoint (96 (1 + 2^-52) = 96 + 1.5 units) and act(b)
+    differs from b by far less than any working precision (e^-63000 for gelu_tanh at 96): the
+    tail's side decides.  Also g * a * act'(b) with act'(1000) = 1 + a tail of e^-1000."""
+    a = 1.0 + 2.0**-52
+    for linear, gate, g in ((96.0, 96.0, 1.0), (96.0, 1000.0, a), (1536.0, 1536.0, 1.0)):
+        x = [a if name != "reglu" else linear, gate] if gate != 1000.0 else [linear, gate]
+        x = x if gate_half == 2.0 else x[::-1]
+        case = Case(np.array(x), -1, None, np.array([g]), True, gate_half)
+        for quantity in ("value", "jacobian", "vjp"):
+            want = expected(name, "float64", case)[quantity]
+            got = core_answer(name, quantity, case, np.float64)
+            assert not compare(name, quantity, "float64", case, want, got)
+    # where a_i b_i is the midpoint itself, y lies one unit below it for every smooth gate
+    if name != "reglu":
+        x = [a, 96.0] if gate_half == 2.0 else [96.0, a]
+        y = core_answer(
+            name, "value", Case(np.array(x), -1, None, np.array([1.0]), True, gate_half), np.float64
+        )
+        assert y.value is not None
+        assert y.value.tolist() == [96.0 + 2.0**-46]
+    r = await client.post(
+        "/activate", json={"activation": name, "x": [a, 96.0], "params": {"gate_half": gate_half}}
+    )
+    assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize("name", GATED)
+async def test_gated_units_refuse_what_they_cannot_take(client: httpx.AsyncClient, name: str) -> None:
+    r = await client.post("/activate", json={"activation": name, "x": [1.0, 2.0], "params": {"gate_half": 3}})
+    assert r.status_code == 422
+    assert r.json()["errors"][0]["field"] == "params.gate_half"
+    assert "must be 1 or 2" in r.json()["errors"][0]["reason"]
+    r = await client.post("/activate", json={"activation": name, "x": [1.0, 2.0, 3.0]})
+    assert r.status_code == 422
+    assert f"{name} splits x in halves" in r.json()["errors"][0]["reason"]
+    r = await client.post("/derivative", json={"activation": name, "x": [1.0, 2.0], "wrt": "params"})
+    assert r.status_code == 422
+    assert "no parameters to differentiate" in r.json()["errors"][0]["reason"]
+
+
 async def test_sparsemax_vjp_where_the_mean_cancels(client: httpx.AsyncClient) -> None:
     third = 1 / 3
     for x, g in [
@@ -606,7 +664,7 @@ async def test_a_true_result_beyond_the_format_is_refused_at_its_element(client:
 def _batch_cases(name: str, fmt: str, t: float | None) -> tuple[Case, Case, Case]:
     n = 6
     v = to_format([0.5, -2.0, 3.0, 1e-3, 2.0, 0.5], fmt)
-    g = to_format([1.0, -0.5, 0.25, 2.0, 0.0, 3.0][: n // 2 if name == "glu" else n], fmt)
+    g = to_format([1.0, -0.5, 0.25, 2.0, 0.0, 3.0][: n // 2 if name in HALVING else n], fmt)
     big, tiny = LARGEST[fmt], SMALLEST[fmt]
     # ranges up to the largest number: huge, and still within reach of log_softmax at T >= 1
     others = to_format([[big, big / 2, 0.0, tiny, 1.0, 0.5], [-big, -big, -big / 2, -tiny, 0.0, -1.0]], fmt)

@@ -57,7 +57,7 @@ def fittable(entry: Activation, names: Sequence[str] | None) -> list[str]:
         raise NotSupported(
             "activation", f"{entry.name} is a vector function; fitting is for elementwise functions"
         )
-    declared = [p.name for p in entry.params]
+    declared = [p.name for p in entry.learnable]
     if not declared:
         raise ActivationError("activation", f"{entry.name} has no parameters to fit")
     if names is None:

@@ -111,12 +111,23 @@ class Param:
     maximum: float | None = None
     #: True when ``minimum`` itself is not allowed (e.g. a temperature > 0).
     exclusive_minimum: bool = False
+    #: The only values allowed, for a parameter that chooses between forms (glu's gate half);
+    #: such a parameter has no derivative and is never fitted.
+    choices: tuple[float, ...] = ()
+
+    @property
+    def differentiable(self) -> bool:
+        """Whether y has a derivative with respect to this parameter (it is not a choice)."""
+        return not self.choices
 
     def check(self, value: float) -> None:
         """Raise :class:`ActivationError` when ``value`` is outside the bounds."""
         where = f"params.{self.name}"
         if not math.isfinite(value):
             raise ActivationError(where, "must be a finite number")
+        if self.choices and value not in self.choices:
+            allowed = " or ".join(f"{c:g}" for c in self.choices)
+            raise ActivationError(where, f"must be {allowed}, got {value:g}")
         if self.minimum is not None:
             if self.exclusive_minimum and value <= self.minimum:
                 raise ActivationError(where, f"must be greater than {self.minimum:g}, got {value:g}")
@@ -217,13 +228,20 @@ class Activation:
             raise TypeError(f"{self.name}: a vjp is required for vector functions and only for them")
         if (self.kind == "elementwise") != (self.second is not None):
             raise TypeError(f"{self.name}: a second derivative is required for elementwise functions")
-        if bool(self.params) != (self.param_grads is not None):
-            raise TypeError(f"{self.name}: param_grads is required exactly when there are parameters")
+        if bool(self.learnable) != (self.param_grads is not None):
+            raise TypeError(
+                f"{self.name}: param_grads is required exactly when there are differentiable parameters"
+            )
         unknown = set(self.typical_use) - set(USES)
         if unknown:
             raise TypeError(f"{self.name}: unknown typical_use tags {sorted(unknown)}")
 
     # -- parameters ---------------------------------------------------------
+
+    @property
+    def learnable(self) -> tuple[Param, ...]:
+        """The parameters y has derivatives with respect to (all but choices between forms)."""
+        return tuple(p for p in self.params if p.differentiable)
 
     def bind(self, given: Mapping[str, float] | None = None) -> dict[str, float]:
         """Validate ``given`` against the declared parameters and fill in defaults."""
@@ -327,10 +345,10 @@ class Activation:
         self, x: Array, g: Array, params: Mapping[str, float], axis: int = -1, dtype: DType = np.float64
     ) -> dict[str, float]:
         """``{name: sum(g * dy/dtheta)}``: the update a training loop applies to each parameter."""
-        if self.kind == "elementwise" and any(self._rounded("value", p.name) for p in self.params):
+        if self.kind == "elementwise" and any(self._rounded("value", p.name) for p in self.learnable):
             fmt = _format(dtype)
             sums = {}
-            for p in self.params:
+            for p in self.learnable:
                 total = _ROUNDING.rounded_sum(self, p.name, x, g, params, fmt)
                 sums[p.name] = float(_finite(np.asarray(total), f"grad_params.{p.name}", dtype))
             return sums
@@ -346,7 +364,7 @@ class Activation:
                             dtype,
                         )
                     )
-                    for p in self.params
+                    for p in self.learnable
                 }
         grads = self._param_grads(x, params, axis)
         out = {}
@@ -364,20 +382,20 @@ class Activation:
         if self.param_grads is None:
             raise NotSupported("wrt", f"{self.name} has no parameters to differentiate with respect to")
         if self.kind == "elementwise":
-            fast = [p.name for p in self.params if self._rounded("value", p.name) is not None]
+            fast = [p.name for p in self.learnable if self._rounded("value", p.name) is not None]
             grads: dict[str, Array] = (
                 {}
-                if len(fast) == len(self.params)
+                if len(fast) == len(self.learnable)
                 else _call_blocks(self.param_grads, x, params, self.block, dtype)
             )
             for name in fast:
                 grads[name] = self._elementwise("value", None, x, params, dtype, param=name)
-            return {p.name: grads[p.name] for p in self.params}
+            return {p.name: grads[p.name] for p in self.learnable}
         ax = self.check_axis(x, axis)
         if self._vector_rounded():
             return {
                 p.name: self.rounded_vector("param", x, params, ax, _format(dtype), param=p.name)
-                for p in self.params
+                for p in self.learnable
             }
         with np.errstate(over="ignore"):
             grads = self.param_grads(np.moveaxis(x, ax, -1), **params)
@@ -475,7 +493,7 @@ class Activation:
         if quantity.startswith("parameter_") and self.param_grads is None:
             self._param_grads(np.zeros(1), {}, -1)  # raises NotSupported
         size = math.prod(shape)
-        k = len(self.params)
+        k = len(self.learnable)
         # Results in float64; 4 bytes more where a float32 copy is made of a float64 result.
         results = {
             "value": 12,
@@ -535,7 +553,9 @@ class Activation:
             return 12 * size + 2 * copies, live
         if quantity == "parameter_vjp":
             return 2 * copies, live
-        return 12 * out * max(1, len(self.params) if quantity == "parameter_jacobian" else 1) + copies, live
+        return 12 * out * max(
+            1, len(self.learnable) if quantity == "parameter_jacobian" else 1
+        ) + copies, live
 
     def _exact_in_numpy(self, quantity: str) -> bool:
         """Whether a correctly rounded quantity comes straight from NumPy (its float64 results are

@@ -33,8 +33,10 @@ from .registry import (
     Example,
     Kink,
     Param,
+    get,
     register,
 )
+from .vector_rounded import gate_columns
 
 # -- softmax -----------------------------------------------------------------------
 
@@ -491,6 +493,153 @@ register(
         examples=(Example(x=(1.0, -2.0, 0.0, 2.0), y=(0.5, -1.7615941559557649)),),
     )
 )
+
+# -- gated linear units with other gates: swiglu, geglu, geglu_tanh, reglu -----------------------
+
+GATE = Param(
+    name="gate_half",
+    default=2.0,
+    choices=(1.0, 2.0),
+    description=(
+        "which half of x along the axis is the gate passed through the activation: 2, the second "
+        "(as glu, PyTorch's F.glu and Keras' glu take it), or 1, the first (as Megatron-LM's "
+        "swiglu takes it); the other half is the linear one"
+    ),
+)
+
+
+def _halving(name: str) -> Callable[[int], int]:
+    def length(n: int) -> int:
+        if n % 2:
+            raise ActivationError(
+                "x", f"{name} splits x in halves along the axis; its length there is {n}, which is odd"
+            )
+        return n // 2
+
+    return length
+
+
+def _gated(name: str) -> tuple[Callable[..., Array], Callable[..., NDArray[Any]], Callable[..., Array]]:
+    """forward, Jacobian and VJP of y = a * act(b) (a the linear half, b the gate), act the
+    elementwise catalog function ``name`` at its default parameters."""
+    act = get(name)
+    defaults = act.bind()
+
+    def split(x: Array, gate_half: float) -> tuple[Array, Array]:
+        lin, gate = gate_columns(x.shape[-1] // 2, gate_half)
+        return x[..., lin], x[..., gate]
+
+    def forward(x: Array, gate_half: float = 2.0) -> Array:
+        a, b = split(x, gate_half)
+        return a * act.forward(b, **defaults)
+
+    def jacobian(x: Array, out: NDArray[Any] | None = None, gate_half: float = 2.0) -> NDArray[Any]:
+        # dy_i/da_i = act(b_i), dy_i/db_i = a_i act'(b_i); every other entry is 0.
+        h = x.shape[-1] // 2
+        lin, gate = gate_columns(h, gate_half)
+
+        def state(v: Array) -> tuple[Array, Array]:
+            a, b = split(v, gate_half)
+            return act.forward(b, **defaults), a * act.derivative(b, **defaults)
+
+        def fill(arrays: tuple[NDArray[Any], ...], rows: slice, dest: NDArray[Any]) -> None:
+            da, db = arrays
+            dest[...] = 0.0
+            at, i = _diagonal(rows)
+            dest[:, at, lin.start + i] = da[:, i]
+            dest[:, at, gate.start + i] = db[:, i]
+
+        return _build(x, h, out, state, fill, any_layout=True)
+
+    def vjp(x: Array, g: Array, gate_half: float = 2.0) -> Array:
+        a, b = split(x, gate_half)
+        parts = g * act.forward(b, **defaults), g * a * act.derivative(b, **defaults)
+        return np.concatenate(parts if gate_half == 2.0 else parts[::-1], axis=-1)
+
+    return forward, jacobian, vjp
+
+
+_GATED = (
+    (
+        "swiglu",
+        "silu",
+        r"\operatorname{swiglu}(a \,\|\, b) = a \odot \operatorname{silu}(b) = a \odot b\,\sigma(b)",
+        r"\frac{\partial y_i}{\partial a_i} = b_i \sigma(b_i), \; \frac{\partial y_i}{\partial b_i} = a_i \sigma(b_i)\bigl(1 + b_i \sigma(-b_i)\bigr)",
+        ("SwiGLU",),
+        "Shazeer, GLU variants improve transformer (2020); the feed-forward layers of LLaMA, Mistral and Qwen",
+        (),
+    ),
+    (
+        "geglu",
+        "gelu",
+        r"\operatorname{geglu}(a \,\|\, b) = a \odot \operatorname{gelu}(b) = a \odot b\,\Phi(b)",
+        r"\frac{\partial y_i}{\partial a_i} = b_i \Phi(b_i), \; \frac{\partial y_i}{\partial b_i} = a_i \bigl(\Phi(b_i) + b_i \varphi(b_i)\bigr)",
+        ("GeGLU", "GEGLU"),
+        "Shazeer, GLU variants improve transformer (2020); exact erf GELU as in T5 v1.1 and Gemma's reference",
+        (),
+    ),
+    (
+        "geglu_tanh",
+        "gelu_tanh",
+        r"\operatorname{geglu\_tanh}(a \,\|\, b) = a \odot \operatorname{gelu\_tanh}(b)",
+        r"\frac{\partial y_i}{\partial a_i} = \operatorname{gelu\_tanh}(b_i), \; \frac{\partial y_i}{\partial b_i} = a_i \operatorname{gelu\_tanh}'(b_i)",
+        ("GeGLUTanh",),
+        "Shazeer, GLU variants improve transformer (2020), with the tanh approximation of GELU (Gemma)",
+        (),
+    ),
+    (
+        "reglu",
+        "relu",
+        r"\operatorname{reglu}(a \,\|\, b) = a \odot \max(b, 0)",
+        r"\frac{\partial y_i}{\partial a_i} = \max(b_i, 0), \; \frac{\partial y_i}{\partial b_i} = a_i [b_i > 0]",
+        ("ReGLU",),
+        "Shazeer, GLU variants improve transformer (2020)",
+        (
+            Kink(
+                at="b_i = 0",
+                derivative=0.0,
+                note="dy_i/db_i at b_i = 0 is taken as 0, relu's convention",
+            ),
+        ),
+    ),
+)
+
+#: y at x = (1, -2, 0.5, 2): a = (1, -2), b = (0.5, 2).
+_EXAMPLES = {
+    "swiglu": (0.3112296656009273, -3.5231883119115297),
+    "geglu": (0.34573123063700656, -3.908999472207283),
+    "geglu_tanh": (0.34571400982514394, -3.90919538817555),
+    "reglu": (0.5, -4.0),
+}
+
+for _name, _act, _formula, _derivative, _aliases, _reference, _kinks in _GATED:
+    _forward, _jacobian, _vjp = _gated(_act)
+    register(
+        Activation(
+            name=_name,
+            kind="vector",
+            fast=vector_rounded.gated(_act),
+            forward=_forward,
+            derivative=_jacobian,
+            vjp=_vjp,
+            output_length=_halving(_name),
+            params=(GATE,),
+            formula=_formula,
+            derivative_formula=_derivative,
+            range="(-inf, inf); half the length of x along the axis",
+            kinks=_kinks,
+            typical_use=("gating", "hidden"),
+            notes=(
+                f"x is split in two halves along the axis: a, the linear half, and b, the gate "
+                f"passed through {_act}; y = a * {_act}(b) has half x's length there.",
+                "The gate is the second half by default (as in glu); gate_half 1 takes the first.",
+                "grad (for the vector-Jacobian product) has the output's shape.",
+            ),
+            aliases=_aliases,
+            reference=_reference,
+            examples=(Example(x=(1.0, -2.0, 0.5, 2.0), y=_EXAMPLES[_name]),),
+        )
+    )
 
 # -- sparsemax ------------------------------------------------------------------------------------
 

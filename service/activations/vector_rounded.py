@@ -1,4 +1,5 @@
-"""Correctly rounded vector functions: softmax, log_softmax, softmin, glu and sparsemax.
+"""Correctly rounded vector functions: softmax, log_softmax, softmin, glu and the gated units
+(swiglu, geglu, geglu_tanh, reglu), and sparsemax.
 
 Every value, Jacobian entry, vector-Jacobian product and temperature derivative
 (and their sum, ``grad_params``) is the exact quantity at the given inputs,
@@ -37,7 +38,7 @@ from gmpy2 import mpfr, mpq
 
 from . import correct
 from .bounded import B, decide, dsig, exp, log1p, sigmoid_pair, two_prod, unit
-from .registry import ActivationError, Array
+from .registry import Activation, ActivationError, Array, get
 
 #: Elements of a group of vectors evaluated at once (long vectors: elements of a column block).
 GROUP = correct.FAST_CHUNK
@@ -721,6 +722,132 @@ GLU = VectorRounding(
     bounded=lambda x, params, work, g=None: _GluBounded(x, work),
     exact=lambda x, params, g=None: _GluExact(x, params, g),
 )
+
+
+# -- gated units: y = a * act(b) with an elementwise catalog function as the gate -------------------
+
+
+def gate_columns(h: int, gate_half: float) -> tuple[slice, slice]:
+    """(the linear half's columns, the gate's columns) of a vector of 2h along the axis."""
+    first, second = slice(0, h), slice(h, 2 * h)
+    return (second, first) if gate_half == 1.0 else (first, second)
+
+
+class _GatedBounded(Bounded):
+    """a * act(b), act's value and derivative from its own bounded definitions (:mod:`.bounded`)."""
+
+    def __init__(self, act: Activation, x: Array, gate_half: float, work: Any) -> None:
+        h = x.shape[-1] // 2
+        self.h = h
+        self.work = work
+        self.lin, self.gate = gate_columns(h, gate_half)
+        defaults = act.bind()
+        b = B.exact(x[:, self.gate], work)
+        self.a = B.exact(x[:, self.lin], work)
+        self.act = act.fast.value(b, **defaults).folded()
+        self.slope = act.fast.derivative(b, **defaults).folded()
+
+    def value(self) -> Iterator[tuple[slice, B]]:
+        yield slice(0, self.h), self.a * self.act
+
+    def jacobian(self, rows: slice) -> B:
+        r = self.a.v.shape[0]
+        shape = (r, rows.stop - rows.start, 2 * self.h)
+        v = np.zeros(shape, self.work)
+        e = np.zeros(shape, self.work)
+        at = np.arange(rows.stop - rows.start)
+        i = np.arange(rows.start, rows.stop)
+        da = B(*np.broadcast_arrays(self.act.v, self.act.e, self.a.v)[:2])
+        db = self.a * self.slope
+        db = B(*np.broadcast_arrays(db.v, db.e, self.a.v)[:2])
+        v[:, at, self.lin.start + i], e[:, at, self.lin.start + i] = da.v[:, i], da.e[:, i]
+        v[:, at, self.gate.start + i], e[:, at, self.gate.start + i] = db.v[:, i], db.e[:, i]
+        return B(v, e)
+
+    def vjp(self, g: Array) -> Iterator[tuple[slice, B]]:
+        gb = B.exact(g, self.work)
+        yield self.lin, gb * self.act
+        yield self.gate, gb * (self.a * self.slope)
+
+
+class _GatedExact(Exact):
+    """One vector's a * act(b) from act's exact definition (:class:`.registry.Exact`); a product is
+    0 exactly where a factor is (act's own zeros are exact there)."""
+
+    def __init__(
+        self, act: Activation, x: Sequence[float], gate_half: float, g: Sequence[float] | None
+    ) -> None:
+        self.h = len(x) // 2
+        self.lin, self.gate = gate_columns(self.h, gate_half)
+        self.x = x
+        self.gs = g
+        assert act.exact is not None
+        self.fn = act.exact
+        self.defaults = {k: mpfr(v, 53) for k, v in act.bind().items()}
+
+    def at(self, prec: int) -> None:
+        pass
+
+    def _a(self, i: int) -> Any:
+        return mpfr(self.x[self.lin.start + i], 53)
+
+    def _act(self, i: int) -> Any:
+        return self.fn.value(mpfr(self.x[self.gate.start + i], 53), **self.defaults)
+
+    def _slope(self, i: int) -> Any:
+        return self.fn.derivative(mpfr(self.x[self.gate.start + i], 53), **self.defaults)
+
+    def value(self, i: int) -> Any:
+        a = self._a(i)
+        return _exact_product(a, self._act(i)) if a != 0 else mpfr(0)
+
+    def jacobian(self, i: int, j: int) -> Any:
+        if j == self.lin.start + i:
+            return self._act(i)
+        if j == self.gate.start + i and self._a(i) != 0:
+            return _exact_product(self._a(i), self._slope(i))
+        return mpfr(0)
+
+    def vjp(self, j: int) -> Any:
+        assert self.gs is not None
+        i = j % self.h
+        g, a = mpfr(self.gs[i], 53), self._a(i)
+        on_gate = self.gate.start <= j < self.gate.stop
+        if g == 0 or (on_gate and a == 0):
+            return mpfr(0)
+        if on_gate:
+            return _exact_product(g, a, self._slope(i))
+        return _exact_product(g, self._act(i))
+
+
+def _exact_product(*factors: Any) -> Any:
+    """The product of mpfr numbers without rounding (at the sum of their precisions).
+
+    act(b) may be a float64 number b nudged by one unit of a working precision far above the
+    context's (the elementwise definitions keep the side of a correction too small to change the
+    rounding of act(b) itself: :func:`.smooth._plus_tiny`); a product rounded to the context
+    would lose that nudge and land on a midpoint a * b of two floats, rounded then to even
+    instead of to the side the true value is on.
+    """
+    bits = sum(max(int(f.precision), 53) for f in factors) + 64
+    with gmpy2.context(gmpy2.get_context(), precision=bits):
+        out = factors[0]
+        for f in factors[1:]:
+            out = out * f
+        return out
+
+
+def gated(act_name: str) -> VectorRounding:
+    """The correctly rounded a * act(b) for the elementwise catalog function ``act_name`` (looked up
+    when first used: the vector module registers these after the elementwise functions)."""
+
+    def bounded(x: Array, params: Mapping[str, float], work: Any, g: Array | None = None) -> Bounded:
+        return _GatedBounded(get(act_name), x, params["gate_half"], work)
+
+    def exact(x: Sequence[float], params: Mapping[str, float], g: Sequence[float] | None = None) -> Exact:
+        return _GatedExact(get(act_name), x, params["gate_half"], g)
+
+    return VectorRounding(bounded=bounded, exact=exact)
 
 
 # -- sparsemax -------------------------------------------------------------------------------------
