@@ -113,6 +113,10 @@ ALT_PARAMS: Mapping[str, Mapping[str, float]] = {
     "softmax": {"temperature": 0.7},
     "log_softmax": {"temperature": 3.0},
     "softmin": {"temperature": 0.5},
+    "swiglu": {"gate_half": 1.0},
+    "geglu": {"gate_half": 1.0},
+    "geglu_tanh": {"gate_half": 1.0},
+    "reglu": {"gate_half": 1.0},
 }
 ABSOLUTE_NEAR_ZERO = {"sparsemax"}
 

@@ -567,19 +567,22 @@ async def test_glu_vjp_at_the_largest_magnitudes_is_not_refused(client: httpx.As
 async def test_gated_products_on_a_midpoint_round_to_the_side_of_the_tail(
     client: httpx.AsyncClient, name: str, gate_half: float
 ) -> None:
-    """a * act(b) where a * b is a float64 midpoint (96 (1 + 2^-52) = 96 + 1.5 units) and act(b)
-    differs from b by far less than any working precision (e^-63000 for gelu_tanh at 96): the
-    tail's side decides.  Also g * a * act'(b) with act'(1000) = 1 + a tail of e^-1000."""
-    a = 1.0 + 2.0**-52
-    for linear, gate, g in ((96.0, 96.0, 1.0), (96.0, 1000.0, a), (1536.0, 1536.0, 1.0)):
-        x = [a if name != "reglu" else linear, gate] if gate != 1000.0 else [linear, gate]
-        x = x if gate_half == 2.0 else x[::-1]
-        case = Case(np.array(x), -1, None, np.array([g]), True, gate_half)
+    """a * act(b) and g * a * act'(b) where a * b (or g * a) is a midpoint of the format and act(b)
+    or act'(b) differs from b or 1 by far less than any working precision (e^-63000 for gelu_tanh
+    at 96; e^-24576 for silu at 24576, beyond the exact route's widest precision): the tail's side
+    decides, not ties to even."""
+    a = 1.0 + 2.0**-52  # a * 96 = 96 + 1.5 units, a midpoint whose even neighbour is above it
+    g = 1.0 + 3 * 2.0**-52  # g * 96 = 96 + 4.5 units, a midpoint whose even neighbour is below it
+    # (linear half, gate, g): y's midpoints with act(b) just below b, the VJP's with act'(b) just above 1
+    cases = [(a, 96.0, 1.0), (a, 1536.0, 1.0), (a, 24576.0, 1.0), (96.0, 1000.0, g), (96.0, 24576.0, g)]
+    for linear, gate, grad in cases:
+        x = [linear, gate] if gate_half == 2.0 else [gate, linear]
+        case = Case(np.array(x), -1, None, np.array([grad]), True, gate_half)
         for quantity in ("value", "jacobian", "vjp"):
             want = expected(name, "float64", case)[quantity]
             got = core_answer(name, quantity, case, np.float64)
             assert not compare(name, quantity, "float64", case, want, got)
-    # where a_i b_i is the midpoint itself, y lies one unit below it for every smooth gate
+    # y = a * act(96) lies below the midpoint a * 96 for every smooth gate: one unit above 96
     if name != "reglu":
         x = [a, 96.0] if gate_half == 2.0 else [96.0, a]
         y = core_answer(
@@ -587,10 +590,21 @@ async def test_gated_products_on_a_midpoint_round_to_the_side_of_the_tail(
         )
         assert y.value is not None
         assert y.value.tolist() == [96.0 + 2.0**-46]
-    r = await client.post(
-        "/activate", json={"activation": name, "x": [a, 96.0], "params": {"gate_half": gate_half}}
+    # float16: g * a = 0.9375 * -129.5 = -121.40625, a midpoint; gelu'(362.25) = 1 + 2^-94660
+    x16 = [-129.5, 362.25] if gate_half == 2.0 else [362.25, -129.5]
+    results = await answers(
+        client,
+        name,
+        "vjp",
+        lambda fmt: (
+            Case(np.array(x16), -1, None, np.array([0.9375]), True, gate_half) if fmt == "float16" else None
+        ),
     )
-    assert r.status_code == 200, r.text
+    assert_all_right(name, "vjp", results)
+    if name != "reglu":
+        gate_grad = results["float16"][2].value
+        assert gate_grad is not None
+        assert gate_grad[1 if gate_half == 2.0 else 0] == -121.4375  # away from the even -121.375
 
 
 @pytest.mark.parametrize("name", GATED)

@@ -566,7 +566,12 @@ def _gelu_derivative_formula(x: mpfr) -> mpfr:
     if abs(x) < 1:  # Phi(x) + x phi(x): cancels towards its root at -0.7518
         return (1 + gmpy2.erf(x * gmpy2.rec_sqrt(2))) / 2 + x * _normal_density(x)
     if x > 0:
-        return 1 - _normal_tail(x, absolute=True) + x * _normal_density(x)
+        # 1 + (x phi(x) - Phi(-x)), the bracket > 0: kept on its side of 1 however small (a product
+        # g a gelu'(b) of the gated units can be a midpoint).  Past the clamp only its side counts.
+        density = x * _normal_density(x)
+        if x > _GELU_TAIL:
+            return _plus_tiny(mpfr(1), density)
+        return _plus_tiny(mpfr(1), density - _normal_tail(x))
     if x < -_GELU_TAIL:  # both terms at the clamp, which keeps the sign of their sum
         x = mpfr(-_GELU_TAIL)
     return _normal_tail(-x) + x * _normal_density(x)
@@ -707,6 +712,8 @@ def _gelu_tanh_derivative_formula(x: mpfr) -> mpfr:
     # sigma(v) (1 + x v' sigma(-v)): the bracket cancels towards its root at -0.7525.
     v, dv, _ = _gelu_tanh_v(x)
     s, s_neg = _sigmoid_pair(v)
+    if x >= 1:  # 1 + sigma(-v) (x v' sigma(v) - 1), the bracket > 0: kept on its side of 1
+        return _plus_tiny(mpfr(1), s_neg * (x * dv * s - 1))
     return s * (1 + x * dv * s_neg)
 
 
@@ -833,6 +840,15 @@ def _sigmoid_pair(z: mpfr) -> tuple[mpfr, mpfr]:
 
 def _swish_exact_derivative(z: mpfr) -> mpfr:
     # sigma(z) (1 + z sigma(-z)): the bracket cancels towards its root at z = -1.2785.
+    if z >= 1:
+        # 1 + sigma(-z) (z sigma(z) - 1), kept on its side of 1 however small the correction (a
+        # product g a silu'(b) of the gated units can be a midpoint); the bracket changes sign
+        # at z = 1.2785 (never a float), where it is evaluated again with more bits.
+        def correction() -> mpfr:
+            s, s_neg = _sigmoid_pair(z)
+            return s_neg * (z * s - 1)
+
+        return _plus_tiny(mpfr(1), _nonzero(correction))
     s, s_neg = _sigmoid_pair(z)
     return s * (1 + z * s_neg)
 
