@@ -168,6 +168,13 @@ def _shrink(x: mp.mpf, lam: float, soft: bool) -> tuple[mp.mpf, mp.mpf, mp.mpf]:
     return (x - lam if x > 0 else x + lam), ONE, ZERO
 
 
+def _snake(x: mp.mpf, a: float) -> tuple[mp.mpf, mp.mpf, mp.mpf]:
+    # sin of a x far from 0 (1e300) is reduced by mpmath at the precision the argument needs.
+    a = mp.mpf(a)
+    t = a * x
+    return x + mp.sin(t) ** 2 / a, 1 + mp.sin(2 * t), 2 * a * mp.cos(2 * t)
+
+
 ELEMENTWISE: dict[str, Elementwise] = {
     "step": Elementwise(lambda x: _ind(x > 0), lambda x: ZERO, lambda x: ZERO),
     "identity": Elementwise(lambda x: x, lambda x: ONE, lambda x: ZERO),
@@ -202,6 +209,7 @@ ELEMENTWISE: dict[str, Elementwise] = {
     "relu_squared": Elementwise(
         lambda x: max(x, ZERO) ** 2, lambda x: 2 * max(x, ZERO), lambda x: _ind(x > 0, 2)
     ),
+    "snake": _triple(_snake),
     "star_relu": Elementwise(
         lambda x, scale, bias: mp.mpf(scale) * max(x, ZERO) ** 2 + mp.mpf(bias),
         lambda x, scale, bias: 2 * mp.mpf(scale) * max(x, ZERO),

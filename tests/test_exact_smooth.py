@@ -66,6 +66,7 @@ CASES: dict[str, list[dict[str, float]]] = {
     "tanhshrink": [{}],
     "squareplus": [{"b": 4.0}, {"b": 0.5}, {"b": 1e-6}],
     "exponential": [{}],
+    "snake": [{"a": 1.0}, {"a": 0.37}, {"a": 25.0}],
 }
 NAMES = list(CASES)
 
@@ -222,6 +223,7 @@ PARAM_REFERENCE: dict[str, dict[str, Callable[..., mp.mpf]]] = {
     "silu": {"beta": lambda x, beta: x * x * reference.dsig(beta * x)},
     "softplus": {"beta": _softplus_beta},
     "squareplus": {"b": lambda x, b: 1 / (4 * mp.sqrt(x * x + b))},
+    "snake": {"a": lambda x, a: x * mp.sin(2 * a * x) / a - mp.sin(a * x) ** 2 / mp.mpf(a) ** 2},
 }
 
 
@@ -321,6 +323,8 @@ ROOTS: dict[str, list[float]] = {
     "silu": [-1.2784645427610738, -2.3993572805154677, 2.3993572805154677],
     "quick_gelu": [-0.751154255441289, -1.4097281319127307, 1.4097281319127307],
     "mish": [-1.1924312145154952, -2.256376396360793, 1.4905711794854285],
+    # f' = 1 + sin 2x touches 0 at -pi/4 + k pi (a double root: the worst cancellation); f'' at pi/4 + k pi/2
+    "snake": [-0.7853981633974483, 2.356194490192345, -3.9269908169872414, 0.7853981633974483, 1e6 * math.pi],
 }
 
 #: Inputs the audit names, per function.

@@ -1668,3 +1668,133 @@ register(
         examples=(Example(x=0.0, y=1.0), Example(x=1.0, y=2.718281828459045)),
     )
 )
+
+
+# -- snake ------------------------------------------------------------------------------------------
+
+
+def _snake_t(x: Array, a: float) -> Any:
+    # a x in extended precision: no overflow of the product, and sin gets its argument's low bits.
+    return np.asarray(x, EXTENDED) * EXTENDED(a)
+
+
+def _snake(x: Array, a: float) -> Array:
+    s = np.sin(_snake_t(x, a))
+    return np.asarray(x + s * s / EXTENDED(a), np.float64)
+
+
+def _snake_derivative(x: Array, a: float) -> Array:
+    t = _snake_t(x, a)
+    return np.asarray(1 + 2 * np.sin(t) * np.cos(t), np.float64)
+
+
+def _snake_second(x: Array, a: float) -> Array:
+    t = _snake_t(x, a)
+    c, s = np.cos(t), np.sin(t)
+    return np.asarray(2 * EXTENDED(a) * (c - s) * (c + s), np.float64)
+
+
+def _snake_a(x: Array, a: float) -> Array:
+    # x sin(2ax)/a - sin^2(ax)/a^2 = (s/a)(2 x c - s/a): no overflow of 2a or a^2.
+    t = _snake_t(x, a)
+    q = np.sin(t) / EXTENDED(a)
+    return np.asarray(q * (2 * np.asarray(x, EXTENDED) * np.cos(t) - q), np.float64)
+
+
+def _snake_fast_parts(x: bd.B, a: float) -> tuple[bd.B, bd.B]:
+    t = bd.product(x, a)
+    return bd.sin(t), bd.cos(t)
+
+
+def _snake_fast(x: bd.B, a: float) -> bd.B:
+    s, _ = _snake_fast_parts(x, a)
+    return x + s.square() / a
+
+
+def _snake_fast_derivative(x: bd.B, a: float) -> bd.B:
+    s, c = _snake_fast_parts(x, a)
+    return 1.0 + (s * c) * 2.0
+
+
+def _snake_fast_second(x: bd.B, a: float) -> bd.B:
+    s, c = _snake_fast_parts(x, a)
+    return (c - s) * (c + s) * 2.0 * a
+
+
+def _snake_fast_a(x: bd.B, a: float) -> bd.B:
+    s, c = _snake_fast_parts(x, a)
+    q = s / a
+    return q * (x * c * 2.0 - q)
+
+
+def _snake_exact_t(x: mpfr, a: mpfr) -> mpfr:
+    return a * x  # exact: 106 bits at a working precision of at least 128
+
+
+def _snake_exact(x: mpfr, a: mpfr) -> mpfr:
+    with _at():
+        s = gmpy2.sin(_snake_exact_t(x, a))
+        return x + s * s / a
+
+
+def _snake_exact_derivative(x: mpfr, a: mpfr) -> mpfr:
+    # 1 + sin(2ax) touches 0 (never at a float) where 2ax = -pi/2 + 2k pi: it cancels there.
+    return _nonzero(lambda: 1 + gmpy2.sin(2 * _snake_exact_t(x, a)), extra=8)
+
+
+def _snake_exact_second(x: mpfr, a: mpfr) -> mpfr:
+    return _nonzero(lambda: 2 * a * gmpy2.cos(2 * _snake_exact_t(x, a)))
+
+
+def _snake_exact_a(x: mpfr, a: mpfr) -> mpfr:
+    if gmpy2.is_zero(x):
+        return mpfr(0)
+
+    def formula() -> mpfr:
+        t = _snake_exact_t(x, a)
+        q = gmpy2.sin(t) / a
+        return q * (2 * x * gmpy2.cos(t) - q)
+
+    return _nonzero(formula, extra=8)
+
+
+register(
+    Activation(
+        name="snake",
+        kind="elementwise",
+        fast=Bounded(
+            _snake_fast,
+            _snake_fast_derivative,
+            _snake_fast_second,
+            {"a": _snake_fast_a},
+        ),
+        forward=_snake,
+        derivative=_snake_derivative,
+        second=_snake_second,
+        param_grads=lambda x, a: {"a": _snake_a(x, a)},
+        exact=Exact(_snake_exact, _snake_exact_derivative, _snake_exact_second, params={"a": _snake_exact_a}),
+        params=(
+            Param(
+                name="a",
+                default=1.0,
+                minimum=0.0,
+                exclusive_minimum=True,
+                description="frequency: sin^2(a x)/a; small a approaches x + a x^2, large a approaches x",
+            ),
+        ),
+        formula=r"f(x) = x + \frac{\sin^2(a x)}{a}",
+        derivative_formula=r"f'(x) = 1 + \sin(2 a x)",
+        range="(-inf, inf), non-decreasing",
+        typical_use=("hidden",),
+        notes=(
+            "A periodic bias for data that repeats (audio, time series): f' = 1 + sin(2ax) >= 0 "
+            "touches 0 where ax = -pi/4 + k pi, so f is monotone and never saturates.",
+            "a is learned per channel in BigVGAN and DAC; the scalar here is one channel's.",
+        ),
+        aliases=("Snake",),
+        reference=(
+            "Ziyin, Hartwig and Ueda, Neural networks fail to learn periodic functions and how to fix it (2020)"
+        ),
+        examples=(Example(x=1.0, y=1.7080734182735712), Example(x=-1.0, y=-0.2919265817264288)),
+    )
+)
