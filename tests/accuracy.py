@@ -110,6 +110,8 @@ ALT_PARAMS: Mapping[str, Mapping[str, float]] = {
     "silu": {"beta": 1.7},
     "softplus": {"beta": 3.0},
     "squareplus": {"b": 0.5},
+    "snake": {"a": 25.0},
+    "xielu": {"alpha_p": 0.3, "alpha_n": 1.7, "beta": -0.25, "eps": -1e-3},
     "softmax": {"temperature": 0.7},
     "log_softmax": {"temperature": 3.0},
     "softmin": {"temperature": 0.5},

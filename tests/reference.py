@@ -175,6 +175,21 @@ def _snake(x: mp.mpf, a: float) -> tuple[mp.mpf, mp.mpf, mp.mpf]:
     return x + mp.sin(t) ** 2 / a, 1 + mp.sin(2 * t), 2 * a * mp.cos(2 * t)
 
 
+def _xielu(
+    x: mp.mpf, alpha_p: float, alpha_n: float, beta: float, eps: float
+) -> tuple[mp.mpf, mp.mpf, mp.mpf]:
+    # Huang and Schlag (2024) as written; at eps and at 0 the catalog's middle piece.
+    ap, an, b, e = (mp.mpf(v) for v in (alpha_p, alpha_n, beta, eps))
+    if x > 0:
+        return ap * x * x + b * x, 2 * ap * x + b, 2 * ap
+    if x >= e:
+        return an * (mp.expm1(e) - x) + b * x, b - an, ZERO
+    # expm1(x) - x cancels for small |x|: evaluated with the digits it loses
+    with mp.extradps(int(max(0, -mp.log10(abs(x)))) + 10):
+        value = an * (mp.expm1(x) - x) + b * x
+    return +value, an * mp.expm1(x) + b, an * mp.exp(x)
+
+
 ELEMENTWISE: dict[str, Elementwise] = {
     "step": Elementwise(lambda x: _ind(x > 0), lambda x: ZERO, lambda x: ZERO),
     "identity": Elementwise(lambda x: x, lambda x: ONE, lambda x: ZERO),
@@ -210,6 +225,7 @@ ELEMENTWISE: dict[str, Elementwise] = {
         lambda x: max(x, ZERO) ** 2, lambda x: 2 * max(x, ZERO), lambda x: _ind(x > 0, 2)
     ),
     "snake": _triple(_snake),
+    "xielu": _triple(_xielu),
     "star_relu": Elementwise(
         lambda x, scale, bias: mp.mpf(scale) * max(x, ZERO) ** 2 + mp.mpf(bias),
         lambda x, scale, bias: 2 * mp.mpf(scale) * max(x, ZERO),

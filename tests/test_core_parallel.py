@@ -358,7 +358,7 @@ def _peak(
     x, g = inputs(entry, shape, axis)
     if dtype is np.float32:
         x = np.clip(x, -80.0, 80.0)
-    elif entry.name in {"exponential", "relu_squared", "star_relu", "selu"}:
+    elif entry.name in {"exponential", "relu_squared", "star_relu", "selu", "xielu"}:
         x = np.clip(x, -700.0, 700.0)
     params = entry.bind(given)
     calls: dict[str, Callable[[], object]] = {

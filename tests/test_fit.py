@@ -48,6 +48,8 @@ async def fitted(api: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
         ("squareplus", {"b": 0.7}, {"b": 9.0}),
         ("star_relu", {"scale": 1.3, "bias": -0.2}, {}),
         ("smelu", {"beta": 0.7}, {}),
+        ("xielu", {"alpha_p": 1.2, "alpha_n": 0.6, "beta": 0.3, "eps": -1e-6}, {}),
+        ("snake", {"a": 1.7}, {"a": 1.5}),
     ],
 )
 async def test_recovers_parameters_from_noiseless_samples(

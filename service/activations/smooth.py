@@ -1798,3 +1798,254 @@ register(
         examples=(Example(x=1.0, y=1.7080734182735712), Example(x=-1.0, y=-0.2919265817264288)),
     )
 )
+
+
+# -- xielu ------------------------------------------------------------------------------------------
+#
+# alpha_p x^2 + beta x (x > 0); alpha_n (expm1(min(x, eps)) - x) + beta x (x <= 0).  Between eps and 0
+# it is linear: alpha_n expm1(eps) + (beta - alpha_n) x.  f jumps at 0 by alpha_n expm1(eps) (-8e-7
+# with the defaults) and f' jumps at eps and at 0; at both the service takes the middle piece,
+# f' = beta - alpha_n, f'' = 0 (at 0 that is the definition's x <= 0; at eps the piece min(x, eps)
+# = eps, which is the one the parameter eps acts on).
+
+
+def _xielu_pieces(x: Any, eps: float) -> tuple[Any, Any, Any]:
+    """Masks: x > 0, eps <= x <= 0, x < eps."""
+    positive = x > 0
+    below = x < eps
+    return positive, ~positive & ~below, below
+
+
+def _xielu(x: Array, alpha_p: float, alpha_n: float, beta: float, eps: float) -> Array:
+    m = np.minimum(x, eps)
+    negative = alpha_n * (np.expm1(m) - np.minimum(x, 0.0)) + beta * np.minimum(x, 0.0)
+    positive = np.maximum(x, 0.0)
+    return np.where(x > 0, alpha_p * positive * positive + beta * positive, negative)
+
+
+def _xielu_derivative(x: Array, alpha_p: float, alpha_n: float, beta: float, eps: float) -> Array:
+    positive, middle, _ = _xielu_pieces(x, eps)
+    below = alpha_n * np.expm1(np.minimum(x, eps)) + beta
+    return np.where(
+        positive, 2 * alpha_p * np.maximum(x, 0.0) + beta, np.where(middle, beta - alpha_n, below)
+    )
+
+
+def _xielu_second(x: Array, alpha_p: float, alpha_n: float, beta: float, eps: float) -> Array:
+    positive, middle, _ = _xielu_pieces(x, eps)
+    return np.where(positive, 2 * alpha_p, np.where(middle, 0.0, _scaled_exp(np.minimum(x, eps), alpha_n)))
+
+
+def _xielu_grads(x: Array, alpha_p: float, alpha_n: float, beta: float, eps: float) -> dict[str, Array]:
+    positive, middle, _ = _xielu_pieces(x, eps)
+    xn = np.minimum(x, 0.0)
+    return {
+        "alpha_p": np.where(positive, np.maximum(x, 0.0) ** 2, 0.0),
+        "alpha_n": np.where(positive, 0.0, np.expm1(np.minimum(x, eps)) - xn),
+        "beta": np.asarray(x, np.float64) + 0.0,
+        "eps": np.where(middle, alpha_n * math.exp(eps), 0.0),
+    }
+
+
+def _xielu_fast(x: bd.B, alpha_p: float, alpha_n: float, beta: float, eps: float) -> bd.B:
+    positive, middle, _ = _xielu_pieces(x.v, eps)
+    right = x * (x * alpha_p + beta)
+    flat = bd.expm1(B_exact(eps, x)) * alpha_n + x * (B_exact(beta, x) - alpha_n)
+    left = (bd.expm1(x) - x) * alpha_n + x * beta
+    return bd.where(positive, right, bd.where(middle, flat, left))
+
+
+def B_exact(value: float, like: bd.B) -> bd.B:
+    """A float64 number as an exact bounded value in like's working dtype."""
+    return bd.B.exact(value, like.v.dtype)
+
+
+def _xielu_fast_derivative(x: bd.B, alpha_p: float, alpha_n: float, beta: float, eps: float) -> bd.B:
+    positive, middle, _ = _xielu_pieces(x.v, eps)
+    right = x * (2.0 * alpha_p) + beta if math.isfinite(2.0 * alpha_p) else x * alpha_p * 2.0 + beta
+    flat = B_exact(beta, x) - alpha_n
+    left = bd.expm1(x) * alpha_n + beta
+    flat = bd.B(*np.broadcast_arrays(flat.v, flat.e, x.v)[:2])
+    return bd.where(positive, right, bd.where(middle, flat, left))
+
+
+def _xielu_fast_second(x: bd.B, alpha_p: float, alpha_n: float, beta: float, eps: float) -> bd.B:
+    positive, middle, _ = _xielu_pieces(x.v, eps)
+    right = B_exact(alpha_p, x) * 2.0
+    right = bd.B(*np.broadcast_arrays(right.v, right.e, x.v)[:2])
+    return bd.where(positive, right, bd.where(middle, bd.zero(x), bd.exp(x) * alpha_n))
+
+
+def _xielu_fast_alpha_n(x: bd.B, alpha_p: float, alpha_n: float, beta: float, eps: float) -> bd.B:
+    positive, middle, _ = _xielu_pieces(x.v, eps)
+    flat = bd.expm1(B_exact(eps, x)) - x
+    return bd.where(positive, bd.zero(x), bd.where(middle, flat, bd.expm1(x) - x))
+
+
+def _xielu_fast_eps(x: bd.B, alpha_p: float, alpha_n: float, beta: float, eps: float) -> bd.B:
+    _, middle, _ = _xielu_pieces(x.v, eps)
+    at = bd.exp(B_exact(eps, x)) * alpha_n
+    at = bd.B(*np.broadcast_arrays(at.v, at.e, x.v)[:2])
+    return bd.where(middle, at, bd.zero(x))
+
+
+def _q(v: mpfr) -> Any:
+    return gmpy2.mpq(v)
+
+
+def _rational(q: Any) -> mpfr:
+    """An exact rational at the working precision (rounded once: a midpoint of a format stays one)."""
+    return gmpy2.mpfr(q)
+
+
+def _expm1_minus(x: mpfr) -> mpfr:
+    """e^x - 1 - x for x < 0 (x^2/2 near 0, -1 - x + e^x far out), without cancellation."""
+    if x < -1:
+        return _plus_tiny(_rational(-1 - _q(x)), _exp_neg(-x))
+    if _tiny(x):
+        return _plus_tiny(x * x / 2, x * x * x / 6)
+    # e^x - 1 and x agree to log2(1/|x|) bits: carried as extra precision.
+    with _at(max(-_exponent(x), 0) + 8):
+        return gmpy2.expm1(x) - x
+
+
+def _xielu_exact(x: mpfr, alpha_p: mpfr, alpha_n: mpfr, beta: mpfr, eps: mpfr) -> mpfr:
+    with _at():
+        if x > 0:
+            return _rational(_q(x) * (_q(alpha_p) * _q(x) + _q(beta)))
+        if x >= eps:  # alpha_n expm1(eps) + (beta - alpha_n) x
+            main = _rational((_q(beta) - _q(alpha_n)) * _q(x))
+            return _plus_tiny(main, alpha_n * _expm1_exact(eps)) if alpha_n and eps else main
+        return _plus_tiny(_rational(_q(beta) * _q(x)), alpha_n * _expm1_minus(x)) if alpha_n else beta * x
+
+
+def _xielu_exact_derivative(x: mpfr, alpha_p: mpfr, alpha_n: mpfr, beta: mpfr, eps: mpfr) -> mpfr:
+    with _at():
+        if x > 0:
+            return _rational(2 * _q(alpha_p) * _q(x) + _q(beta))
+        if x >= eps or not alpha_n:
+            return _rational(_q(beta) - _q(alpha_n)) if x >= eps else _rational(_q(beta))
+        if x < -1:  # beta - alpha_n + alpha_n e^x
+            return _plus_tiny(_rational(_q(beta) - _q(alpha_n)), alpha_n * _exp_neg(-x))
+        # beta + alpha_n x + alpha_n (e^x - 1 - x); the sum crosses 0 at log1p(-beta/alpha_n), never a float
+        return _nonzero(
+            lambda: _plus_tiny(_rational(_q(beta) + _q(alpha_n) * _q(x)), alpha_n * _expm1_minus(x))
+        )
+
+
+def _xielu_exact_second(x: mpfr, alpha_p: mpfr, alpha_n: mpfr, beta: mpfr, eps: mpfr) -> mpfr:
+    if x > 0:
+        return 2 * alpha_p
+    if x >= eps:
+        return mpfr(0)
+    with _at():
+        return alpha_n * _exp_neg(-x)
+
+
+def _xielu_exact_alpha_p(x: mpfr, **_: mpfr) -> mpfr:
+    with _at():
+        return x * x if x > 0 else mpfr(0)
+
+
+def _xielu_exact_alpha_n(x: mpfr, alpha_p: mpfr, alpha_n: mpfr, beta: mpfr, eps: mpfr) -> mpfr:
+    if x > 0:
+        return mpfr(0)
+    with _at():
+        if x >= eps:  # expm1(eps) - x
+            return _plus_tiny(-x, _expm1_exact(eps)) if eps else -x
+        return _expm1_minus(x)
+
+
+def _xielu_exact_beta(x: mpfr, **_: mpfr) -> mpfr:
+    return x
+
+
+def _xielu_exact_eps(x: mpfr, alpha_p: mpfr, alpha_n: mpfr, beta: mpfr, eps: mpfr) -> mpfr:
+    if x > 0 or x < eps or not alpha_n:
+        return mpfr(0)
+    with _at():
+        return alpha_n * _exp_neg(-eps)
+
+
+register(
+    Activation(
+        name="xielu",
+        kind="elementwise",
+        fast=Bounded(
+            _xielu_fast,
+            _xielu_fast_derivative,
+            _xielu_fast_second,
+            {
+                "alpha_p": lambda x, alpha_p, alpha_n, beta, eps: bd.where(x.v > 0, x.square(), bd.zero(x)),
+                "alpha_n": _xielu_fast_alpha_n,
+                "beta": bd.core(lambda x, **_: np.asarray(x, np.float64) + 0.0),
+                "eps": _xielu_fast_eps,
+            },
+        ),
+        forward=_xielu,
+        derivative=_xielu_derivative,
+        second=_xielu_second,
+        param_grads=_xielu_grads,
+        exact=Exact(
+            _xielu_exact,
+            _xielu_exact_derivative,
+            _xielu_exact_second,
+            params={
+                "alpha_p": _xielu_exact_alpha_p,
+                "alpha_n": _xielu_exact_alpha_n,
+                "beta": _xielu_exact_beta,
+                "eps": _xielu_exact_eps,
+            },
+        ),
+        params=(
+            Param(name="alpha_p", default=0.8, minimum=0.0, description="curvature of the positive side"),
+            Param(
+                name="alpha_n",
+                default=0.8,
+                minimum=0.0,
+                description="weight of the negative side's exponential",
+            ),
+            Param(name="beta", default=0.5, description="slope of the linear term on both sides"),
+            Param(
+                name="eps",
+                default=-1e-6,
+                maximum=0.0,
+                description="where the negative side's exponential stops (expm1(min(x, eps))): at most 0",
+            ),
+        ),
+        formula=(
+            r"f(x) = \alpha_p x^2 + \beta x \; (x > 0), \;"
+            r" \alpha_n \left(\operatorname{expm1}(\min(x, \varepsilon)) - x\right) + \beta x \; (x \le 0)"
+        ),
+        derivative_formula=(
+            r"f'(x) = 2 \alpha_p x + \beta \; (x > 0), \; \beta - \alpha_n \; (\varepsilon \le x \le 0),"
+            r" \; \alpha_n (e^x - 1) + \beta \; (x < \varepsilon)"
+        ),
+        range="[-0.2057, inf) with the defaults: unbounded on both sides when beta < alpha_n",
+        kinks=(
+            Kink(
+                at="eps",
+                derivative="beta - alpha_n",
+                second_derivative=0.0,
+                note="f' jumps from alpha_n expm1(eps) + beta to beta - alpha_n; the service takes the right piece",
+            ),
+            Kink(
+                at=0.0,
+                derivative="beta - alpha_n",
+                second_derivative=0.0,
+                note=(
+                    "f itself jumps by -alpha_n expm1(eps) (8e-7 with the defaults) and f' from beta - alpha_n "
+                    "to beta: the service takes the definition's x <= 0 piece"
+                ),
+            ),
+        ),
+        typical_use=("hidden",),
+        notes=(
+            "Quadratic for x > 0 and an integrated ELU for x <= 0, with trainable alpha_p, alpha_n, beta "
+            "(Apertus: alpha_p = softplus(a_p), alpha_n = beta + softplus(a_n); here the values themselves).",
+        ),
+        aliases=("xIELU", "XIELU"),
+        reference="Huang and Schlag, Deriving activation functions using integration (2024); Apertus (2025)",
+        examples=(Example(x=-1.0, y=-0.20569644706284613), Example(x=2.0, y=4.2)),
+    )
+)
