@@ -70,11 +70,14 @@ def _parameter_queries() -> list[dict[str, Any]]:
     """One query parameter per activation parameter name, saying which activations take it."""
     users: dict[str, list[str]] = {}
     choices: dict[str, list[float]] = {}
+    integers: set[str] = set()
     for entry in activations.entries():
         for p in entry.params:
             users.setdefault(p.name, []).append(entry.name)
             if p.choices:
                 choices[p.name] = list(p.choices)
+            if p.integer:
+                integers.add(p.name)
     # A choice is written as its range and named in the description: generators (openapi-python-client)
     # take no enum of numbers.
     return [
@@ -84,6 +87,8 @@ def _parameter_queries() -> list[dict[str, Any]]:
             + (f"; one of {', '.join(f'{c:g}' for c in choices[name])}." if name in choices else "."),
             {"type": "number", "minimum": min(choices[name]), "maximum": max(choices[name])}
             if name in choices
+            else {"type": "integer", "minimum": 0}
+            if name in integers
             else {"type": "number"},
         )
         for name in sorted(users)

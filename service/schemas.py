@@ -516,6 +516,7 @@ class ParamInfo(BaseModel):
         default_factory=list,
         description="The only values allowed, for a parameter that chooses a form (no derivative, not fitted).",
     )
+    integer: bool = Field(default=False, description="A whole number (a seed): no derivative, not fitted.")
     description: str
 
 

@@ -119,6 +119,7 @@ ALT_PARAMS: Mapping[str, Mapping[str, float]] = {
     "geglu": {"gate_half": 1.0},
     "geglu_tanh": {"gate_half": 1.0},
     "reglu": {"gate_half": 1.0},
+    "gumbel_softmax": {"temperature": 0.5, "seed": 12345.0},
 }
 ABSOLUTE_NEAR_ZERO = {"sparsemax"}
 

@@ -18,6 +18,7 @@ from fractions import Fraction
 from typing import Any
 
 import mpmath as mp
+import numpy as np
 
 from tests import rounding
 
@@ -401,6 +402,16 @@ class Vector:
     jacobian: Callable[..., list[Vec]]
 
 
+def gumbel_noise(shape: tuple[int, ...], seed: float) -> np.ndarray:
+    """gumbel_softmax's noise as the catalog defines it (NumPy's PCG64 stream from the seed)."""
+    return np.random.Generator(np.random.PCG64(int(seed))).gumbel(size=shape)
+
+
+def gumbel_logits(x: Sequence[float], seed: float) -> list[float]:
+    """x + g rounded to float64, the logits gumbel_softmax is softmax of (a vector alone)."""
+    return (np.asarray(x, np.float64) + gumbel_noise((len(x),), seed)).tolist()
+
+
 #: The vector functions that split x in halves along the axis (y has half its length there).
 HALVING = ("glu", "swiglu", "geglu", "geglu_tanh", "reglu")
 
@@ -414,6 +425,10 @@ VECTOR: dict[str, Vector] = {
     "geglu_tanh": Vector(*_gated_textbook("gelu_tanh")),
     "reglu": Vector(*_gated_textbook("relu")),
     "sparsemax": Vector(sparsemax, sparsemax_jacobian),
+    "gumbel_softmax": Vector(
+        lambda x, temperature=1.0, seed=0.0: softmax(gumbel_logits(x, seed), temperature),
+        lambda x, temperature=1.0, seed=0.0: softmax_jacobian(gumbel_logits(x, seed), temperature),
+    ),
 }
 
 
@@ -971,6 +986,20 @@ def _family_items(negate: bool, log: bool) -> VectorItems:
     return VectorItems(parts["value"], parts["jacobian"], parts["vjp"], parts["dydt"], parts["grad_t"])
 
 
+def _gumbel_items() -> VectorItems:
+    """softmax's items at the logits x + g of a vector alone (a batch: see gumbel_noise)."""
+    base = _family_items(negate=False, log=False)
+
+    def at(fn: Callable[..., Any]) -> Callable[..., Any]:
+        return lambda x, *rest, temperature=1.0, seed=0.0: fn(
+            gumbel_logits(x, seed), *rest, temperature=temperature
+        )
+
+    assert base.dydt is not None
+    assert base.grad_t is not None
+    return VectorItems(at(base.value), at(base.jacobian), at(base.vjp), at(base.dydt), at(base.grad_t))
+
+
 VECTOR_ITEMS: dict[str, VectorItems] = {
     "softmax": _family_items(negate=False, log=False),
     "log_softmax": _family_items(negate=False, log=True),
@@ -982,6 +1011,7 @@ VECTOR_ITEMS: dict[str, VectorItems] = {
     "geglu": _gated_items("gelu"),
     "geglu_tanh": _gated_items("gelu_tanh"),
     "reglu": _gated_items("relu"),
+    "gumbel_softmax": _gumbel_items(),
     "sparsemax": VectorItems(
         lambda x: list(sparsemax_exact(x)),
         _sparsemax_jacobian_items,

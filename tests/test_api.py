@@ -194,6 +194,7 @@ async def test_catalog_lists_every_activation_with_its_fields(client: httpx.Asyn
         "maximum": 1.0,
         "exclusive_minimum": False,
         "choices": [],
+        "integer": False,
         "description": "",
     }
     swiglu = next(a for a in items if a["name"] == "swiglu")

@@ -35,8 +35,9 @@ from tests import reference, rounding
 from tests.conftest import asgi_client
 
 GATED = ("swiglu", "geglu", "geglu_tanh", "reglu")  # a gate_half choice
-NAMES = ("softmax", "log_softmax", "softmin", "glu", *GATED, "sparsemax")
+NAMES = ("softmax", "log_softmax", "softmin", "glu", *GATED, "sparsemax", "gumbel_softmax")
 FAMILY = ("softmax", "log_softmax", "softmin")  # with a temperature
+TEMPERED = (*FAMILY, "gumbel_softmax")  # also with a temperature (and gumbel_softmax a seed)
 HALVING = reference.HALVING  # y has half x's length along the axis
 CORE = {"float64": np.float64, "float32": np.float32}
 SIXTEEN = ("float16", "bfloat16")
@@ -62,7 +63,7 @@ FIELDS = {
 
 
 def quantities(name: str) -> tuple[str, ...]:
-    return QUANTITIES if name in FAMILY else QUANTITIES[:3]
+    return QUANTITIES if name in TEMPERED else QUANTITIES[:3]
 
 
 # -- numbers of a format ---------------------------------------------------------------------------
@@ -99,16 +100,20 @@ class Case:
     g: np.ndarray  # y's shape, numbers of the format
     jacobian: bool  # short enough to compare the whole Jacobian
     gate_half: float | None = None  # the gated units' choice (None: the function has none)
+    seed: float | None = None  # gumbel_softmax's
 
     def params(self) -> dict[str, float]:
         out = {} if self.temperature is None else {"temperature": self.temperature}
         if self.gate_half is not None:
             out["gate_half"] = self.gate_half
+        if self.seed is not None:
+            out["seed"] = self.seed
         return out
 
     def describe(self) -> str:
         t = "" if self.temperature is None else f" T={self.temperature!r}"
         t += "" if self.gate_half is None else f" gate_half={self.gate_half:g}"
+        t += "" if self.seed is None else f" seed={self.seed:g}"
         axis = f" axis={self.axis}" if self.x.ndim > 1 else ""
         return f"x={self.x.tolist()}{t}{axis}"
 
@@ -165,25 +170,29 @@ def cases(name: str, fmt: str) -> tuple[Case, ...]:
             x[: n // 2] = x[n // 2 : 2 * (n // 2)]
         if k % 9 == 4:
             x[:] = x[0]  # all equal
-        t = TEMPERATURES[(k // 2) % len(TEMPERATURES)] if name in FAMILY else None
+        t = TEMPERATURES[(k // 2) % len(TEMPERATURES)] if name in TEMPERED else None
         m = n // 2 if name in HALVING else n
         half = (1.0 if k % 3 == 1 else 2.0) if name in GATED else None
-        out.append(Case(to_format(x, fmt), -1, t, to_format(_gradient(rng, m, fmt, k), fmt), short, half))
+        seed = float(k * 7919) if name == "gumbel_softmax" else None
+        g = to_format(_gradient(rng, m, fmt, k), fmt)
+        out.append(Case(to_format(x, fmt), -1, t, g, short, half, seed))
     # Along axis 0 of a 2-D input, and a batch along the last axis with a row of the format's edges.
     n = 4 if name in HALVING else 5
     x = to_format(rng.standard_normal((n, 3)) * 3.0, fmt)
     x[1, 2] = x[0, 2]
     m = n // 2 if name in HALVING else n
-    t = 0.7 if name in FAMILY else None
+    t = 0.7 if name in TEMPERED else None
     half = 1.0 if name in GATED else None
-    out.append(Case(x, 0, t, to_format(rng.standard_normal((m, 3)), fmt), True, half))
+    seed = 2.0**53 if name == "gumbel_softmax" else None
+    out.append(Case(x, 0, t, to_format(rng.standard_normal((m, 3)), fmt), True, half, seed))
     n = 10
     x = np.stack([_vector(rng, n, s, fmt) for s in (0, 4, 3, 1)])
     x[1, :2] = [LARGEST[fmt], -LARGEST[fmt]]
     m = n // 2 if name in HALVING else n
-    t = 3.0 if name in FAMILY else None
+    t = 3.0 if name in TEMPERED else None
     half = 2.0 if name in GATED else None
-    out.append(Case(to_format(x, fmt), -1, t, to_format(rng.standard_normal((4, m)), fmt), False, half))
+    seed = 1.0 if name == "gumbel_softmax" else None
+    out.append(Case(to_format(x, fmt), -1, t, to_format(rng.standard_normal((4, m)), fmt), False, half, seed))
     return tuple(out)
 
 
@@ -195,7 +204,11 @@ def expected(name: str, fmt: str, case: Case) -> dict[str, np.ndarray]:
     the true value is beyond the format)."""
     items = reference.VECTOR_ITEMS[name]
     params = case.params()
-    xm = np.moveaxis(case.x, case.axis, -1)
+    x = case.x
+    if name == "gumbel_softmax":  # softmax of x + g, the noise drawn for the whole x in its layout
+        x = case.x + reference.gumbel_noise(case.x.shape, params.pop("seed", 0.0))
+        items = reference.VECTOR_ITEMS["softmax"]
+    xm = np.moveaxis(x, case.axis, -1)
     gm = np.moveaxis(case.g, case.axis, -1)
     batch, n = xm.shape[:-1], xm.shape[-1]
     rows = [list(map(float, r)) for r in xm.reshape(-1, n)]
@@ -423,9 +436,11 @@ def test_the_reference_agrees_with_the_textbook_formulas() -> None:
         t = (1.0, 0.7, 3.0)[k % 3]
         for name in NAMES:
             items = reference.VECTOR_ITEMS[name]
-            params: dict[str, float] = {"temperature": t} if name in FAMILY else {}
+            params: dict[str, float] = {"temperature": t} if name in TEMPERED else {}
             if name in GATED:
                 params["gate_half"] = 1.0 if k % 2 else 2.0
+            if name == "gumbel_softmax":
+                params["seed"] = float(k)
             gy = g[: n // 2] if name in HALVING else g
             with mp.workdps(60):
                 old = reference.VECTOR[name]
@@ -437,7 +452,11 @@ def test_the_reference_agrees_with_the_textbook_formulas() -> None:
                 ]
                 ours = [*items.value(x, **params), *items.jacobian(x, **params), *items.vjp(x, gy, **params)]
                 if items.dydt is not None and items.grad_t is not None:
-                    d = [mp.diff(lambda s, i=i, f=old.value, x=x: f(x, s)[i], mp.mpf(t)) for i in range(n)]
+                    rest = {key: v for key, v in params.items() if key != "temperature"}
+                    d = [
+                        mp.diff(lambda s, i=i, f=old.value, x=x, rest=rest: f(x, s, **rest)[i], mp.mpf(t))
+                        for i in range(n)
+                    ]
                     textbook += [*d, mp.fsum(mp.mpf(gi) * di for gi, di in zip(g, d, strict=True))]
                     ours += [*items.dydt(x, **params), items.grad_t(x, g, **params)]
                 for k2, (a, b) in enumerate(zip(ours, textbook, strict=True)):
@@ -621,6 +640,48 @@ async def test_gated_units_refuse_what_they_cannot_take(client: httpx.AsyncClien
     assert "no parameters to differentiate" in r.json()["errors"][0]["reason"]
 
 
+async def test_gumbel_softmax_is_reproducible_from_its_seed(client: httpx.AsyncClient) -> None:
+    x = [[1.0, 2.0, 3.0, -1.0], [0.0, 0.0, 0.0, 0.0]]
+
+    async def draw(params: dict[str, Any], axis: int = -1) -> list[list[float]]:
+        r = await client.post(
+            "/activate", json={"activation": "gumbel_softmax", "x": x, "params": params, "axis": axis}
+        )
+        assert r.status_code == 200, r.text
+        return list(r.json()["y"])
+
+    first = await draw({"seed": 42})
+    assert first == await draw({"seed": 42})
+    assert first != await draw({"seed": 43})
+    assert await draw({}) == await draw({"seed": 0})
+    # the noise is NumPy's PCG64 stream for x's shape, added in x's layout; y is softmax there
+    z = np.array(x) + np.random.Generator(np.random.PCG64(42)).gumbel(size=(2, 4))
+    r = await client.post("/activate", json={"activation": "softmax", "x": z.tolist()})
+    assert r.json()["y"] == first
+    r = await client.post("/activate", json={"activation": "softmax", "x": z.tolist(), "axis": 0})
+    assert r.json()["y"] == await draw({"seed": 42}, axis=0)
+    # sharper with a lower temperature: the argmax of x + g takes almost everything
+    cold = await draw({"seed": 42, "temperature": 0.01})
+    assert max(cold[0]) > 0.999
+    assert int(np.argmax(cold[0])) == int(np.argmax(z[0]))
+
+
+async def test_gumbel_softmax_refuses_a_seed_that_is_not_a_whole_number(client: httpx.AsyncClient) -> None:
+    for seed, reason in ((1.5, "whole number"), (-1, "at least 0"), (2.0**53 + 2, "at most")):
+        r = await client.post(
+            "/activate", json={"activation": "gumbel_softmax", "x": [1.0, 2.0], "params": {"seed": seed}}
+        )
+        assert r.status_code == 422, r.text
+        assert r.json()["errors"][0]["field"] == "params.seed"
+        assert reason in r.json()["errors"][0]["reason"]
+    r = await client.post(
+        "/derivative",
+        json={"activation": "gumbel_softmax", "x": [1.0, 2.0], "wrt": "params", "grad": [1.0, 0.0]},
+    )
+    assert r.status_code == 200, r.text
+    assert list(r.json()["grad_params"]) == ["temperature"]  # no derivative with respect to a seed
+
+
 async def test_sparsemax_vjp_where_the_mean_cancels(client: httpx.AsyncClient) -> None:
     third = 1 / 3
     for x, g in [
@@ -691,7 +752,7 @@ def _batch_cases(name: str, fmt: str, t: float | None) -> tuple[Case, Case, Case
     )
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", [n for n in NAMES if n != "gumbel_softmax"])  # (its noise is the batch's)
 async def test_a_vector_alone_and_in_a_batch_with_huge_values_gives_the_same_bits(
     client: httpx.AsyncClient, name: str
 ) -> None:

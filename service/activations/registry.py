@@ -114,11 +114,13 @@ class Param:
     #: The only values allowed, for a parameter that chooses between forms (glu's gate half);
     #: such a parameter has no derivative and is never fitted.
     choices: tuple[float, ...] = ()
+    #: A whole number (a seed): no derivative, never fitted.
+    integer: bool = False
 
     @property
     def differentiable(self) -> bool:
-        """Whether y has a derivative with respect to this parameter (it is not a choice)."""
-        return not self.choices
+        """Whether y has a derivative with respect to this parameter (not a choice or a seed)."""
+        return not self.choices and not self.integer
 
     def check(self, value: float) -> None:
         """Raise :class:`ActivationError` when ``value`` is outside the bounds."""
@@ -128,6 +130,8 @@ class Param:
         if self.choices and value not in self.choices:
             allowed = " or ".join(f"{c:g}" for c in self.choices)
             raise ActivationError(where, f"must be {allowed}, got {value:g}")
+        if self.integer and not float(value).is_integer():
+            raise ActivationError(where, f"must be a whole number, got {value!r}")
         if self.minimum is not None:
             if self.exclusive_minimum and value <= self.minimum:
                 raise ActivationError(where, f"must be greater than {self.minimum:g}, got {value:g}")
@@ -222,6 +226,10 @@ class Activation:
     #: those it defines are correctly rounded (bounded evaluation, the exact definition where the
     #: bound cannot decide); the others come from the NumPy functions above.
     fast: Any = None
+    #: x -> the input the function is evaluated at, for the whole array in its own layout before
+    #: any axis is moved (gumbel_softmax adds its seeded noise).  Derivatives are taken through it
+    #: as through the identity (the noise is held fixed).
+    prepare: Callable[[Array, Mapping[str, float]], Array] | None = None
 
     def __post_init__(self) -> None:
         if (self.kind == "vector") != (self.vjp is not None):
@@ -264,10 +272,15 @@ class Activation:
 
     # -- evaluation (the API of the core) -----------------------------------
 
+    def prepared(self, x: Array, params: Mapping[str, float]) -> Array:
+        """x as the function is evaluated at (see ``prepare``)."""
+        return x if self.prepare is None else self.prepare(x, params)
+
     def value(
         self, x: Array, params: Mapping[str, float], axis: int = -1, dtype: DType = np.float64
     ) -> Array:
         """y = f(x) for ``x`` of any shape (vector functions along ``axis``)."""
+        x = self.prepared(x, params)
         if self.kind == "elementwise":
             return _finite(self._elementwise("value", self.forward, x, params, dtype), "y", dtype)
         ax = self.check_axis(x, axis)
@@ -284,6 +297,7 @@ class Activation:
         ``J[..., i, ..., j] = dy_i / dx_j`` where i indexes ``axis`` and j is the
         appended last axis.
         """
+        x = self.prepared(x, params)
         if self.kind == "elementwise":
             return _finite(self._elementwise("derivative", self.derivative, x, params, dtype), "dydx", dtype)
         ax = self.check_axis(x, axis)
@@ -314,6 +328,7 @@ class Activation:
         self, x: Array, g: Array, params: Mapping[str, float], axis: int = -1, dtype: DType = np.float64
     ) -> Array:
         """``g^T J``: the gradient with respect to x of ``sum(g * f(x))``."""
+        x = self.prepared(x, params)
         if self.kind == "elementwise":
             if self._rounded("derivative") is not None:
                 return _finite(
@@ -338,6 +353,7 @@ class Activation:
         self, x: Array, params: Mapping[str, float], axis: int = -1, dtype: DType = np.float64
     ) -> dict[str, Array]:
         """``{name: dy/dtheta}`` for every parameter, each with y's shape."""
+        x = self.prepared(x, params)
         grads = self._param_grads(x, params, axis, dtype)
         return {name: _finite(g, f"dydparams.{name}", dtype) for name, g in grads.items()}
 
@@ -345,6 +361,7 @@ class Activation:
         self, x: Array, g: Array, params: Mapping[str, float], axis: int = -1, dtype: DType = np.float64
     ) -> dict[str, float]:
         """``{name: sum(g * dy/dtheta)}``: the update a training loop applies to each parameter."""
+        x = self.prepared(x, params)
         if self.kind == "elementwise" and any(self._rounded("value", p.name) for p in self.learnable):
             fmt = _format(dtype)
             sums = {}
@@ -545,6 +562,8 @@ class Activation:
         longer vector: the whole of it), the exact route's included."""
         out = size // n * m if n else 0
         copies = 8 * size if moved else 0
+        if self.prepare is not None:
+            copies += 16 * size  # the prepared input and what it is formed from (gumbel_softmax's noise)
         live = min(size, max(n, CHUNK))
         if quantity in ("jacobian", "derivative"):
             # The result (float64 at most), its row blocks (CHUNK entries) beside a group's state.

@@ -16,7 +16,7 @@ extended-precision intermediate spans the whole of it.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -422,6 +422,70 @@ register(
         reference="PyTorch torch.nn.Softmin",
         examples=(
             Example(x=(1.0, 2.0, 3.0), y=(0.6652409557748219, 0.24472847105479764, 0.09003057317038046)),
+        ),
+    )
+)
+
+# -- gumbel_softmax ---------------------------------------------------------------------------------
+
+#: A seed is a whole number from 0 to 2^53 (every one of them exact in a JSON number).
+_SEED = Param(
+    name="seed",
+    default=0.0,
+    minimum=0.0,
+    maximum=float(2**53),
+    integer=True,
+    description=(
+        "the Gumbel noise g = NumPy's Generator(PCG64(seed)).gumbel(size=x.shape), drawn for the "
+        "whole x in its own layout (C order): the same request gives the same noise"
+    ),
+)
+
+
+def gumbel_noise(shape: tuple[int, ...], seed: float) -> Array:
+    """The noise gumbel_softmax adds to x: standard Gumbel, from the integer seed."""
+    return np.random.Generator(np.random.PCG64(int(seed))).gumbel(size=shape)
+
+
+def _gumbel_logits(x: Array, params: Mapping[str, float]) -> Array:
+    """x + g, rounded to float64 (as a framework forms it).  -3.6 < g < 36.8 (-log(-log u) for a
+    double u in (0, 1)): far below half a unit of the largest float64, so x + g never overflows."""
+    return np.asarray(x, np.float64) + gumbel_noise(np.shape(x), params["seed"])
+
+
+register(
+    Activation(
+        name="gumbel_softmax",
+        kind="vector",
+        fast=vector_rounded.softmax_rounding(),
+        blocked=True,
+        prepare=_gumbel_logits,
+        forward=lambda x, temperature, seed: softmax(x, temperature),
+        derivative=lambda x, temperature, seed, out=None: softmax_jacobian(x, temperature, out),
+        vjp=lambda x, g, temperature, seed: softmax_vjp(x, g, temperature),
+        param_grads=lambda x, temperature, seed: softmax_temperature_grad(x, temperature),
+        params=(_TEMPERATURE, _SEED),
+        formula=r"y = \operatorname{softmax}\!\left(\frac{x + g}{\tau}\right), \; g_i = -\log(-\log u_i)",
+        derivative_formula=r"\frac{\partial y_i}{\partial x_j} = \frac{y_i (\delta_{ij} - y_j)}{\tau} \; (g \text{ held fixed})",
+        range="(0, 1), summing to 1 along the axis",
+        typical_use=("multiclass_output",),
+        notes=(
+            "A differentiable sample from the categorical distribution softmax(x): as tau -> 0 it "
+            "approaches a one-hot vector at the argmax of x + g.",
+            "The noisy logits x + g are rounded to float64 once, as a framework forms them; y, its "
+            "Jacobian, VJP and dy/dtau are then those of softmax at those logits (the noise held "
+            "fixed), correctly rounded.  The straight-through 'hard' one-hot is not offered.",
+        ),
+        aliases=("GumbelSoftmax",),
+        reference=(
+            "Jang, Gu and Poole, Categorical reparameterization with Gumbel-softmax (2017); "
+            "Maddison, Mnih and Teh, The concrete distribution (2017)"
+        ),
+        examples=(
+            Example(
+                x=(1.0, 2.0, 3.0),
+                y=(0.005298950254974262, 0.04641852763542165, 0.9482825221096041),  # seed 0
+            ),
         ),
     )
 )
