@@ -224,3 +224,58 @@ def test_the_bounds_are_not_vacuous() -> None:
                 b = fn(bounded.B.exact(x, np.longdouble), **entry.bind({}))
             _, sure = bounded.decide(b, np.float64)
             assert np.mean(sure) > 0.9, (entry.name, quantity, np.mean(sure))
+
+
+# -- the core API in the 16-bit formats ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["float16", "bfloat16"])
+@pytest.mark.parametrize("name", ["snake", "xielu", "silu", "softplus"])
+async def test_the_core_takes_16_bit_dtypes_as_the_api_does(name: str, fmt: str) -> None:
+    """entry.value(x, params, dtype=float16) and the other quantities: x (and g) rounded to the
+    format once, every result as POST /activate and /derivative answer it (not a KeyError)."""
+    import ml_dtypes
+
+    from service.app import create_app
+    from service.settings import Settings
+    from tests.conftest import asgi_client
+
+    dtype = np.float16 if fmt == "float16" else ml_dtypes.bfloat16
+    entry = activations.get(name)
+    params = entry.bind()
+    x = np.array([-3.3, -0.1, 0.0, 0.1, 1.0, 2.5, 17.0, 200.0])
+    g = np.array([1.0, -2.0, 0.5, 3.0, 0.25, -1.0, 2.0, 1.5])
+    core = {
+        "y": entry.value(x, params, dtype=dtype),
+        "dydx": entry.jacobian(x, params, dtype=dtype),
+        "d2ydx2": entry.second_derivative(x, params, dtype),
+        "grad_x": entry.vector_jacobian_product(x, g, params, dtype=dtype),
+    }
+    for got in core.values():
+        assert got.dtype == np.dtype(dtype)
+    sums = entry.parameter_vjp(x, g, params, dtype=dtype)
+    dydp = entry.parameter_jacobian(x, params, dtype=dtype)
+    async with asgi_client(create_app(Settings.model_construct())) as client:
+        asked: dict[str, tuple[str, dict[str, Any]]] = {
+            "y": ("/activate", {}),
+            "dydx": ("/derivative", {}),
+            "d2ydx2": ("/derivative", {"order": 2}),
+            "grad_x": ("/derivative", {"grad": g.tolist()}),
+        }
+        for field, (path, extra) in asked.items():
+            r = await client.post(path, json={"activation": name, "x": x.tolist(), "dtype": fmt, **extra})
+            assert r.status_code == 200, r.text
+            # (JSON carries a 16-bit number as the shortest decimal that names it as a float32)
+            wire = np.asarray(r.json()[field], np.float32)
+            assert wire.tolist() == core[field].astype(np.float32).tolist(), field
+        r = await client.post(
+            "/derivative", json={"activation": name, "x": x.tolist(), "dtype": fmt, "wrt": "params"}
+        )
+        assert {k: np.asarray(v, np.float32).tolist() for k, v in r.json()["dydparams"].items()} == {
+            k: v.astype(np.float32).tolist() for k, v in dydp.items()
+        }
+        r = await client.post(
+            "/derivative",
+            json={"activation": name, "x": x.tolist(), "dtype": fmt, "wrt": "params", "grad": g.tolist()},
+        )
+        assert {k: float(np.float32(v)) for k, v in r.json()["grad_params"].items()} == sums

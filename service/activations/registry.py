@@ -366,7 +366,12 @@ class Activation:
             fmt = _format(dtype)
             sums = {}
             for p in self.learnable:
-                total = _ROUNDING.rounded_sum(self, p.name, x, g, params, fmt)
+                if fmt in ("float16", "bfloat16"):
+                    form = _ROUNDING.FORMATS[fmt]
+                    x16, g16 = (_ROUNDING.round_to(np.asarray(a, np.float64), form) for a in (x, g))
+                    total = _ROUNDING.summed(self, p.name, x16, g16, params, form)
+                else:
+                    total = _ROUNDING.rounded_sum(self, p.name, x, g, params, fmt)
                 sums[p.name] = float(_finite(np.asarray(total), f"grad_params.{p.name}", dtype))
             return sums
         if self._vector_rounded():
@@ -464,12 +469,21 @@ class Activation:
     ) -> Any:
         """An elementwise quantity (times g), block by block: correctly rounded where the entry has
         a fast definition of it, else from the NumPy function ``fn``."""
+        fmt = _format(dtype)
+        if fmt in ("float16", "bfloat16") and _ROUNDING is not None:
+            # From the exact definitions, x (and g) rounded to the format once, as the API does.
+            form = _ROUNDING.FORMATS[fmt]
+            x16 = _ROUNDING.round_to(np.asarray(x, np.float64), form)
+            with _ROUNDING.exact_budget(int(x.size)):
+                if g is None:
+                    return _ROUNDING.sixteen_bit(self, quantity, x16, params, form, param)
+                g16 = _ROUNDING.round_to(np.asarray(g, np.float64), form)
+                return _ROUNDING.scaled(self, quantity, x16, g16, params, form)
         route = self._rounded(quantity, param)
         if route is None:
             assert fn is not None
             assert g is None
             return _call_blocks(fn, x, params, self.block, dtype)
-        fmt = _format(dtype)
 
         def block(xb: Array, *gb: Array, **p: float) -> Array:
             return route(self, quantity, xb, p, fmt, param, gb[0] if gb else None)
