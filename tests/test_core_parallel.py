@@ -333,7 +333,7 @@ def _estimate_cases() -> Iterator[tuple[activations.Activation, str, tuple[int, 
                 continue
             if quantity == "second_derivative" and entry.kind == "vector":
                 continue
-            if quantity.startswith("parameter") and not entry.params:
+            if quantity.startswith("parameter") and not entry.learnable:
                 continue
             if entry.kind == "elementwise":
                 shapes = [((50_000,), -1), ((600, 1000), -1)]
