@@ -155,11 +155,20 @@ def duplicate_key(key: str) -> RequestError:
     return RequestError.one(422, key[:100], "is given twice in one object; give each field once")
 
 
-def _key_count(data: Any) -> int:
-    """Keys of the object and of the objects among its values: every key a request may have."""
-    if not isinstance(data, dict):
+def _key_count(data: Any, depth: int = 0) -> int:
+    """Keys of the object and of the objects among its values, at every depth (/fit's
+    target.params is three levels down): every key a request may have.  -1 for anything that is
+    not an object, or objects nested deeper than MAX_DEPTH (the checked parse decides those)."""
+    if not isinstance(data, dict) or depth > MAX_DEPTH:
         return -1
-    return len(data) + sum(len(v) for v in data.values() if isinstance(v, dict))
+    total = len(data)
+    for value in data.values():
+        if isinstance(value, dict):
+            inner = _key_count(value, depth + 1)
+            if inner < 0:
+                return -1
+            total += inner
+    return total
 
 
 def _colons(body: bytes | bytearray) -> int:
@@ -299,15 +308,40 @@ def _fast(
         elif isinstance(value, simdjson.Array):
             return None
         elif isinstance(value, simdjson.Object):
-            if len(value) > MAX_KEYS:
-                raise too_many_keys(key, len(value))
-            check_keys(key, list(value.keys()))
-            envelope[key] = value.as_dict()
+            inner = _checked_object(value, key, 1)
+            if inner is None:
+                return None
+            envelope[key] = inner
         else:
             envelope[key] = value
     if count_byte(body, b"[") != brackets:
         return None  # a nested array where a number belongs, or a bracket in a string
     return envelope, arrays
+
+
+def _checked_object(value: Any, field: str, depth: int) -> dict[str, Any] | None:
+    """A simdjson object as a dict, its keys checked at every depth (simdjson keeps the last of a
+    repeated key silently); None for what the exact path should decide (objects nested deeper
+    than MAX_DEPTH, arrays inside)."""
+    if depth > MAX_DEPTH:
+        return None
+    if len(value) > MAX_KEYS:
+        raise too_many_keys(field, len(value))
+    keys = list(value.keys())
+    check_keys(field, keys)
+    out: dict[str, Any] = {}
+    for key in keys:
+        item = value[key]
+        if isinstance(item, simdjson.Object):
+            inner = _checked_object(item, f"{field}.{key}"[:100], depth + 1)
+            if inner is None:
+                return None
+            out[key] = inner
+        elif isinstance(item, simdjson.Array):
+            return None
+        else:
+            out[key] = item
+    return out
 
 
 def too_many(field: str, count: int, limit: int) -> RequestError:

@@ -156,17 +156,37 @@ def test_large_bodies_agree_with_the_exact_path(tail: bytes) -> None:
         b'{"x": [1], "\\u0078": [2, 3]}',
         b'{"x": [1], "params": {"a": 1, "a": 2}}',
         b'{"activation": "relu", "activation": "gelu", "x": [1]}',
+        b'{"x": [1], "target": {"activation": "softplus", "params": {"beta": 1, "beta": 2}}}',
+        b'{"x": [1], "a": {"b": {"c": {"d": 1, "d": 2}}}}',
     ],
 )
-@pytest.mark.parametrize("size", ["small", "large"])
+@pytest.mark.parametrize("size", ["small", "medium", "large"])
 def test_a_repeated_key_is_refused_by_both_paths(body: bytes, size: str) -> None:
     if size == "large":  # over 1 MiB: the fast path's segments
         body = body[:-1] + b', "pad": [' + b",".join([b"0"] * LARGE) + b"]}"
         assert len(body) > codec.EXACT_MAX_BYTES // 3
+    if size == "medium":  # 4 KiB to 1 MiB, x the only array: simdjson with the reused parser
+        body = body.replace(b'"x": [1]', b'"x": [' + b",".join([b"1"] * 3000) + b"]", 1)
+        assert codec.FAST_MIN_BYTES < len(body) < codec.EXACT_MAX_BYTES
     with pytest.raises(RequestError) as refused:
         codec.load(body, max_elements=10**9)
     assert refused.value.status == 422
     assert "twice" in refused.value.detail
+
+
+@pytest.mark.parametrize("elements", [3, 3000, 300_000])
+def test_objects_three_levels_deep_are_kept_at_every_size(elements: int) -> None:
+    # /fit's target.params: the exact path, simdjson with the reused parser, and one flat array
+    # over 1 MiB (segments) must all accept it, and keep every key.
+    x = b",".join([b"0.5"] * elements)
+    body = (
+        b'{"activation": "silu", "x": ['
+        + x
+        + b'], "target": {"activation": "softplus", "params": {"beta": 2}}}'
+    )
+    data = codec.load(body, max_elements=10**9)
+    assert data["target"] == {"activation": "softplus", "params": {"beta": 2}}
+    assert len(data["x"]) == elements
 
 
 @pytest.mark.parametrize(
