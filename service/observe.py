@@ -47,6 +47,12 @@ LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 ELEMENTS = Counter("activation_elements", "Array elements computed, by activation.", ["activation"])
+STOPPED = Counter(
+    "activation_stopped_computations",
+    "Computations stopped before they finished: their client left, or they ran past "
+    "ACTIVATION_COMPUTE_TIMEOUT.",
+    ["reason"],
+)
 IN_FLIGHT = Gauge("activation_in_flight_requests", "Requests being served.", multiprocess_mode="livesum")
 
 

@@ -36,7 +36,7 @@ from urllib.parse import parse_qsl
 
 from starlette.types import Receive, Scope, Send
 
-from . import activations, decode, encode, inference
+from . import activations, decode, encode, inference, observe
 from .budget import Budget, Reservation
 from .lifecycle import in_daemon_thread
 from .operations import Limits, Plan
@@ -87,6 +87,7 @@ class Pipeline:
         self.max_concurrency = settings.max_concurrency
         self.body_timeout = settings.body_timeout
         self.request_timeout = settings.request_timeout
+        self.compute_timeout = settings.compute_timeout
         self.threads = settings.compute_threads
         self.active = 0
         self._pool: asyncio.Semaphore | None = None
@@ -135,13 +136,38 @@ class Pipeline:
         self.active += 1
         try:
             plan = await self.admit(compute, form, body, reservation, info)
+            if plan.work <= INLINE_WORK:
+                return form.encode(plan.run())
+            stop = activations.Stop()
 
             def run() -> encode.Reply:
-                return form.encode(plan.run())
+                with activations.stoppable(stop):
+                    return form.encode(plan.run())
 
-            return run() if plan.work <= INLINE_WORK else await self.in_pool(run)
+            watcher = asyncio.create_task(self.watch(receive, stop))
+            try:
+                return await self.in_pool(run)
+            except activations.Cancelled as exc:
+                raise RequestError.retry_later(f"stopped: {exc.reason}; send less work per request") from None
+            finally:
+                watcher.cancel()
         finally:
             self.active -= 1
+
+    async def watch(self, receive: Receive, stop: activations.Stop) -> None:
+        """Stop the computation when its client leaves, or when it runs past ACTIVATION_COMPUTE_TIMEOUT.
+
+        The body has been read: what ``receive`` gives now is the client's disconnect (or, when the
+        reply has gone out, nothing that matters: this task is cancelled then)."""
+        try:
+            async with asyncio.timeout(self.compute_timeout):
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+            stop.set("the client closed the connection")
+            observe.STOPPED.labels("disconnect").inc()
+        except TimeoutError:
+            stop.set(f"the computation ran past {self.compute_timeout:g} s (ACTIVATION_COMPUTE_TIMEOUT)")
+            observe.STOPPED.labels("deadline").inc()
 
     def format_for(self, compute: Compute, scope: Scope, headers: dict[str, str]) -> Format:
         """How this request's body is decoded and its reply encoded (415 before any byte is read)."""

@@ -64,6 +64,13 @@ class Settings(BaseSettings):
         description="Bytes per second a body over 64 KiB must average after its first 2 s; 408 below it "
         "(a body's memory is reserved when it starts, so a slow sender must not hold it long).",
     )
+    compute_timeout: float = Field(
+        120.0,
+        gt=0,
+        description="Seconds a request's computation may take (its wait for a thread included); it is "
+        "then stopped, its thread and memory given back, and the request answered 503.  A computation "
+        "whose client closes the connection is stopped too.",
+    )
     queue_timeout: float = Field(
         10.0,
         ge=0,

@@ -16,12 +16,14 @@ from .registry import (
     Activation,
     ActivationError,
     Array,
+    Cancelled,
     Exact,
     Example,
     Kink,
     NotSupported,
     Param,
     ResultOverflow,
+    Stop,
     UnknownActivation,
     all_names,
     element,
@@ -31,6 +33,7 @@ from .registry import (
     get_threads,
     names,
     set_threads,
+    stoppable,
 )
 
 __all__ = [
@@ -38,12 +41,14 @@ __all__ = [
     "Activation",
     "ActivationError",
     "Array",
+    "Cancelled",
     "Exact",
     "Example",
     "Kink",
     "NotSupported",
     "Param",
     "ResultOverflow",
+    "Stop",
     "UnknownActivation",
     "all_names",
     "element",
@@ -53,4 +58,5 @@ __all__ = [
     "get_threads",
     "names",
     "set_threads",
+    "stoppable",
 ]

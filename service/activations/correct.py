@@ -48,6 +48,7 @@ from .registry import (
     Array,
     NotSupported,
     ResultOverflow,
+    checkpoint,
     element,
     entries,
     first_non_finite,
@@ -187,6 +188,7 @@ def ziv_many(compute: Callable[[int], list[Callable[[], Any]]], count: int, fmt:
 
 def correctly_rounded(fn: Callable[..., Any], x: float, params: Mapping[str, float], fmt: Format) -> float:
     """fn(x, **params) rounded once to ``fmt`` (see :func:`ziv`): ``inf`` where it exceeds the format."""
+    checkpoint()
     arg = mpfr(x, 53)
     args = {name: mpfr(value, 53) for name, value in params.items()}
     return ziv(lambda _: fn(arg, **args), fmt)
@@ -332,6 +334,7 @@ def scaled(
     pairs, inverse = np.unique(np.stack([np.ravel(x), np.ravel(g)], axis=1), axis=0, return_inverse=True)
     out = np.empty(len(pairs))
     for i, (xi, gi) in enumerate(pairs):
+        checkpoint()
         out[i] = correctly_rounded(_times(float(gi), fn), float(xi), params, fmt)
     return out[np.ravel(inverse)].reshape(np.shape(x))
 
@@ -474,6 +477,7 @@ def rounded(
     gflat = None if g is None else np.ravel(g)
     out = np.empty(flat.size)
     for start in range(0, flat.size, FAST_CHUNK):
+        checkpoint()
         xs = flat[start : start + FAST_CHUNK]
         with np.errstate(all="ignore"):
             b = fn(B.exact(xs, work), **params)
@@ -552,6 +556,7 @@ def _exact_in_order(
     fill = np.full(unsure.size, np.nan)
     seen: dict[tuple[float, float], float] = {}
     for k, i in enumerate(unsure):
+        checkpoint()
         xi = float(xs[i])
         gi = 1.0 if gflat is None else float(gflat[start + i])
         key = (xi, gi)
@@ -609,6 +614,7 @@ def rounded_sum(
     try:
         with np.errstate(all="ignore"):
             for start in range(0, flat.size, FAST_CHUNK):
+                checkpoint()
                 b = fn(B.exact(flat[start : start + FAST_CHUNK], work), **params).folded()
                 w = np.asarray(gflat[start : start + FAST_CHUNK], work)
                 v, e = np.broadcast_arrays(b.v, b.e)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from scipy import optimize
 
-from .registry import Activation, ActivationError, Array, NotSupported, _call
+from .registry import Activation, ActivationError, Array, NotSupported, _call, checkpoint
 
 #: The tolerances handed to least_squares (ftol, xtol, gtol): as tight as float64 allows, so
 #: that it stops where the data stop it, not where a default says.
@@ -111,6 +111,7 @@ def fit(
             return None
 
     def residuals(theta: Array) -> Array:
+        checkpoint()
         params = bound(theta)
         if params is None:
             return penalty

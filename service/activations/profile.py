@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from scipy import optimize, special
 
-from .registry import Activation, ActivationError, Array, NotSupported, ResultOverflow, _call
+from .registry import Activation, ActivationError, Array, NotSupported, ResultOverflow, _call, checkpoint
 
 #: The Gauss–Legendre rule per panel, the panel width and the half-width of the range in t.
 NODES = 20
@@ -134,6 +134,7 @@ class Gaussian:
         ws: list[Array] = []
         scale: list[float] | None = None
         for _ in range(MAX_LEVELS):
+            checkpoint()
             (tc, wc), (tf, wf) = _nodes(lo, hi, NODES // 2), _nodes(lo, hi, NODES)
             n_coarse = tc.size
             with np.errstate(over="ignore", invalid="ignore"):
@@ -264,6 +265,7 @@ class Profile:
 
     def _edge(self, u: float, v: float, left: bool, where: Callable[[Array], Any]) -> float:
         for _ in range(200):
+            checkpoint()
             mid = 0.5 * (u + v)
             if not u < mid < v:
                 break
@@ -291,6 +293,7 @@ class Profile:
                 return q0  # marginal (relu at σ_w = √2 rounded to float64): q stays where it starts
             q, step = q0, (SCAN if g0 > 0 else 1.0 / SCAN)
             while Q_MIN <= q <= Q_MAX:
+                checkpoint()
                 nxt = q * step
                 g = gap(nxt)
                 if (g <= 0) if g0 > 0 else (g >= 0):
@@ -320,6 +323,7 @@ class Profile:
         grid = np.linspace(math.log(SIGMA_W_RANGE[0]), math.log(SIGMA_W_RANGE[1]), 31)
         prev_x, prev = grid[0], excess(grid[0])
         for x in grid[1:]:
+            checkpoint()
             cur = excess(x)
             if prev < 0 < cur or prev == 0:
                 if prev == 0:
@@ -341,6 +345,7 @@ class Profile:
 
 def _finite_end(fn: Callable[[float], float], lo: float, hi: float) -> float:
     while hi - lo > 1e-13:
+        checkpoint()
         mid = 0.5 * (lo + hi)
         if math.isfinite(fn(mid)):
             lo = mid
@@ -451,6 +456,7 @@ def simulate(
 
     slopes, layers = [], []
     for index in range(net.depth):
+        checkpoint()
         w, b = layer(index)
         h = x @ w + b
         if not np.all(np.isfinite(h)):
@@ -483,6 +489,7 @@ def simulate(
     grad = np.random.default_rng(streams[-1]).standard_normal((net.batch, net.width))
     with np.errstate(over="ignore", under="ignore"):
         for index in range(net.depth - 1, -1, -1):
+            checkpoint()
             delta = grad * slopes[index]
             rms = float(np.sqrt(np.mean(np.square(delta))))
             if not math.isfinite(rms):
@@ -502,6 +509,7 @@ def predicted(profile: Profile, net: Network) -> dict[str, list[float]]:
     slope_moments: list[float] = []
     try:
         for _ in range(net.depth):
+            checkpoint()
             m2 = profile.second_moment(q)
             qs.append(q)
             activation_moments.append(m2)
@@ -514,6 +522,7 @@ def predicted(profile: Profile, net: Network) -> dict[str, list[float]]:
     rms = [0.0] * net.depth
     g2 = 1.0  # E[g²] at the top
     for index in range(net.depth - 1, -1, -1):
+        checkpoint()
         g2 *= slope_moments[index]
         rms[index] = math.sqrt(g2)
         if not math.isfinite(rms[index]):

@@ -48,6 +48,7 @@ This module is pure NumPy: it never imports the web layer.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import math
 import os
@@ -98,6 +99,50 @@ class ResultOverflow(ActivationError):
 
 class NotSupported(ActivationError):
     """The quantity asked for does not exist for this function (e.g. f'' of softmax)."""
+
+
+class Cancelled(Exception):
+    """A computation stopped at a checkpoint: whoever asked for it no longer waits (its client
+    left, or it ran past its deadline).  ``reason`` says which."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Stop:
+    """Set from another thread to stop the computations that run under it (see :func:`stoppable`)."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+
+    def set(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+
+
+_stop: contextvars.ContextVar[Stop | None] = contextvars.ContextVar("stop", default=None)
+
+
+def checkpoint() -> None:
+    """Raise :class:`Cancelled` when the computation this thread runs for has been stopped.
+
+    Called between blocks, vectors, elements of the exact route and iterations of the profile,
+    simulation and fit loops: a stopped request gives its thread back within one of those.
+    """
+    stop = _stop.get()
+    if stop is not None and stop.reason is not None:
+        raise Cancelled(stop.reason)
+
+
+@contextlib.contextmanager
+def stoppable(stop: Stop) -> Iterator[None]:
+    """Run the body (and the worker threads it starts, which copy the context) under ``stop``."""
+    token = _stop.set(stop)
+    try:
+        yield
+    finally:
+        _stop.reset(token)
 
 
 @dataclass(frozen=True)
@@ -788,6 +833,7 @@ def _call_blocks(
                 outs[key][start : start + block] = value
 
     def run(index: int) -> None:
+        checkpoint()
         start = (index + 1) * block
         store(
             start, _call(fn, flat[start : start + block], params, *(a[start : start + block] for a in flats))

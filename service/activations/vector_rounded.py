@@ -38,7 +38,7 @@ from gmpy2 import mpfr, mpq
 
 from . import correct
 from .bounded import B, decide, dsig, exp, log1p, sigmoid_pair, two_prod, unit
-from .registry import Activation, ActivationError, Array, get
+from .registry import Activation, ActivationError, Array, checkpoint, get
 
 #: Elements of a group of vectors evaluated at once (long vectors: elements of a column block).
 GROUP = correct.FAST_CHUNK
@@ -1093,6 +1093,7 @@ def compute(
         result = np.empty((rows, n if quantity == "vjp" else m))
     getter = _getter(quantity, param)
     for group in groups(rows, n):
+        checkpoint()
         with np.errstate(all="ignore"):
             state = rounding.bounded(flat[group], params, work, None if gflat is None else gflat[group])
         # The elements the bounded evaluation leaves undecided, as (vector, index...) rows,
@@ -1111,6 +1112,7 @@ def compute(
             continue
         flagged = np.concatenate(found)
         for v in np.unique(flagged[:, 0]):
+            checkpoint()
             _take_budget(n // EXACT_SUMS)  # the vector's exact sums
             mine = flagged[flagged[:, 0] == v][:, 1:]
             items = mine[:, 0] if quantity != "jacobian" else mine
