@@ -144,7 +144,7 @@ def _parse_binary(
         elif key in fields:
             data[key] = text
         else:
-            params[key] = query_number(f"params.{key}", text, float)
+            params[key] = query_param(f"params.{key}", text)
     for name in arrays:
         if name not in model.model_fields:
             raise RequestError.one(
@@ -185,7 +185,20 @@ def _check_query(model: type[BaseModel], query: dict[str, str]) -> None:
         elif key == "axis":
             query_number("query.axis", text, int)
         else:
-            query_number(f"query.{key[:100]}", text, float)
+            query_param(f"query.{key[:100]}", text)
+
+
+def query_param(field: str, text: str) -> float | list[float]:
+    """An activation parameter in a query string: a number, or an array as comma-separated numbers
+    (``numerator=0,0.5,0.3``)."""
+    if "," not in text:
+        return query_number(field, text, float)
+    parts = text.split(",")
+    if len(parts) > codec.MAX_KEYS:
+        raise RequestError.one(
+            422, field, f"has {len(parts)} numbers; an array parameter has at most {codec.MAX_KEYS}"
+        )
+    return [float(query_number(f"{field}[{k}]", part, float)) for k, part in enumerate(parts)]
 
 
 def query_number(field: str, text: str, kind: type[int] | type[float]) -> int | float:

@@ -237,8 +237,18 @@ def parse(
     for key, value in parameters.items():
         if key in _PROTOCOL_PARAMETERS:
             continue
+        declared = next((p for p in entry.params if p.name == key), None)
+        if isinstance(value, str) and declared is not None and declared.length is not None:
+            # an array parameter: comma-separated numbers (the protocol's parameters are strings,
+            # numbers and booleans)
+            params[key] = decode.query_param(f"parameters.{key[:100]}", value)
+            continue
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise RequestError.one(400, f"parameters.{key[:100]}", f"must be a number, got {_kind(value)}")
+            raise RequestError.one(
+                400,
+                f"parameters.{key[:100]}",
+                f"must be a number (an array parameter: a string of comma-separated numbers), got {_kind(value)}",
+            )
         params[key] = float(value)
     axis = parameters.get("axis", -1)
     if type(axis) is not int:
@@ -500,7 +510,10 @@ def plan(req: InferRequest, limits: operations.Limits, info: dict[str, Any] | No
                 head = payload
         except (RequestError, ActivationError) as exc:
             raise _renamed(exc) from None
-        parameters: dict[str, Any] = {"activation": head["activation"], **head["params"]}
+        parameters: dict[str, Any] = {"activation": head["activation"]}
+        for key, value in head["params"].items():
+            # an array parameter as it came: comma-separated numbers (the protocol has no arrays)
+            parameters[key] = ",".join(repr(float(v)) for v in value) if isinstance(value, tuple) else value
         if "axis" in head:
             parameters["axis"] = head["axis"]
         return {"model_name": req.model_name, "id": req.id, "parameters": parameters, "outputs": outputs}

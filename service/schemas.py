@@ -9,6 +9,7 @@ offending element.  Names, enums and examples all come from the registry.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -16,7 +17,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    FiniteFloat,
+    PlainValidator,
     WithJsonSchema,
     field_validator,
 )
@@ -45,6 +46,46 @@ NUMBER_ARRAY_SCHEMA: dict[str, Any] = {
     f"(an N-dimensional array, at most {MAX_DEPTH} levels deep).",
     "anyOf": [_nested(levels) for levels in range(MAX_DEPTH + 1)],
 }
+
+
+def _param_value(value: Any) -> float | list[float]:
+    """An activation parameter: a finite number, or an array of finite numbers (rational's
+    coefficients); one clear error, not one per branch of a union."""
+
+    def number(v: Any) -> float:
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise PydanticCustomError("param", "must be a number, or an array of numbers")
+        if not math.isfinite(v):
+            raise PydanticCustomError("param", "must be a finite number")
+        return float(v)
+
+    if isinstance(value, list):
+        if len(value) > MAX_PARAM_LENGTH:
+            raise PydanticCustomError(
+                "param", f"has {len(value)} numbers; an array parameter takes at most {MAX_PARAM_LENGTH}"
+            )
+        return [number(v) for v in value]
+    return number(value)
+
+
+#: The most numbers an array parameter may be sent with (rational takes at most 9).
+MAX_PARAM_LENGTH = 64
+
+#: A parameter's value in a request.
+ParamValue = Annotated[
+    float | list[float],
+    PlainValidator(_param_value),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number"},
+                {"type": "array", "items": {"type": "number"}, "maxItems": MAX_PARAM_LENGTH},
+            ],
+            "description": "A number, or an array of numbers for an array parameter (rational's "
+            "numerator and denominator).",
+        }
+    ),
+]
 
 
 def _aliases() -> str:
@@ -92,7 +133,7 @@ class ActivateRequest(BaseModel):
 
     activation: ActivationName
     x: NumberArray = Field(description="The input: a number or a rectangular nested list (N-D array).")
-    params: dict[str, FiniteFloat] = Field(
+    params: dict[str, ParamValue] = Field(
         default_factory=dict,
         description="Parameters of the activation by name; omitted ones take their defaults "
         "(see GET /activations). The response echoes every parameter used.",
@@ -158,7 +199,7 @@ class CheckRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, title="CheckRequest")
 
     activation: ActivationName
-    params: dict[str, FiniteFloat] = Field(
+    params: dict[str, ParamValue] = Field(
         default_factory=dict,
         description="Parameters of the activation by name; omitted ones take their defaults.",
     )
@@ -186,7 +227,7 @@ class ProfileRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, title="ProfileRequest")
 
     activation: ActivationName
-    params: dict[str, FiniteFloat] = Field(
+    params: dict[str, ParamValue] = Field(
         default_factory=dict,
         description="Parameters of the activation by name; omitted ones take their defaults.",
     )
@@ -219,7 +260,7 @@ class SimulateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, title="SimulateRequest")
 
     activation: ActivationName
-    params: dict[str, FiniteFloat] = Field(
+    params: dict[str, ParamValue] = Field(
         default_factory=dict,
         description="Parameters of the activation by name; omitted ones take their defaults.",
     )
@@ -253,7 +294,7 @@ class FitTarget(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, title="FitTarget")
 
     activation: ActivationName
-    params: dict[str, FiniteFloat] = Field(default_factory=dict, description="Its parameters.")
+    params: dict[str, ParamValue] = Field(default_factory=dict, description="Its parameters.")
 
 
 class FitRequest(BaseModel):
@@ -262,7 +303,7 @@ class FitRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, title="FitRequest")
 
     activation: ActivationName
-    params: dict[str, FiniteFloat] = Field(
+    params: dict[str, ParamValue] = Field(
         default_factory=dict,
         description="Starting values (omitted ones start at their defaults); parameters not fitted keep them.",
     )
@@ -296,7 +337,9 @@ class FitRequest(BaseModel):
 
 class _Result(BaseModel):
     activation: str = Field(description="The canonical name of the activation.")
-    params: dict[str, float] = Field(description="Every parameter used, defaults filled in.")
+    params: dict[str, float | list[float]] = Field(
+        description="Every parameter used, defaults filled in (an array parameter as an array)."
+    )
     dtype: Literal["float64", "float32", "float16", "bfloat16"] = Field(
         description="The floating-point type of the result."
     )
@@ -331,12 +374,14 @@ class DerivativeResponse(_Result):
     dydparams: dict[str, NumberArray] | SkipJsonSchema[None] = Field(
         default=None,
         json_schema_extra=_without_default,
-        description="With wrt=params: dy/dtheta for each parameter, y's shape.",
+        description="With wrt=params: dy/dtheta for each parameter, y's shape (an array parameter: "
+        "y's shape and one more axis, the parameter's).",
     )
-    grad_params: dict[str, float] | SkipJsonSchema[None] = Field(
+    grad_params: dict[str, float | list[float]] | SkipJsonSchema[None] = Field(
         default=None,
         json_schema_extra=_without_default,
-        description="With wrt=params and grad: sum(g * dy/dtheta) for each parameter.",
+        description="With wrt=params and grad: sum(g * dy/dtheta) for each parameter (an array "
+        "parameter: an array of its shape).",
     )
 
 
@@ -350,7 +395,7 @@ class CheckPoint(BaseModel):
 
 class CheckResponse(BaseModel):
     activation: str
-    params: dict[str, float]
+    params: dict[str, float | list[float]]
     quantity: str
     dtype: str
     count: int
@@ -419,7 +464,7 @@ class MeanField(BaseModel):
 
 class ProfileResponse(BaseModel):
     activation: str
-    params: dict[str, float]
+    params: dict[str, float | list[float]]
     mean: float
     std: float
     moments: Moments = Field(description="Of f and f' at z ~ N(mean, std^2).")
@@ -450,7 +495,7 @@ class MeanFieldTrajectory(BaseModel):
 
 class SimulateResponse(BaseModel):
     activation: str
-    params: dict[str, float]
+    params: dict[str, float | list[float]]
     width: int
     depth: int
     batch: int
@@ -466,8 +511,8 @@ class SimulateResponse(BaseModel):
 
 class FitResponse(BaseModel):
     activation: str
-    params: dict[str, float] = Field(description="The fitted parameters (and those held).")
-    initial_params: dict[str, float] = Field(description="Where the fit started.")
+    params: dict[str, float | list[float]] = Field(description="The fitted parameters (and those held).")
+    initial_params: dict[str, float | list[float]] = Field(description="Where the fit started.")
     fitted: list[str] = Field(description="The parameters fitted.")
     points: int
     loss: float = Field(description="The mean squared error at the fitted parameters.")
@@ -508,7 +553,7 @@ class Health(BaseModel):
 
 class ParamInfo(BaseModel):
     name: str
-    default: float
+    default: float | list[float]
     minimum: float | None
     maximum: float | None
     exclusive_minimum: bool
@@ -517,6 +562,10 @@ class ParamInfo(BaseModel):
         description="The only values allowed, for a parameter that chooses a form (no derivative, not fitted).",
     )
     integer: bool = Field(default=False, description="A whole number (a seed): no derivative, not fitted.")
+    length: list[int] | None = Field(
+        default=None,
+        description="An array parameter: the fewest and most numbers it takes (bounds apply to each).",
+    )
     description: str
 
 
@@ -531,7 +580,7 @@ class KinkInfo(BaseModel):
 class ExampleInfo(BaseModel):
     x: float | list[float]
     y: float | list[float]
-    params: dict[str, float]
+    params: dict[str, float | list[float]]
 
 
 class ActivationInfo(BaseModel):
@@ -554,7 +603,17 @@ class ActivationInfo(BaseModel):
             name=entry.name,
             kind=entry.kind,
             aliases=list(entry.aliases),
-            params=[ParamInfo(**{**vars(p), "choices": list(p.choices)}) for p in entry.params],
+            params=[
+                ParamInfo(
+                    **{
+                        **vars(p),
+                        "choices": list(p.choices),
+                        "default": list(p.default) if isinstance(p.default, tuple) else p.default,
+                        "length": list(p.length) if p.length else None,
+                    }
+                )
+                for p in entry.params
+            ],
             formula=entry.formula,
             derivative_formula=entry.derivative_formula,
             range=entry.range,

@@ -191,6 +191,34 @@ def _xielu(
     return +value, an * mp.expm1(x) + b, an * mp.exp(x)
 
 
+def rational_exact(
+    x: float | Fraction, numerator: Sequence[float], denominator: Sequence[float]
+) -> tuple[Fraction, Fraction, Fraction]:
+    """P/Q with Q = 1 + |B|, B = b_1 x + ... + b_n x^n, and its x-derivatives, in exact rationals
+    (sign(B) taken as 0 where B = 0)."""
+    xq = Fraction(x)
+    a = [Fraction(v) for v in numerator]
+    b = [Fraction(0)] + [Fraction(v) for v in denominator]
+    p = sum((c * xq**k for k, c in enumerate(a)), Fraction(0))
+    dp = sum((k * c * xq ** (k - 1) for k, c in enumerate(a) if k), Fraction(0))
+    d2p = sum((k * (k - 1) * c * xq ** (k - 2) for k, c in enumerate(a) if k > 1), Fraction(0))
+    bb = sum((c * xq**k for k, c in enumerate(b)), Fraction(0))
+    db = sum((k * c * xq ** (k - 1) for k, c in enumerate(b) if k), Fraction(0))
+    d2b = sum((k * (k - 1) * c * xq ** (k - 2) for k, c in enumerate(b) if k > 1), Fraction(0))
+    s = (bb > 0) - (bb < 0)
+    q, dq, d2q = 1 + abs(bb), s * db, s * d2b
+    d1 = (dp * q - p * dq) / (q * q)
+    return p / q, d1, (d2p * q - p * d2q) / (q * q) - 2 * dq * d1 / q
+
+
+def _rational(
+    x: mp.mpf, numerator: Sequence[float], denominator: Sequence[float]
+) -> tuple[mp.mpf, mp.mpf, mp.mpf]:
+    # x is a float64 input here (an mpf of it): the exact rationals, to the working precision
+    values = rational_exact(Fraction(float(x)), numerator, denominator)
+    return tuple(mp.mpf(v.numerator) / v.denominator for v in values)  # type: ignore[return-value]
+
+
 ELEMENTWISE: dict[str, Elementwise] = {
     "step": Elementwise(lambda x: _ind(x > 0), lambda x: ZERO, lambda x: ZERO),
     "identity": Elementwise(lambda x: x, lambda x: ONE, lambda x: ZERO),
@@ -226,6 +254,7 @@ ELEMENTWISE: dict[str, Elementwise] = {
         lambda x: max(x, ZERO) ** 2, lambda x: 2 * max(x, ZERO), lambda x: _ind(x > 0, 2)
     ),
     "snake": _triple(_snake),
+    "rational": _triple(_rational),
     "xielu": _triple(_xielu),
     "star_relu": Elementwise(
         lambda x, scale, bias: mp.mpf(scale) * max(x, ZERO) ** 2 + mp.mpf(bias),

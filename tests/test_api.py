@@ -195,6 +195,7 @@ async def test_catalog_lists_every_activation_with_its_fields(client: httpx.Asyn
         "exclusive_minimum": False,
         "choices": [],
         "integer": False,
+        "length": None,
         "description": "",
     }
     swiglu = next(a for a in items if a["name"] == "swiglu")

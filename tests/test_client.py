@@ -253,3 +253,19 @@ def test_the_client_installs_alone_and_its_readme_example_runs(server: str, tmp_
         "422 [{'field': 'params.negative_slope', 'reason': 'must be at most 1, got 5'}]",
         "None True [-2.  0.] True",
     ]
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["npy", "json"])
+async def test_async_client_sends_array_parameters(binary: bool) -> None:
+    # rational's coefficients: JSON arrays, or comma-separated numbers in the .npy query string
+    entry = activations.get("rational")
+    params = {"numerator": (1.5, -2.25, 0.375), "denominator": (0.5,)}
+    x = np.array([[1.0, -2.0, 0.25]])
+    async with asgi_client(binary=binary) as client:
+        y = await client.activate("rational", x, **params)
+        grads = await client.derivative("rational", x, wrt="params", **params)
+    np.testing.assert_array_equal(y, entry.value(x, entry.bind(params)))
+    assert grads["numerator"].shape == (1, 3, 3)
+    np.testing.assert_array_equal(
+        grads["denominator"], entry.parameter_jacobian(x, entry.bind(params))["denominator"]
+    )

@@ -38,6 +38,10 @@ def _param(entry: activations.Activation, value: float | str | None) -> float:
         return -params[value[1:]]
     if value.startswith("1/"):
         return 1.0 / params[value[2:]]
+    if "[" in value:  # "numerator[1]", "2*numerator[2]": a number of an array parameter (times 2)
+        factor, _, item = value.rpartition("*")
+        name, index = item[:-1].split("[")
+        return (float(factor) if factor else 1.0) * params[name][int(index)]
     if " - " in value:  # "beta - alpha_n": rounded once, as the service rounds it
         left, right = value.split(" - ")
         return float(Fraction(params[left]) - Fraction(params[right]))
@@ -70,7 +74,7 @@ def test_entry_is_documented(entry: activations.Activation) -> None:
     assert entry.examples
     for p in entry.params:
         assert p.description
-        p.check(p.default)  # the default lies within the bounds
+        p.coerce(p.default)  # the default lies within the bounds (and an array's length within its range)
 
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=ids)
@@ -335,17 +339,28 @@ WITH_PARAMS = [e for e in ENTRIES if e.learnable]
 def test_parameter_gradients_match_central_differences(entry: activations.Activation) -> None:
     bound = entry.bind(accuracy.ALT_PARAMS.get(entry.name, {}))
     params = {p.name: bound[p.name] for p in entry.learnable}  # (choices and seeds have no derivative)
-    kinks = [0.0, *params.values(), *(-v for v in params.values())]
+    scalars = [v for v in params.values() if not isinstance(v, tuple)]
+    kinks = [0.0, *scalars, *(-v for v in scalars)]
     x = np.array([v for v in np.linspace(-4.0, 4.0, 81) if all(abs(v - k) > 1e-3 for k in kinks)])
     if entry.kind == "vector":
         x = x[: 2 * (x.size // 2)].reshape(2, -1)
     grads = entry.parameter_jacobian(x, bound)
     assert set(grads) == set(params)
     for name, value in params.items():
-        h = 1e-6 * max(1.0, abs(value))
-        up = entry.value(x, entry.bind({**bound, name: value + h}))
-        down = entry.value(x, entry.bind({**bound, name: value - h}))
-        np.testing.assert_allclose(grads[name], (up - down) / (2 * h), rtol=1e-6, atol=1e-7, err_msg=name)
+        # an array parameter: each of its numbers in turn, dy/dtheta on the last axis
+        for k, v in enumerate(value if isinstance(value, tuple) else (value,)):
+            h = 1e-6 * max(1.0, abs(v))
+
+            def moved(
+                step: float, k: int = k, v: float = v, name: str = name, value: object = value
+            ) -> dict[str, object]:
+                if not isinstance(value, tuple):
+                    return entry.bind({**bound, name: v + step})
+                return entry.bind({**bound, name: (*value[:k], v + step, *value[k + 1 :])})
+
+            numeric = (entry.value(x, moved(h)) - entry.value(x, moved(-h))) / (2 * h)
+            got = grads[name][..., k] if isinstance(value, tuple) else grads[name]
+            np.testing.assert_allclose(got, numeric, rtol=1e-6, atol=1e-7, err_msg=f"{name}[{k}]")
 
 
 @pytest.mark.parametrize("entry", VECTOR, ids=[e.name for e in VECTOR])
@@ -573,7 +588,7 @@ def test_sparsemax_is_a_probability_vector(x: np.ndarray) -> None:
     assert abs(y.sum() - 1.0) <= 1e-12
 
 
-NON_MONOTONE = {"gelu", "gelu_tanh", "silu", "quick_gelu", "mish", "hard_silu", "xielu"}
+NON_MONOTONE = {"gelu", "gelu_tanh", "silu", "quick_gelu", "mish", "hard_silu", "xielu", "rational"}
 MONOTONE = [e for e in ELEMENTWISE if e.name not in NON_MONOTONE]
 
 

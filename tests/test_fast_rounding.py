@@ -44,10 +44,13 @@ def _grid(seed: int, dtype: Any, n: int = 120) -> np.ndarray[Any, Any]:
     return x
 
 
-def _param_sets(entry: activations.Activation) -> Iterator[dict[str, float]]:
+def _param_sets(entry: activations.Activation) -> Iterator[dict[str, Any]]:
     yield entry.bind({})
-    odd = {}
+    odd: dict[str, Any] = {}
     for p in entry.params:
+        if isinstance(p.default, tuple):  # an array parameter: each number moved alike
+            odd[p.name] = tuple(v * 1.37 + 0.11 for v in p.default)
+            continue
         value = p.default * 1.37 + 0.11 if p.default else 0.23
         if p.maximum is not None:
             value = min(value, p.maximum)
@@ -103,18 +106,22 @@ def test_parameter_derivatives_and_their_sums_are_correctly_rounded(
     rng = np.random.default_rng(11)
     for params in _param_sets(entry):
         x_all = _grid(5, dtype, 60)
-        for p in entry.params:
-            x, want = _finite_reference(entry, "value", x_all, params, fmt, p.name)
-            try:
-                got = entry.parameter_jacobian(x.astype(dtype), params, -1, dtype)[p.name]
-            except ResultOverflow:
-                continue  # another parameter's derivative exceeds the format at some element
-            assert _same(np.asarray(got, np.float64), want).all(), (entry.name, p.name, params)
+        for p in entry.learnable:
+            for k, c in enumerate(p.components(params[p.name])):  # an array parameter: each number
+                x, want = _finite_reference(entry, "value", x_all, params, fmt, c)
+                try:
+                    got = entry.parameter_jacobian(x.astype(dtype), params, -1, dtype)[p.name]
+                except ResultOverflow:
+                    continue  # another parameter's derivative exceeds the format at some element
+                got = got[..., k] if isinstance(params[p.name], tuple) else got
+                assert _same(np.asarray(got, np.float64), want).all(), (entry.name, c, params)
         x = rng.normal(0, 4, 300).astype(dtype).astype(np.float64)
         g = rng.normal(0, 1, 300).astype(dtype).astype(np.float64)
         sums = entry.parameter_vjp(x.astype(dtype), g.astype(dtype), params, -1, dtype)
-        for p in entry.params:
-            assert sums[p.name] == correct.summed(entry, p.name, x, g, params, fmt), (entry.name, p.name)
+        for p in entry.learnable:
+            got_sums = sums[p.name] if isinstance(params[p.name], tuple) else [sums[p.name]]
+            want_sums = [correct.summed(entry, c, x, g, params, fmt) for c in p.components(params[p.name])]
+            assert got_sums == want_sums, (entry.name, p.name)
 
 
 @pytest.mark.parametrize("fmt_name", list(FORMATS))

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import io
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -57,6 +57,17 @@ class ClientError(ActivationServiceError):
 
 class ServerError(ActivationServiceError):
     """5xx: the service failed or stayed unavailable through every retry."""
+
+
+#: An activation parameter: a number, or an array of numbers (rational's coefficients).
+ParamValue = float | Sequence[float]
+
+
+def _query_value(value: ParamValue) -> str | float:
+    """A parameter as a query string carries it: an array as comma-separated numbers."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence | np.ndarray):
+        return value  # type: ignore[return-value]
+    return ",".join(repr(float(v)) for v in value)
 
 
 def _npy(arr: np.ndarray) -> bytes:
@@ -121,7 +132,13 @@ class _Requests:
         return {"method": "POST", "url": f"{self.base_url}{path}", "json": body, "headers": self.headers}
 
     def build(
-        self, path: str, name: str, x: Any, grad: Any, fields: Mapping[str, Any], params: Mapping[str, float]
+        self,
+        path: str,
+        name: str,
+        x: Any,
+        grad: Any,
+        fields: Mapping[str, Any],
+        params: Mapping[str, ParamValue],
     ) -> dict[str, Any]:
         arr = _as_float(x)
         fields = {k: v for k, v in fields.items() if v is not None}
@@ -131,7 +148,7 @@ class _Requests:
             return {
                 "method": "POST",
                 "url": f"{self.base_url}{path}",
-                "params": {"activation": name, **fields, **params},
+                "params": {"activation": name, **fields, **{k: _query_value(v) for k, v in params.items()}},
                 "content": content,
                 "headers": self.headers | {"content-type": NPY if grad is None else NPZ, "accept": NPY},
             }
@@ -199,7 +216,7 @@ class ActivationClient:
         self._http.close()
 
     def activate(
-        self, name: str, x: Any, *, axis: int | None = None, dtype: str | None = None, **params: float
+        self, name: str, x: Any, *, axis: int | None = None, dtype: str | None = None, **params: ParamValue
     ) -> np.ndarray:
         """f(x) for a NumPy array (or anything np.asarray takes)."""
         return self._call("/activate", name, x, None, {"axis": axis, "dtype": dtype}, params)  # type: ignore[no-any-return]
@@ -214,7 +231,7 @@ class ActivationClient:
         wrt: str = "x",
         axis: int | None = None,
         dtype: str | None = None,
-        **params: float,
+        **params: ParamValue,
     ) -> Any:
         """f'(x) (or the Jacobian), g^T J with ``grad``, f'' with ``order=2``; with
         ``wrt="params"`` a dict of parameter gradients."""
@@ -246,7 +263,7 @@ class ActivationClient:
         sigma_w: float | None = None,
         sigma_b: float = 0.0,
         depth: int | None = None,
-        **params: float,
+        **params: ParamValue,
     ) -> dict[str, Any]:
         """Moments of f and f' under N(mean, std^2), the gain, and with ``sigma_w`` the mean field
         of a deep random network (POST /profile)."""
@@ -267,10 +284,10 @@ class ActivationClient:
         y: Any = None,
         *,
         target: str | None = None,
-        target_params: Mapping[str, float] | None = None,
+        target_params: Mapping[str, ParamValue] | None = None,
         fit: list[str] | None = None,
         max_iterations: int | None = None,
-        **params: float,
+        **params: ParamValue,
     ) -> dict[str, Any]:
         """Parameters fitted to (x, y), or to x and a ``target`` activation (POST /fit)."""
         goal = {"activation": target, "params": dict(target_params or {})} if target is not None else None
@@ -279,7 +296,13 @@ class ActivationClient:
         return dict(self._send(self._requests.post_json("/fit", body)).json())
 
     def _call(
-        self, path: str, name: str, x: Any, grad: Any, fields: Mapping[str, Any], params: Mapping[str, float]
+        self,
+        path: str,
+        name: str,
+        x: Any,
+        grad: Any,
+        fields: Mapping[str, Any],
+        params: Mapping[str, ParamValue],
     ) -> Any:
         request = self._requests.build(path, name, x, grad, fields, params)
         try:
@@ -328,7 +351,7 @@ class AsyncActivationClient:
         await self._http.aclose()
 
     async def activate(
-        self, name: str, x: Any, *, axis: int | None = None, dtype: str | None = None, **params: float
+        self, name: str, x: Any, *, axis: int | None = None, dtype: str | None = None, **params: ParamValue
     ) -> np.ndarray:
         return await self._call("/activate", name, x, None, {"axis": axis, "dtype": dtype}, params)  # type: ignore[no-any-return]
 
@@ -342,7 +365,7 @@ class AsyncActivationClient:
         wrt: str = "x",
         axis: int | None = None,
         dtype: str | None = None,
-        **params: float,
+        **params: ParamValue,
     ) -> Any:
         fields = {
             "axis": axis,
@@ -371,7 +394,7 @@ class AsyncActivationClient:
         sigma_w: float | None = None,
         sigma_b: float = 0.0,
         depth: int | None = None,
-        **params: float,
+        **params: ParamValue,
     ) -> dict[str, Any]:
         """Moments of f and f' under N(mean, std^2), the gain, and with ``sigma_w`` the mean field
         of a deep random network (POST /profile)."""
@@ -392,10 +415,10 @@ class AsyncActivationClient:
         y: Any = None,
         *,
         target: str | None = None,
-        target_params: Mapping[str, float] | None = None,
+        target_params: Mapping[str, ParamValue] | None = None,
         fit: list[str] | None = None,
         max_iterations: int | None = None,
-        **params: float,
+        **params: ParamValue,
     ) -> dict[str, Any]:
         """Parameters fitted to (x, y), or to x and a ``target`` activation (POST /fit)."""
         goal = {"activation": target, "params": dict(target_params or {})} if target is not None else None
@@ -404,7 +427,13 @@ class AsyncActivationClient:
         return dict((await self._send(self._requests.post_json("/fit", body))).json())
 
     async def _call(
-        self, path: str, name: str, x: Any, grad: Any, fields: Mapping[str, Any], params: Mapping[str, float]
+        self,
+        path: str,
+        name: str,
+        x: Any,
+        grad: Any,
+        fields: Mapping[str, Any],
+        params: Mapping[str, ParamValue],
     ) -> Any:
         request = self._requests.build(path, name, x, grad, fields, params)
         try:

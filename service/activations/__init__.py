@@ -8,6 +8,7 @@ from . import (  # noqa: F401  (registers the entries)
     correct,
     elementwise,
     piecewise,
+    rational,
     smooth,
     vector,
 )

@@ -26,6 +26,7 @@ rounds twice, through float32), results from the MPFR value directly.
 from __future__ import annotations
 
 import contextvars
+import functools
 import math
 import sys
 import threading
@@ -190,8 +191,26 @@ def correctly_rounded(fn: Callable[..., Any], x: float, params: Mapping[str, flo
     """fn(x, **params) rounded once to ``fmt`` (see :func:`ziv`): ``inf`` where it exceeds the format."""
     checkpoint()
     arg = mpfr(x, 53)
-    args = {name: mpfr(value, 53) for name, value in params.items()}
+    args = exact_args(params)
     return ziv(lambda _: fn(arg, **args), fmt)
+
+
+def _component(table: Mapping[str, Callable[..., Any]], param: str) -> Callable[..., Any] | None:
+    """The derivative named ``param``: a parameter's, or for name[k] that of the k-th number of an
+    array parameter (the definition takes ``index=k``)."""
+    if "[" not in param:
+        return table.get(param)
+    name, index = param[:-1].split("[")
+    fn = table.get(name)
+    return None if fn is None else functools.partial(fn, index=int(index))
+
+
+def exact_args(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Parameters as the exact definitions take them: each float64 exactly (an array: a tuple)."""
+    return {
+        name: tuple(mpfr(v, 53) for v in value) if isinstance(value, tuple) else mpfr(value, 53)
+        for name, value in params.items()
+    }
 
 
 def function_of(entry: Activation, quantity: str, param: str | None = None) -> Callable[..., Any]:
@@ -206,7 +225,10 @@ def function_of(entry: Activation, quantity: str, param: str | None = None) -> C
             f"{', '.join(e.name for e in entries() if e.exact is not None)}",
         )
     if param is not None:
-        return exact.params[param]
+        found = _component(exact.params, param)
+        if found is None:
+            raise KeyError(param)
+        return found
     if quantity not in QUANTITIES:
         raise ValueError(quantity)
     return {"value": exact.value, "derivative": exact.derivative, "second_derivative": exact.second}[quantity]
@@ -361,7 +383,7 @@ def summed(
     unique, inverse = np.unique(np.ravel(x), return_inverse=True)
     weights = np.ravel(g)
     index = np.ravel(inverse)
-    args = {name: mpfr(value, 53) for name, value in params.items()}
+    args = exact_args(params)
 
     def total(prec: int) -> Any:
         # Exact products (each of a double and a prec-bit number), summed a chunk at a time (the
@@ -446,7 +468,7 @@ def bounded_of(entry: Activation, quantity: str, param: str | None = None) -> Ca
     if fast is None:
         return None
     if param is not None:
-        return fast.params.get(param)
+        return _component(fast.params, param)
     return {"value": fast.value, "derivative": fast.derivative, "second_derivative": fast.second}[quantity]
 
 
@@ -552,7 +574,7 @@ def _exact_in_order(
     """The exact results at ``unsure`` (indices into xs), in order, up to the first that exceeds the
     format (NaN after it: the request is refused there, and the work it would take is not done)."""
     fn = function_of(entry, quantity, param)
-    args = {name: mpfr(value, 53) for name, value in params.items()}
+    args = exact_args(params)
     fill = np.full(unsure.size, np.nan)
     seen: dict[tuple[float, float], float] = {}
     for k, i in enumerate(unsure):

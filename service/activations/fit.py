@@ -27,7 +27,7 @@ TOLERANCE = 4 * float(np.finfo(np.float64).eps)
 
 @dataclass(frozen=True)
 class Result:
-    params: dict[str, float]
+    params: dict[str, Any]
     loss: float  # the mean squared error
     max_abs_error: float
     r2: float | None  # None when y is constant
@@ -88,23 +88,38 @@ def _bounds(entry: Activation, names: list[str]) -> tuple[Array, Array]:
 
 def fit(
     entry: Activation,
-    start: Mapping[str, float],
+    start: Mapping[str, Any],
     names: list[str],
     x: Array,
     y: Array,
     max_iterations: int,
 ) -> Result:
     """Least squares from ``start`` (every parameter, bound) over ``names``."""
-    lo, hi = _bounds(entry, names)
-    theta0 = np.clip(np.array([start[n] for n in names], dtype=np.float64), lo, hi)
+    # Array parameters (rational's coefficients) are fitted number by number: theta lays every
+    # fitted parameter out flat, an array's numbers in order.
+    sizes = [len(start[n]) if isinstance(start[n], tuple) else 0 for n in names]
+    lo1, hi1 = _bounds(entry, names)
+    lo = np.concatenate([np.full(max(k, 1), v) for k, v in zip(sizes, lo1, strict=True)])
+    hi = np.concatenate([np.full(max(k, 1), v) for k, v in zip(sizes, hi1, strict=True)])
+    flat0 = [v for n in names for v in (start[n] if isinstance(start[n], tuple) else (start[n],))]
+    theta0 = np.clip(np.array(flat0, dtype=np.float64), lo, hi)
+
+    def unflat(theta: Array) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        at = 0
+        for n, k in zip(names, sizes, strict=True):
+            out[n] = tuple(float(t) for t in theta[at : at + k]) if k else float(theta[at])
+            at += max(k, 1)
+        return out
+
     # The solver works in units of the data (residuals / scale): its tolerances are relative to
     # the cost, which would underflow for data of 1e-200 and overflow for data of 1e160.
     scale = float(np.max(np.abs(y))) if y.size else 0.0
     scale = scale if scale > 0 else 1.0
     penalty = np.full(x.size, 1e10)  # where the parameters break a constraint between them
 
-    def bound(theta: Array) -> dict[str, float] | None:
-        params = dict(start) | {n: float(t) for n, t in zip(names, theta, strict=True)}
+    def bound(theta: Array) -> dict[str, Any] | None:
+        params = dict(start) | unflat(theta)
         try:
             return entry.bind(params)
         except ActivationError:
@@ -122,12 +137,20 @@ def fit(
     def jacobian(theta: Array) -> Array:
         params = bound(theta)
         if params is None:
-            return np.zeros((x.size, len(names)))
+            return np.zeros((x.size, theta.size))
         assert entry.param_grads is not None
         with np.errstate(all="ignore"):
             grads = _call(entry.param_grads, x, params)
+        columns = []
+        for n, k in zip(names, sizes, strict=True):
+            g = np.asarray(grads[n])
+            columns += (
+                [np.broadcast_to(g[..., j], x.shape) for j in range(k)]
+                if k
+                else [np.broadcast_to(g, x.shape)]
+            )
         with np.errstate(all="ignore"):
-            jac = np.stack([np.broadcast_to(grads[n], x.shape) for n in names], axis=1) / scale
+            jac = np.stack(columns, axis=1) / scale
         return np.where(np.isfinite(jac), jac, 0.0)
 
     solution = optimize.least_squares(

@@ -147,10 +147,11 @@ def stoppable(stop: Stop) -> Iterator[None]:
 
 @dataclass(frozen=True)
 class Param:
-    """A scalar parameter of an activation, with its bounds."""
+    """A parameter of an activation, with its bounds: a number, or (``length`` given) an array of
+    numbers, each within the bounds (rational's coefficients)."""
 
     name: str
-    default: float
+    default: float | tuple[float, ...]
     description: str
     minimum: float | None = None
     maximum: float | None = None
@@ -161,15 +162,48 @@ class Param:
     choices: tuple[float, ...] = ()
     #: A whole number (a seed): no derivative, never fitted.
     integer: bool = False
+    #: An array parameter: the fewest and most numbers it takes (None: a number).
+    length: tuple[int, int] | None = None
 
     @property
     def differentiable(self) -> bool:
         """Whether y has a derivative with respect to this parameter (not a choice or a seed)."""
         return not self.choices and not self.integer
 
-    def check(self, value: float) -> None:
-        """Raise :class:`ActivationError` when ``value`` is outside the bounds."""
+    def coerce(self, value: Any) -> float | tuple[float, ...]:
+        """``value`` as this parameter holds it (a float, or a tuple of floats), checked."""
         where = f"params.{self.name}"
+        if self.length is None:
+            if isinstance(value, (list, tuple, np.ndarray)):
+                raise ActivationError(where, "must be a number, not an array")
+            number = float(value)
+            self.check(number)
+            return number
+        if not isinstance(value, (list, tuple, np.ndarray)):
+            if self.length[0] > 1:
+                raise ActivationError(where, f"must be an array of {self._lengths()} numbers")
+            value = [value]  # a number stands for an array of one (a query string's "denominator=0.5")
+        items = tuple(float(v) for v in value)
+        if not self.length[0] <= len(items) <= self.length[1]:
+            raise ActivationError(where, f"has {len(items)} numbers; it takes {self._lengths()}")
+        for k, v in enumerate(items):
+            self.check(v, f"{where}[{k}]")
+        return items
+
+    def _lengths(self) -> str:
+        assert self.length is not None
+        low, high = self.length
+        return f"{low}" if low == high else f"{low} to {high}"
+
+    def components(self, value: float | tuple[float, ...]) -> list[str]:
+        """The names its derivatives go by: the name, or name[k] for each number of an array."""
+        if isinstance(value, tuple):
+            return [f"{self.name}[{k}]" for k in range(len(value))]
+        return [self.name]
+
+    def check(self, value: float, where: str | None = None) -> None:
+        """Raise :class:`ActivationError` when ``value`` is outside the bounds."""
+        where = where or f"params.{self.name}"
         if not math.isfinite(value):
             raise ActivationError(where, "must be a finite number")
         if self.choices and value not in self.choices:
@@ -296,7 +330,7 @@ class Activation:
         """The parameters y has derivatives with respect to (all but choices between forms)."""
         return tuple(p for p in self.params if p.differentiable)
 
-    def bind(self, given: Mapping[str, float] | None = None) -> dict[str, float]:
+    def bind(self, given: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Validate ``given`` against the declared parameters and fill in defaults."""
         given = dict(given or {})
         declared = {p.name: p for p in self.params}
@@ -306,11 +340,9 @@ class Activation:
                 raise ActivationError(
                     f"params.{name}", f"unknown parameter for {self.name}; expected: {expected}"
                 )
-        bound: dict[str, float] = {}
+        bound: dict[str, Any] = {}
         for p in self.params:
-            value = float(given.get(p.name, p.default))
-            p.check(value)
-            bound[p.name] = value
+            bound[p.name] = p.coerce(given.get(p.name, p.default))
         if self.constraint is not None:
             self.constraint(bound)
         return bound
@@ -409,15 +441,19 @@ class Activation:
         x = self.prepared(x, params)
         if self.kind == "elementwise" and any(self._rounded("value", p.name) for p in self.learnable):
             fmt = _format(dtype)
-            sums = {}
+            sums: dict[str, Any] = {}
             for p in self.learnable:
-                if fmt in ("float16", "bfloat16"):
-                    form = _ROUNDING.FORMATS[fmt]
-                    x16, g16 = (_ROUNDING.round_to(np.asarray(a, np.float64), form) for a in (x, g))
-                    total = _ROUNDING.summed(self, p.name, x16, g16, params, form)
-                else:
-                    total = _ROUNDING.rounded_sum(self, p.name, x, g, params, fmt)
-                sums[p.name] = float(_finite(np.asarray(total), f"grad_params.{p.name}", dtype))
+                totals = []
+                for c in p.components(params[p.name]):
+                    if fmt in ("float16", "bfloat16"):
+                        form = _ROUNDING.FORMATS[fmt]
+                        x16, g16 = (_ROUNDING.round_to(np.asarray(a, np.float64), form) for a in (x, g))
+                        total = _ROUNDING.summed(self, c, x16, g16, params, form)
+                    else:
+                        total = _ROUNDING.rounded_sum(self, c, x, g, params, fmt)
+                    totals.append(float(_finite(np.asarray(total), f"grad_params.{c}", dtype)))
+                # an array parameter's sums have its shape
+                sums[p.name] = totals if isinstance(params[p.name], tuple) else totals[0]
             return sums
         if self._vector_rounded():
             ax = self.check_axis(x, axis)
@@ -455,8 +491,15 @@ class Activation:
                 if len(fast) == len(self.learnable)
                 else _call_blocks(self.param_grads, x, params, self.block, dtype)
             )
-            for name in fast:
-                grads[name] = self._elementwise("value", None, x, params, dtype, param=name)
+            for p in self.learnable:
+                if p.name not in fast:
+                    continue
+                parts = [
+                    self._elementwise("value", None, x, params, dtype, param=c)
+                    for c in p.components(params[p.name])
+                ]
+                # an array parameter's derivatives: x's shape and one more axis, the parameter's
+                grads[p.name] = np.stack(parts, axis=-1) if isinstance(params[p.name], tuple) else parts[0]
             return {p.name: grads[p.name] for p in self.learnable}
         ax = self.check_axis(x, axis)
         if self._vector_rounded():

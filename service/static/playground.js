@@ -365,9 +365,12 @@ function showParams() {
   const e = entry();
   if (e.kind !== "elementwise") return; // vector functions: the Softmax view has their controls
   for (const p of e.params) {
-    const input = element("input", { type: "number", step: "any", name: p.name, value: p.default });
-    if (p.minimum !== null) input.min = p.minimum;
-    if (p.maximum !== null) input.max = p.maximum;
+    // an array parameter (rational's coefficients): comma-separated numbers in a text field
+    const input = p.length
+      ? element("input", { type: "text", name: p.name, value: p.default.join(", "), size: 40, inputMode: "decimal" })
+      : element("input", { type: "number", step: "any", name: p.name, value: p.default });
+    if (!p.length && p.minimum !== null) input.min = p.minimum;
+    if (!p.length && p.maximum !== null) input.max = p.maximum;
     paramsBox.appendChild(element("label", { title: p.description }, p.name, input));
   }
 }
@@ -407,7 +410,13 @@ function params() {
   for (const p of e.params) {
     const input = form.elements[p.name];
     const raw = input ? input.value.trim() : "";
-    if (raw !== "" && Number.isFinite(Number(raw))) out[p.name] = Number(raw);
+    if (raw === "") continue;
+    if (p.length) {
+      const numbers = raw.split(",").map(v => Number(v.trim()));
+      if (numbers.every(Number.isFinite)) out[p.name] = numbers;
+    } else if (Number.isFinite(Number(raw))) {
+      out[p.name] = Number(raw);
+    }
   }
   return out;
 }

@@ -1,0 +1,251 @@
+"""rational, the Padé Activation Unit: its array-valued parameters through every interface, every
+quantity bit for bit against exact rationals (tests/reference.py, written apart from the service),
+and /fit fitting it to gelu on [-3, 3], as the paper initialises it."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import AsyncIterator
+from fractions import Fraction
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from service import activations
+from service.activations import correct
+from service.activations.rational import DENOMINATOR, FIT_START, NUMERATOR
+from service.app import create_app
+from service.settings import Settings
+from tests import reference, rounding
+from tests.conftest import asgi_client
+
+ENTRY = activations.get("rational")
+#: The defaults (fitted to leaky_relu), PAU's degrees with other signs, and a short form.
+SETS: list[dict[str, Any]] = [
+    {"numerator": NUMERATOR, "denominator": DENOMINATOR},
+    {"numerator": (0.02, 0.5, 0.4, 0.07, -0.013, -0.0037), "denominator": (-3e-9, 0.147, 0.0, -0.0075)},
+    {"numerator": (1.5, -2.25, 0.375), "denominator": (0.5,)},
+]
+
+
+def points() -> np.ndarray:
+    rng = np.random.default_rng(7)
+    xs = [
+        rng.uniform(-4, 4, 150),
+        rng.choice([-1.0, 1.0], 60) * 10.0 ** rng.uniform(-300, 60, 60),
+        np.array([0.0, -0.0, 5e-324, -5e-324, 1.0, -1.0, 2.0, 0.5, -3.0, 1e300, -1e300, 2.0**-30]),
+    ]
+    return np.concatenate(xs)
+
+
+def want(x: float, params: dict[str, Any], which: int, fmt: str) -> float:
+    value = reference.rational_exact(Fraction(x), params["numerator"], params["denominator"])[which]
+    return rounding.round_to(value, fmt)
+
+
+def same(got: float, expected: float) -> bool:
+    return got == expected and np.signbit(got) == np.signbit(expected)
+
+
+@pytest.mark.parametrize("fmt", ["float64", "float32", "float16", "bfloat16"])
+@pytest.mark.parametrize("k", range(len(SETS)))
+def test_every_quantity_is_the_exact_rational_rounded_once(k: int, fmt: str) -> None:
+    params = ENTRY.bind(SETS[k])
+    form = correct.FORMATS[fmt]
+    x = correct.round_to(points(), form) if fmt in ("float16", "bfloat16") else points()
+    x = x[np.isfinite(x)]
+    if fmt == "float32":
+        x = x[np.abs(x) < 3e38].astype(np.float32).astype(np.float64)
+    bad = []
+    for which, quantity in enumerate(("value", "derivative", "second_derivative")):
+        got = correct.elementwise(ENTRY, quantity, x, params, form) if fmt != "float64" else None
+        if fmt in ("float64", "float32"):
+            got = correct.rounded(ENTRY, quantity, x, params, fmt)
+        for xi, gi in zip(x, got, strict=True):
+            expected = want(float(xi), params, which, fmt)
+            if not same(float(gi), expected):
+                bad.append((quantity, float(xi), float(gi), expected))
+    assert not bad, bad[:5]
+
+
+def test_parameter_derivatives_are_exact_rationals_rounded_once() -> None:
+    params = ENTRY.bind(SETS[1])
+    x = points()[:80]
+    grads = ENTRY.parameter_jacobian(x, params)
+    assert grads["numerator"].shape == (x.size, 6)
+    assert grads["denominator"].shape == (x.size, 4)
+    for i, xi in enumerate(x):
+        xq = Fraction(float(xi))
+        p, q, s = (Fraction(0), Fraction(1), 0)
+        p = sum((Fraction(c) * xq**k for k, c in enumerate(params["numerator"])), Fraction(0))
+        b = sum((Fraction(c) * xq ** (k + 1) for k, c in enumerate(params["denominator"])), Fraction(0))
+        s = (b > 0) - (b < 0)
+        q = 1 + abs(b)
+        for k in range(6):
+            assert same(float(grads["numerator"][i, k]), rounding.round_to(xq**k / q, "float64"))
+        for k in range(4):
+            expected = rounding.round_to(-p * s * xq ** (k + 1) / (q * q), "float64")
+            assert same(float(grads["denominator"][i, k]), expected)
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    async with asgi_client(create_app(Settings.model_construct())) as c:
+        yield c
+
+
+async def test_array_parameters_through_json(client: httpx.AsyncClient) -> None:
+    params = {"numerator": [1.5, -2.25, 0.375], "denominator": [0.5]}
+    r = await client.post("/activate", json={"activation": "rational", "x": [[1.0, -2.0]], "params": params})
+    assert r.status_code == 200, r.text
+    assert r.json()["params"] == params
+    assert r.json()["y"] == [[want(1.0, params, 0, "float64"), want(-2.0, params, 0, "float64")]]
+    r = await client.post(
+        "/derivative", json={"activation": "rational", "x": [[1.0, -2.0]], "params": params, "wrt": "params"}
+    )
+    d = r.json()["dydparams"]
+    assert np.shape(d["numerator"]) == (1, 2, 3)
+    assert np.shape(d["denominator"]) == (1, 2, 1)
+    g = [[0.5, -3.0]]
+    r = await client.post(
+        "/derivative",
+        json={"activation": "rational", "x": [[1.0, -2.0]], "params": params, "wrt": "params", "grad": g},
+    )
+    sums = r.json()["grad_params"]
+    assert len(sums["numerator"]) == 3
+    assert len(sums["denominator"]) == 1
+    # the exact sum of the exact products, rounded once
+    exact = sum(
+        (
+            Fraction(gi) * Fraction(xi) ** 2 / (1 + abs(Fraction(0.5) * Fraction(xi)))
+            for gi, xi in ((0.5, 1.0), (-3.0, -2.0))
+        ),
+        Fraction(0),
+    )
+    assert sums["numerator"][2] == rounding.round_to(exact, "float64")
+    # the defaults are echoed as arrays
+    r = await client.post("/activate", json={"activation": "rational", "x": [1.0]})
+    assert r.json()["params"] == {"numerator": list(NUMERATOR), "denominator": list(DENOMINATOR)}
+
+
+@pytest.mark.parametrize(
+    ("params", "field", "words"),
+    [
+        ({"numerator": []}, "params.numerator", "has 0 numbers; it takes 1 to 9"),
+        ({"numerator": [0.0] * 10}, "params.numerator", "has 10 numbers; it takes 1 to 9"),
+        ({"numerator": [1.0, "2"]}, "params.numerator", "must be a number"),
+        ({"numerator": [1.0, True]}, "params.numerator", "must be a number"),
+        ({"numerator": [1.0, [2.0]]}, "params.numerator", "must be a number"),
+        ({"numerator": [0.0] * 65}, "params.numerator", "at most 64"),
+        ({"denominator": {"b": 1}}, "params.denominator", "must be a number, or an array"),
+    ],
+)
+async def test_bad_array_parameters_are_refused_by_name(
+    client: httpx.AsyncClient, params: dict[str, Any], field: str, words: str
+) -> None:
+    r = await client.post("/activate", json={"activation": "rational", "x": [1.0], "params": params})
+    assert r.status_code == 422, r.text
+    error = r.json()["errors"][0]
+    assert error["field"].startswith(field)
+    assert words in error["reason"]
+
+
+async def test_a_number_is_refused_where_an_array_of_several_is_needed_and_vice_versa(
+    client: httpx.AsyncClient,
+) -> None:
+    r = await client.post(
+        "/activate", json={"activation": "leaky_relu", "x": [1.0], "params": {"negative_slope": [0.1]}}
+    )
+    assert r.status_code == 422
+    assert r.json()["errors"][0]["reason"] == "must be a number, not an array"
+    # a number stands for an array of one (what a query string sends)
+    r = await client.post(
+        "/activate", json={"activation": "rational", "x": [1.0], "params": {"denominator": 0.5}}
+    )
+    assert r.status_code == 200
+    assert r.json()["params"]["denominator"] == [0.5]
+
+
+async def test_array_parameters_in_a_query_string_and_in_the_inference_protocol(
+    client: httpx.AsyncClient,
+) -> None:
+    params = {"numerator": [1.5, -2.25, 0.375], "denominator": [0.5]}
+    want_y = [want(1.0, params, 0, "float64"), want(2.0, params, 0, "float64")]
+    buf = io.BytesIO()
+    np.save(buf, np.array([1.0, 2.0]))
+    r = await client.post(
+        "/activate/npy?activation=rational&numerator=1.5,-2.25,0.375&denominator=0.5",
+        content=buf.getvalue(),
+        headers={"content-type": "application/octet-stream", "accept": "application/json"},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["y"] == want_y
+    r = await client.post(
+        "/activate/npy?activation=rational&numerator=1.5,x",
+        content=buf.getvalue(),
+        headers={"content-type": "application/octet-stream"},
+    )
+    assert r.status_code == 422
+    assert r.json()["errors"][0]["field"] == "params.numerator[1]"
+    body = {
+        "inputs": [{"name": "x", "shape": [2], "datatype": "FP64", "data": [1.0, 2.0]}],
+        "parameters": {"numerator": "1.5,-2.25,0.375", "denominator": "0.5"},
+    }
+    r = await client.post("/v2/models/rational/infer", json=body)
+    assert r.status_code == 200, r.text
+    assert r.json()["outputs"][0]["data"] == want_y
+    assert r.json()["parameters"]["numerator"] == "1.5,-2.25,0.375"
+    body["parameters"] = {"numerator": [1.5]}  # the protocol's parameters hold no arrays
+    r = await client.post("/v2/models/rational/infer", json=body)
+    assert r.status_code == 400
+    assert "comma-separated" in r.json()["error"]
+
+
+async def test_the_catalog_describes_the_array_parameters(client: httpx.AsyncClient) -> None:
+    info = (await client.get("/activations/rational")).json()
+    by_name = {p["name"]: p for p in info["params"]}
+    assert by_name["numerator"]["length"] == [1, 9]
+    assert by_name["numerator"]["default"] == list(NUMERATOR)
+    assert by_name["denominator"]["length"] == [1, 8]
+
+
+X = np.linspace(-3.0, 3.0, 2001).tolist()
+
+
+async def test_fit_to_gelu_on_minus_3_to_3_as_the_paper_initialises(client: httpx.AsyncClient) -> None:
+    r = await client.post(
+        "/fit",
+        json={"activation": "rational", "x": X, "target": {"activation": "gelu"}, "max_iterations": 2000},
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["fitted"] == ["numerator", "denominator"]
+    assert len(body["params"]["numerator"]) == 6
+    assert len(body["params"]["denominator"]) == 4
+    assert body["max_abs_error"] < 1e-3
+    assert body["r2"] > 1 - 1e-6
+    # the answer is what the fitted function gives
+    y = (
+        await client.post("/activate", json={"activation": "rational", "x": X, "params": body["params"]})
+    ).json()["y"]
+    g = (await client.post("/activate", json={"activation": "gelu", "x": X})).json()["y"]
+    assert float(np.max(np.abs(np.array(y) - np.array(g)))) == pytest.approx(body["max_abs_error"], rel=1e-9)
+
+
+async def test_the_defaults_are_the_fit_to_leaky_relu(client: httpx.AsyncClient) -> None:
+    start = {k: list(v) for k, v in FIT_START.items()}
+    r = await client.post(
+        "/fit",
+        json={
+            "activation": "rational",
+            "x": X,
+            "target": {"activation": "leaky_relu"},
+            "params": start,
+            "max_iterations": 2000,
+        },
+    )
+    body = r.json()
+    np.testing.assert_allclose(body["params"]["numerator"], NUMERATOR, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(body["params"]["denominator"], DENOMINATOR, rtol=1e-6, atol=1e-8)
