@@ -162,23 +162,33 @@ def _plan_sixteen_bit(
         if g is None:
 
             def parameter_jacobian() -> Payload:
-                grads = {
-                    p.name: wire(correct.sixteen_bit(entry, "value", x, params, fmt, p.name), "dydparams")
-                    for p in entry.learnable
-                }
+                grads = {}
+                for p in entry.learnable:
+                    parts = [
+                        correct.sixteen_bit(entry, "value", x, params, fmt, c)
+                        for c in p.components(params[p.name])
+                    ]
+                    # an array parameter: x's shape and one more axis, the parameter's
+                    both = np.stack(parts, axis=-1) if isinstance(params[p.name], tuple) else parts[0]
+                    grads[p.name] = wire(both, "dydparams")
                 return head(x.shape) | {"dydparams": grads}
 
-            return _exact_plan(parameter_jacobian, x.size * len(entry.learnable), x.size, req.dtype)
+            return _exact_plan(parameter_jacobian, x.size * entry.derivative_count(), x.size, req.dtype)
         gx = g
 
         def parameter_vjp() -> Payload:
-            sums = {p.name: correct.summed(entry, p.name, x, gx, params, fmt) for p in entry.learnable}
-            for name, total in sums.items():
-                if not np.isfinite(total):
-                    raise activations.ResultOverflow(f"grad_params.{name}", f"exceeds the {fmt.name} range")
+            sums: dict[str, Any] = {}
+            for p in entry.learnable:
+                totals = []
+                for c in p.components(params[p.name]):
+                    total = correct.summed(entry, c, x, gx, params, fmt)
+                    if not np.isfinite(total):
+                        raise activations.ResultOverflow(f"grad_params.{c}", f"exceeds the {fmt.name} range")
+                    totals.append(total)
+                sums[p.name] = totals if isinstance(params[p.name], tuple) else totals[0]
             return head(()) | {"grad_params": sums}
 
-        return _exact_plan(parameter_vjp, len(entry.learnable), 2 * x.size, req.dtype)
+        return _exact_plan(parameter_vjp, entry.derivative_count(), 2 * x.size, req.dtype)
     if g is None:
 
         def first() -> Payload:
@@ -290,7 +300,7 @@ def _plan_derivative(req: ActivateRequest, limits: Limits, info: dict[str, Any] 
         if req.wrt == "params":
             if entry.param_grads is None:
                 entry.parameter_jacobian(x, params, axis, dtype)  # refuses it before any work
-            count = out * len(entry.learnable)
+            count = out * entry.derivative_count()
 
             def parameter_jacobian() -> Payload:
                 grads = entry.parameter_jacobian(x, params, axis, dtype)
@@ -340,7 +350,7 @@ def _plan_derivative(req: ActivateRequest, limits: Limits, info: dict[str, Any] 
             parameter_vjp,
             x.size + g.size,
             _workspace(entry, "parameter_vjp", shape, axis),
-            len(entry.learnable),
+            entry.derivative_count(),
             req.dtype,
         )
 

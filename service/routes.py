@@ -205,11 +205,11 @@ def reference(
         entry = activations.get(name)
     except activations.UnknownActivation as exc:
         raise RequestError.one(404, exc.field, exc.reason) from None
-    given: dict[str, float] = {}
+    given: dict[str, Any] = {}
     for key, text in request.query_params.multi_items():
         if key in ("dtype", "quantity"):
             continue
-        given[key] = float(decode.query_number(f"params.{key[:100]}", text, float))
+        given[key] = decode.query_param(f"params.{key[:100]}", text)
     params = entry.bind(given)
     fmt = correct.FORMATS[dtype]
     correct.function_of(entry, quantity)

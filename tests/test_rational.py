@@ -249,3 +249,58 @@ async def test_the_defaults_are_the_fit_to_leaky_relu(client: httpx.AsyncClient)
     body = r.json()
     np.testing.assert_allclose(body["params"]["numerator"], NUMERATOR, rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(body["params"]["denominator"], DENOMINATOR, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("fmt", ["float16", "bfloat16"])
+async def test_array_parameter_derivatives_in_the_16_bit_formats(client: httpx.AsyncClient, fmt: str) -> None:
+    params = {"numerator": [1.5, -2.25, 0.375], "denominator": [0.5]}
+    x = [1.0, -2.0, 0.25]
+    r = await client.post(
+        "/derivative",
+        json={"activation": "rational", "x": x, "params": params, "wrt": "params", "dtype": fmt},
+    )
+    assert r.status_code == 200, r.text
+    d = r.json()["dydparams"]
+    assert np.shape(d["numerator"]) == (3, 3)
+    for i, xi in enumerate(x):
+        for k in range(3):
+            exact = Fraction(xi) ** k / (1 + abs(Fraction(0.5) * Fraction(xi)))
+            assert np.float32(d["numerator"][i][k]) == np.float32(rounding.round_to(exact, fmt))
+    r = await client.post(
+        "/derivative",
+        json={
+            "activation": "rational",
+            "x": x,
+            "params": params,
+            "wrt": "params",
+            "grad": [1.0, 1.0, 1.0],
+            "dtype": fmt,
+        },
+    )
+    assert r.status_code == 200, r.text
+    assert len(r.json()["grad_params"]["numerator"]) == 3
+    assert len(r.json()["grad_params"]["denominator"]) == 1
+
+
+async def test_check_and_reference_take_array_parameters(client: httpx.AsyncClient) -> None:
+    params = {"numerator": [1.5, -2.25, 0.375], "denominator": [0.5]}
+    x = [1.0, -2.0, 0.25]
+    y = [want(v, params, 0, "float64") for v in x]
+    r = await client.post(
+        "/check",
+        json={
+            "activation": "rational",
+            "params": params,
+            "quantity": "value",
+            "dtype": "float64",
+            "x": x,
+            "y": y,
+        },
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["correctly_rounded"] == 3
+    r = await client.get("/reference/rational?dtype=bfloat16&numerator=1.5,-2.25,0.375&denominator=0.5")
+    assert r.status_code == 200, r.text
+    table = np.load(io.BytesIO(r.content))
+    at = int(np.flatnonzero(table["x"] == np.float32(0.25))[0])
+    assert float(table["y"][at]) == want(0.25, params, 0, "bfloat16")

@@ -325,6 +325,10 @@ class Activation:
 
     # -- parameters ---------------------------------------------------------
 
+    def derivative_count(self) -> int:
+        """The most parameter derivatives an element can have: one a number, an array's longest."""
+        return sum(p.length[1] if p.length else 1 for p in self.learnable)
+
     @property
     def learnable(self) -> tuple[Param, ...]:
         """The parameters y has derivatives with respect to (all but choices between forms)."""
@@ -612,7 +616,7 @@ class Activation:
         if quantity.startswith("parameter_") and self.param_grads is None:
             self._param_grads(np.zeros(1), {}, -1)  # raises NotSupported
         size = math.prod(shape)
-        k = len(self.learnable)
+        k = self.derivative_count()
         # Results in float64; 4 bytes more where a float32 copy is made of a float64 result.
         results = {
             "value": 12,
@@ -675,7 +679,7 @@ class Activation:
         if quantity == "parameter_vjp":
             return 2 * copies, live
         return 12 * out * max(
-            1, len(self.learnable) if quantity == "parameter_jacobian" else 1
+            1, self.derivative_count() if quantity == "parameter_jacobian" else 1
         ) + copies, live
 
     def _exact_in_numpy(self, quantity: str) -> bool:
