@@ -111,6 +111,10 @@ ALT_PARAMS: Mapping[str, Mapping[str, float]] = {
     "softplus": {"beta": 3.0},
     "squareplus": {"b": 0.5},
     "snake": {"a": 25.0},
+    "rational": {
+        "numerator": (0.02, 0.5, 0.4, 0.07, -0.013, -0.0037),
+        "denominator": (-3e-9, 0.147, 0.0, -0.0075),
+    },
     "xielu": {"alpha_p": 0.3, "alpha_n": 1.7, "beta": -0.25, "eps": -1e-3},
     "softmax": {"temperature": 0.7},
     "log_softmax": {"temperature": 3.0},
@@ -662,7 +666,11 @@ class Row:
     def label(self) -> str:
         if not self.params:
             return self.name
-        return f"{self.name} ({', '.join(f'{k}={v:g}' for k, v in self.params)})"
+        shown = (
+            f"{k}=({', '.join(f'{u:g}' for u in v)})" if isinstance(v, tuple) else f"{k}={v:g}"
+            for k, v in self.params
+        )
+        return f"{self.name} ({', '.join(shown)})"
 
 
 @dataclass
