@@ -308,10 +308,12 @@ def _fast(
         elif isinstance(value, simdjson.Array):
             return None
         elif isinstance(value, simdjson.Object):
-            inner = _checked_object(value, key, 1)
+            nested = [0]
+            inner = _checked_object(value, key, 1, nested)
             if inner is None:
                 return None
             envelope[key] = inner
+            brackets += nested[0]
         else:
             envelope[key] = value
     if count_byte(body, b"[") != brackets:
@@ -319,10 +321,15 @@ def _fast(
     return envelope, arrays
 
 
-def _checked_object(value: Any, field: str, depth: int) -> dict[str, Any] | None:
+#: The longest array an object of a request may hold (an array parameter's numbers).
+MAX_NESTED_ARRAY = 64
+
+
+def _checked_object(value: Any, field: str, depth: int, arrays: list[int]) -> dict[str, Any] | None:
     """A simdjson object as a dict, its keys checked at every depth (simdjson keeps the last of a
-    repeated key silently); None for what the exact path should decide (objects nested deeper
-    than MAX_DEPTH, arrays inside)."""
+    repeated key silently); flat arrays of up to MAX_NESTED_ARRAY numbers (rational's coefficients)
+    kept as lists and counted in ``arrays``; None for what the exact path should decide (objects
+    nested deeper than MAX_DEPTH, other arrays)."""
     if depth > MAX_DEPTH:
         return None
     if len(value) > MAX_KEYS:
@@ -333,12 +340,18 @@ def _checked_object(value: Any, field: str, depth: int) -> dict[str, Any] | None
     for key in keys:
         item = value[key]
         if isinstance(item, simdjson.Object):
-            inner = _checked_object(item, f"{field}.{key}"[:100], depth + 1)
+            inner = _checked_object(item, f"{field}.{key}"[:100], depth + 1, arrays)
             if inner is None:
                 return None
             out[key] = inner
         elif isinstance(item, simdjson.Array):
-            return None
+            if len(item) > MAX_NESTED_ARRAY:
+                return None
+            numbers = item.as_list()
+            if any(isinstance(v, list | dict) for v in numbers):
+                return None  # nested deeper: the exact path names what is wrong
+            out[key] = numbers
+            arrays[0] += 1
         else:
             out[key] = item
     return out

@@ -206,7 +206,11 @@ def reference(
     except activations.UnknownActivation as exc:
         raise RequestError.one(404, exc.field, exc.reason) from None
     given: dict[str, Any] = {}
+    seen: set[str] = set()
     for key, text in request.query_params.multi_items():
+        if key in seen:
+            raise RequestError.one(422, f"query.{key[:100]}", "is given more than once; give it once")
+        seen.add(key)
         if key in ("dtype", "quantity"):
             continue
         given[key] = decode.query_param(f"params.{key[:100]}", text)

@@ -57,6 +57,9 @@ def _param_value(value: Any) -> float | list[float]:
             raise PydanticCustomError("param", "must be a number, or an array of numbers")
         if not math.isfinite(v):
             raise PydanticCustomError("param", "must be a finite number")
+        if isinstance(v, int) and abs(v) > 2**53:
+            # beyond 2^53 an integer is not a float64 number: 2^53 + 1 would be taken for 2^53
+            raise PydanticCustomError("param", "is an integer beyond 2^53, which float64 cannot hold exactly")
         return float(v)
 
     if isinstance(value, list):
@@ -64,7 +67,13 @@ def _param_value(value: Any) -> float | list[float]:
             raise PydanticCustomError(
                 "param", f"has {len(value)} numbers; an array parameter takes at most {MAX_PARAM_LENGTH}"
             )
-        return [number(v) for v in value]
+        out = []
+        for k, v in enumerate(value):
+            try:
+                out.append(number(v))
+            except PydanticCustomError as exc:
+                raise PydanticCustomError("param", f"[{k}] {exc.message()}") from None
+        return out
     return number(value)
 
 

@@ -304,3 +304,46 @@ async def test_check_and_reference_take_array_parameters(client: httpx.AsyncClie
     table = np.load(io.BytesIO(r.content))
     at = int(np.flatnonzero(table["x"] == np.float32(0.25))[0])
     assert float(table["y"][at]) == want(0.25, params, 0, "bfloat16")
+
+
+@pytest.mark.parametrize("size", [1_000, 300_000])  # the exact path and simdjson's (over 1 MiB)
+async def test_array_parameters_in_bodies_of_every_size(client: httpx.AsyncClient, size: int) -> None:
+    params = {"numerator": [1.5, -2.25, 0.375], "denominator": [0.5]}
+    r = await client.post("/activate", json={"activation": "rational", "x": [0.5] * size, "params": params})
+    assert r.status_code == 200, r.text[:300]
+    assert r.json()["y"][0] == want(0.5, params, 0, "float64")
+    body = {"activation": "rational", "x": [0.5] * size, "params": {"numerator": [1.5, [2.0]]}}
+    r = await client.post("/activate", json=body)
+    assert r.status_code == 422, r.text[:300]
+
+
+async def test_refusals_found_by_an_attack(client: httpx.AsyncClient) -> None:
+    # derivative coefficients beyond float64 (2e308 in P'Q - PQ'): a 422 naming the element, not a 500
+    r = await client.post(
+        "/derivative",
+        json={
+            "activation": "rational",
+            "x": [1.0],
+            "params": {"numerator": [0, 0, 1e308], "denominator": [0]},
+        },
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["field"] == "dydx[0]"
+    # an integer beyond 2^53 is not taken for its neighbour
+    r = await client.post(
+        "/activate", json={"activation": "gumbel_softmax", "x": [1.0, 2.0], "params": {"seed": 2**53 + 1}}
+    )
+    assert r.status_code == 422
+    assert "beyond 2^53" in r.json()["errors"][0]["reason"]
+    # a query key given twice is refused, not guessed
+    r = await client.get("/reference/rational?dtype=bfloat16&dtype=float16")
+    assert r.status_code == 422
+    assert r.json()["errors"][0]["field"] == "query.dtype"
+    # a non-finite number inside an array is named by its index
+    r = await client.post(
+        "/activate",
+        content=b'{"activation": "rational", "x": [1.0], "params": {"numerator": [1.0, NaN]}}',
+        headers={"content-type": "application/json"},
+    )
+    assert r.status_code == 422
+    assert r.json()["errors"][0]["reason"].startswith("[1]")

@@ -11,6 +11,7 @@ limited by the data, not by the last bit of f.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -153,19 +154,28 @@ def fit(
             jac = np.stack(columns, axis=1) / scale
         return np.where(np.isfinite(jac), jac, 0.0)
 
-    solution = optimize.least_squares(
-        residuals,
-        theta0,
-        jac=jacobian,
-        bounds=(lo, hi),
-        method="trf",
-        ftol=TOLERANCE,
-        xtol=TOLERANCE,
-        gtol=TOLERANCE,
-        max_nfev=max_iterations,
-        x_scale="jac",
-    )
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        # (a diverging fit overflows inside SciPy's linear algebra: it is reported below, not on stderr)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        solution = optimize.least_squares(
+            residuals,
+            theta0,
+            jac=jacobian,
+            bounds=(lo, hi),
+            method="trf",
+            ftol=TOLERANCE,
+            xtol=TOLERANCE,
+            gtol=TOLERANCE,
+            max_nfev=max_iterations,
+            x_scale="jac",
+        )
     params = bound(solution.x)
+    if params is None and not np.all(np.isfinite(solution.x)):
+        raise ActivationError(
+            "params",
+            "the fit diverged (a parameter left the float64 range); start nearer the data, or fit fewer "
+            "parameters",
+        )
     if params is None:  # least_squares keeps within the box; only a constraint can fail here
         raise ActivationError("params", "the fit ended where the parameters break a constraint between them")
     r = residuals(solution.x)  # in units of scale

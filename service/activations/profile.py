@@ -42,7 +42,7 @@ T = 39.0
 TOLERANCE = 1e-15
 MIN_WIDTH = 2.0**-60
 MAX_LEVELS = 80
-MAX_PANELS = 4096
+MAX_PANELS = 1024
 #: Disagreements below this are rounding noise of subnormal integrands (std ~1e-158: f² ~ 1e-316).
 ABSOLUTE = 1e-290
 #: |f'| below this counts as saturated.

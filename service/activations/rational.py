@@ -145,6 +145,9 @@ def _numerators(
 def _poly_exact_fast(coefficients: tuple[Fraction, ...], x: bd.B) -> bd.B:
     """A polynomial with exact rational coefficients, each rounded once to the working precision
     (its error in the bound), by Horner's rule."""
+    if any(abs(c) >= 2**1000 for c in coefficients):  # beyond what the bound handles: the exact way
+        v = np.zeros_like(x.v)
+        return bd.B(v, np.full_like(v, np.inf))
     value = bd.zero(x)
     for c in reversed(coefficients):
         value = value * x + bd.constant(c, x)

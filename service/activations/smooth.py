@@ -1673,32 +1673,54 @@ register(
 # -- snake ------------------------------------------------------------------------------------------
 
 
-def _snake_t(x: Array, a: float) -> Any:
-    # a x in extended precision: no overflow of the product, and sin gets its argument's low bits.
-    return np.asarray(x, EXTENDED) * EXTENDED(a)
+def _snake_parts(x: Array, a: float, value: bool = False) -> tuple[Any, Any, Any, Any]:
+    """(x, a, sin ax, cos ax), in float64 where that is accurate, else (element by element) in
+    extended precision (no overflow of ax, and sin gets its argument's low bits).
+
+    float64 is accurate for a moderate a and |ax| < 2^20 (the rounding of ax moves sin by less
+    than 2^-33); for the value at any |ax| too, as sin^2(ax)/a <= 1/a <= |x| / |ax| is then below
+    an ULP of x where ax's rounding could show.  The long double loop is 30x slower, and profiles
+    call this thousands of times."""
+    xs = np.asarray(x, np.float64)
+    if not 1e-150 < a < 1e150:
+        xe, ae = xs.astype(EXTENDED), EXTENDED(a)
+        return xe, ae, np.sin(xe * ae), np.cos(xe * ae)
+    with np.errstate(over="ignore"):
+        t = xs * a
+    wide = ~(np.abs(t) < (np.inf if value else 2.0**20)) | ((np.abs(t) < 1e-150) & (t != 0))
+    s = np.sin(np.where(wide, 0.0, t))
+    c = None if value else np.cos(np.where(wide, 0.0, t))  # (the value needs no cosine)
+    if np.any(wide):
+        te = xs[wide].astype(EXTENDED) * EXTENDED(a)
+        s = s.astype(EXTENDED)
+        s[wide] = np.sin(te)
+        if c is not None:
+            c = c.astype(EXTENDED)
+            c[wide] = np.cos(te)
+        return xs.astype(EXTENDED), EXTENDED(a), s, c
+    return xs, a, s, c
 
 
 def _snake(x: Array, a: float) -> Array:
-    s = np.sin(_snake_t(x, a))
-    return np.asarray(x + s * s / EXTENDED(a), np.float64)
+    xs, ae, s, _ = _snake_parts(x, a, value=True)
+    return np.asarray(xs + s * (s / ae), np.float64)
 
 
 def _snake_derivative(x: Array, a: float) -> Array:
-    t = _snake_t(x, a)
-    return np.asarray(1 + 2 * np.sin(t) * np.cos(t), np.float64)
+    _, _, s, c = _snake_parts(x, a)
+    return np.asarray(1 + 2 * s * c, np.float64)
 
 
 def _snake_second(x: Array, a: float) -> Array:
-    t = _snake_t(x, a)
-    c, s = np.cos(t), np.sin(t)
-    return np.asarray(2 * EXTENDED(a) * (c - s) * (c + s), np.float64)
+    _, ae, s, c = _snake_parts(x, a)
+    return np.asarray((c - s) * (c + s) * 2 * ae, np.float64)
 
 
 def _snake_a(x: Array, a: float) -> Array:
     # x sin(2ax)/a - sin^2(ax)/a^2 = (s/a)(2 x c - s/a): no overflow of 2a or a^2.
-    t = _snake_t(x, a)
-    q = np.sin(t) / EXTENDED(a)
-    return np.asarray(q * (2 * np.asarray(x, EXTENDED) * np.cos(t) - q), np.float64)
+    xs, ae, s, c = _snake_parts(x, a)
+    q = s / ae
+    return np.asarray(q * (2 * xs * c - q), np.float64)
 
 
 def _snake_fast_parts(x: bd.B, a: float) -> tuple[bd.B, bd.B]:
