@@ -538,7 +538,7 @@ register(
     Activation(
         name="glu",
         kind="vector",
-        fast=vector_rounded.GLU,
+        fast=vector_rounded.gated("sigmoid"),  # (glu has the second half as gate, no choice)
         workspace={"jacobian": 190.0},  # (no exact sums: below the family's figure)
         forward=glu,
         derivative=glu_jacobian,

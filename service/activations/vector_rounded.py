@@ -37,7 +37,7 @@ import numpy as np
 from gmpy2 import mpfr, mpq
 
 from . import correct
-from .bounded import B, decide, dsig, exp, log1p, sigmoid_pair, two_prod, unit
+from .bounded import B, decide, exp, log1p, two_prod, unit
 from .registry import Activation, ActivationError, Array, checkpoint, get
 
 #: Elements of a group of vectors evaluated at once (long vectors: elements of a column block).
@@ -640,91 +640,7 @@ def softmax_rounding(log: bool = False, negate: bool = False) -> VectorRounding:
     )
 
 
-# -- glu -------------------------------------------------------------------------------------------
-
-
-class _GluBounded(Bounded):
-    def __init__(self, x: Array, work: Any) -> None:
-        h = x.shape[-1] // 2
-        self.h = h
-        self.work = work
-        self.a = B.exact(x[:, :h], work)
-        b = B.exact(x[:, h:], work)
-        self.sig, _ = sigmoid_pair(b)
-        self.dsig = dsig(b)
-
-    def value(self) -> Iterator[tuple[slice, B]]:
-        yield slice(0, self.h), self.a * self.sig
-
-    def jacobian(self, rows: slice) -> B:
-        r = self.a.v.shape[0]
-        shape = (r, rows.stop - rows.start, 2 * self.h)
-        v = np.zeros(shape, self.work)
-        e = np.zeros(shape, self.work)
-        at = np.arange(rows.stop - rows.start)
-        i = np.arange(rows.start, rows.stop)
-        da = self.a * self.dsig
-        sig = B(*np.broadcast_arrays(self.sig.v, self.sig.e))
-        da = B(*np.broadcast_arrays(da.v, da.e))
-        v[:, at, i], e[:, at, i] = sig.v[:, i], sig.e[:, i]
-        v[:, at, self.h + i], e[:, at, self.h + i] = da.v[:, i], da.e[:, i]
-        return B(v, e)
-
-    def vjp(self, g: Array) -> Iterator[tuple[slice, B]]:
-        gb = B.exact(g, self.work)
-        yield slice(0, self.h), gb * self.sig
-        yield slice(self.h, 2 * self.h), gb * (self.a * self.dsig)
-
-
-def _sigmoid(b: Any) -> Any:
-    return 1 / (1 + gmpy2.exp(-b))
-
-
-class _GluExact(Exact):
-    def __init__(self, x: Sequence[float], params: Mapping[str, float], g: Sequence[float] | None) -> None:
-        self.h = len(x) // 2
-        self.x = x
-        self.gs = g
-
-    def _a(self, i: int) -> Any:
-        return mpfr(self.x[i], 53)
-
-    def _b(self, i: int) -> Any:
-        return mpfr(self.x[self.h + i], 53)
-
-    def at(self, prec: int) -> None:
-        pass
-
-    def _dsig(self, i: int) -> Any:
-        return _sigmoid(self._b(i)) * _sigmoid(-self._b(i))
-
-    def value(self, i: int) -> Any:
-        a = self._a(i)
-        return a * _sigmoid(self._b(i)) if a != 0 else mpfr(0)
-
-    def jacobian(self, i: int, j: int) -> Any:
-        if j == i:
-            return _sigmoid(self._b(i))
-        if j == self.h + i and self._a(i) != 0:
-            return self._a(i) * self._dsig(i)
-        return mpfr(0)
-
-    def vjp(self, j: int) -> Any:
-        assert self.gs is not None
-        i = j % self.h
-        g, a = mpfr(self.gs[i], 53), self._a(i)
-        if g == 0 or (j >= self.h and a == 0):
-            return mpfr(0)
-        return g * (_sigmoid(self._b(i)) if j < self.h else a * self._dsig(i))
-
-
-GLU = VectorRounding(
-    bounded=lambda x, params, work, g=None: _GluBounded(x, work),
-    exact=lambda x, params, g=None: _GluExact(x, params, g),
-)
-
-
-# -- gated units: y = a * act(b) with an elementwise catalog function as the gate -------------------
+# -- gated units: y = a * act(b) with an elementwise catalog function as the gate (glu: sigmoid) ---
 
 
 def gate_columns(h: int, gate_half: float) -> tuple[slice, slice]:
@@ -842,10 +758,10 @@ def gated(act_name: str) -> VectorRounding:
     when first used: the vector module registers these after the elementwise functions)."""
 
     def bounded(x: Array, params: Mapping[str, float], work: Any, g: Array | None = None) -> Bounded:
-        return _GatedBounded(get(act_name), x, params["gate_half"], work)
+        return _GatedBounded(get(act_name), x, params.get("gate_half", 2.0), work)
 
     def exact(x: Sequence[float], params: Mapping[str, float], g: Sequence[float] | None = None) -> Exact:
-        return _GatedExact(get(act_name), x, params["gate_half"], g)
+        return _GatedExact(get(act_name), x, params.get("gate_half", 2.0), g)
 
     return VectorRounding(bounded=bounded, exact=exact)
 
