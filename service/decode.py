@@ -7,6 +7,7 @@ body before it is decoded (:func:`decode_cost`).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from functools import partial
 from typing import Any, TypeVar
@@ -198,15 +199,25 @@ def query_param(field: str, text: str) -> float | list[float]:
         raise RequestError.one(
             422, field, f"has {len(parts)} numbers; an array parameter has at most {codec.MAX_KEYS}"
         )
-    return [float(query_number(f"{field}[{k}]", part, float)) for k, part in enumerate(parts)]
+    return [float(query_number(f"{field}[{k}]", part.strip(" "), float)) for k, part in enumerate(parts)]
+
+
+#: What a query string's numbers look like: decimal, ASCII, as JSON writes them (and with a sign
+#: or a leading point); Python's own spellings ("1_000", full-width digits, padding) are refused.
+_NUMBER = {
+    int: re.compile(r"[+-]?[0-9]+", re.ASCII),
+    float: re.compile(
+        r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?:inf|infinity|nan)",
+        re.ASCII | re.I,
+    ),
+}
 
 
 def query_number(field: str, text: str, kind: type[int] | type[float]) -> int | float:
-    try:
+    if _NUMBER[kind].fullmatch(text):
         return kind(text)
-    except ValueError:
-        noun = "an integer" if kind is int else "a number"
-        raise RequestError.one(422, field, f"must be {noun}, got {text[:40]!r}") from None
+    noun = "an integer" if kind is int else "a number"
+    raise RequestError.one(422, field, f"must be {noun}, got {text[:40]!r}")
 
 
 def _field_error(error: ErrorDetails, model: type[BaseModel]) -> tuple[str, str]:

@@ -234,7 +234,11 @@ def test_write_npy_round_trips(arr: np.ndarray) -> None:
 @pytest.mark.parametrize(
     ("query", "field"),
     [("dtype=AAA", "query.dtype"), ("wrt=", "query.wrt"), ("negative_slope=", "query.negative_slope"),
-     ("activation=rleu", "query.activation"), ("axis=1.5", "query.axis")],
+     ("activation=rleu", "query.activation"), ("axis=1.5", "query.axis"),
+     # Python's own spellings of numbers are not numbers here: digit groups, padding, other digits
+     ("negative_slope=1_000", "query.negative_slope"), ("axis=1_0", "query.axis"),
+     ("negative_slope=%200.5", "query.negative_slope"), ("negative_slope=0.5%C2%A0", "query.negative_slope"),
+     ("axis=%EF%BC%91", "query.axis"), ("negative_slope=0x10", "query.negative_slope")],
 )  # fmt: skip
 async def test_invalid_query_parameters_are_refused_with_json_too(
     client: httpx.AsyncClient, query: str, field: str
@@ -307,3 +311,18 @@ async def test_npy_operation_refuses_a_parameter_object_in_the_query(client: htt
         headers=NPY,
     )
     assert_problem(r, 422, "params.params[negative_slope]")
+
+
+async def test_query_numbers_are_decimal_as_json_writes_them(client: httpx.AsyncClient) -> None:
+    x = np.array([-2.0], np.float64)
+    for text, slope in [("0.25", 0.25), ("2.5e-1", 0.25), (".25", 0.25), ("%2B0.25", 0.25), ("25E-2", 0.25)]:
+        r = await client.post(
+            f"/activate/npy?activation=leaky_relu&negative_slope={text}", content=npy(x), headers=NPY
+        )
+        assert r.status_code == 200, (text, r.text)
+        assert load(r.content)[0] == -2.0 * slope
+    r = await client.post(
+        "/activate/npy?activation=leaky_relu&negative_slope=1_000", content=npy(x), headers=NPY
+    )
+    assert_problem(r, 422, "params.negative_slope")
+    assert "1_000" in r.json()["detail"]
