@@ -11,6 +11,7 @@ against mpmath's numerical differentiation in ``test_reference.py``.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -420,6 +421,62 @@ def sparsemax_jacobian(x: Sequence[float]) -> list[Vec]:
     ]
 
 
+def _entmax_jacobian_of(y: Vec, alpha: mp.mpf) -> list[Vec]:
+    # s_k = y_k^(2 - alpha) on the support (y_k > 0), 0 elsewhere; J = diag(s) - s s^T / sum s
+    s = [v ** (2 - alpha) if v > 0 else ZERO for v in y]
+    total = mp.fsum(s)
+    n = len(s)
+    return [[(s[i] if i == j else ZERO) - s[i] * s[j] / total for j in range(n)] for i in range(n)]
+
+
+def entmax(x: Sequence[float], alpha: float = 1.5) -> Vec:
+    """alpha-entmax from its definition, y_i = max((alpha - 1) x_i - tau, 0)^(1/(alpha - 1)) with
+    sum y = 1: tau by bisection with 64 more bits than the working precision (alpha = 1: softmax)."""
+    a = mp.mpf(alpha)
+    if a == 1:
+        return softmax(x)
+    top = max(_frac(v) for v in x)
+    with mp.extraprec(64):
+        # z = (alpha - 1)(x - max x) <= 0, and theta = tau - (alpha - 1) max x lies in [-1, 0)
+        z = [(a - 1) * _mpq(_frac(v) - top) for v in x]
+        p = 1 / (a - 1)
+        lo, hi = mp.mpf(-1), ZERO
+        while hi == 0 or hi - lo > abs(hi) * mp.ldexp(ONE, 8 - mp.mp.prec):  # to 56 more bits
+            mid = (lo + hi) / 2
+            if mp.fsum(max(v - mid, ZERO) ** p for v in z) > 1:
+                lo = mid
+            else:
+                hi = mid
+        y = [max(v - hi, ZERO) ** p for v in z]
+    return [+v for v in y]
+
+
+def entmax_jacobian(x: Sequence[float], alpha: float = 1.5) -> list[Vec]:
+    if mp.mpf(alpha) == 1:
+        return softmax_jacobian(x)
+    return _entmax_jacobian_of(entmax(x, alpha), mp.mpf(alpha))
+
+
+def entmax15(x: Sequence[float]) -> Vec:
+    """1.5-entmax by sorting (Peters, Niculae and Martins 2019): with a = x/2 sorted in decreasing order,
+    tau = mean - sqrt((1 - ss)/k) over the top k (ss: their squared deviations from the mean), k the
+    largest with tau <= a_(k); y = max(a - tau, 0)^2."""
+    top = max(_frac(v) for v in x)
+    a = [_mpq(_frac(v) - top) / 2 for v in x]
+    ranked = sorted(a, reverse=True)
+    tau = ranked[0] - 1
+    for k in range(1, len(a) + 1):
+        mean = mp.fsum(ranked[:k]) / k
+        delta = (1 - mp.fsum((v - mean) ** 2 for v in ranked[:k])) / k
+        if delta >= 0 and mean - mp.sqrt(delta) <= ranked[k - 1]:
+            tau = mean - mp.sqrt(delta)
+    return [max(v - tau, ZERO) ** 2 for v in a]
+
+
+def entmax15_jacobian(x: Sequence[float]) -> list[Vec]:
+    return _entmax_jacobian_of(entmax15(x), mp.mpf(1.5))
+
+
 def vjp(jac: list[Vec], g: Sequence[float]) -> Vec:
     """sum_i g_i J_ij."""
     return [mp.fsum(mp.mpf(float(g[i])) * jac[i][j] for i in range(len(jac))) for j in range(len(jac[0]))]
@@ -454,6 +511,8 @@ VECTOR: dict[str, Vector] = {
     "geglu_tanh": Vector(*_gated_textbook("gelu_tanh")),
     "reglu": Vector(*_gated_textbook("relu")),
     "sparsemax": Vector(sparsemax, sparsemax_jacobian),
+    "entmax15": Vector(entmax15, entmax15_jacobian),
+    "entmax": Vector(entmax, entmax_jacobian),
     "gumbel_softmax": Vector(
         lambda x, temperature=1.0, seed=0.0: softmax(gumbel_logits(x, seed), temperature),
         lambda x, temperature=1.0, seed=0.0: softmax_jacobian(gumbel_logits(x, seed), temperature),
@@ -970,6 +1029,431 @@ def _sparsemax_vjp_items(x: Sequence[float], g: Sequence[Fraction]) -> list[Item
     return [gi - mean if s else Fraction(0) for gi, s in zip(g, inside, strict=True)]
 
 
+# -- entmax: y_i = max((alpha - 1) x_i - tau, 0)^(1/(alpha - 1)) with sum y = 1 ----------------------
+#
+# alpha is a float: eps = alpha - 1 and p = 1/eps are rationals, and so are z_i = eps (x_i - max x) <= 0.
+# With theta = tau - eps max x in [-1, 0), y_i = (z_i - theta)^p on the support z_i > theta.  The support
+# is decided exactly: z_j lies inside iff P_j = sum over z_i > z_j of (z_i - z_j)^p is below 1, and it lies
+# on the edge (y_j = 0 exactly, outside) iff P_j = 1.  Each term is a positive real radical (its power
+# p's denominator is rational), and such radicals that are not rational multiples of each other are
+# linearly independent over Q (Siegel 1972): P_j = 1 only if every term is rational, and then it is
+# decided in rationals; otherwise P_j != 1 and close enough an evaluation decides.
+#
+# y is rational throughout (Fractions) where the support holds one value (y = 1/k), at alpha = 2 (the
+# sparsemax), and where a rational theta solves it (alpha = 3 and two components, e.g.); at alpha = 1.5
+# everything but dy/dalpha lies in Q(sqrt D), D = (1 - ss)/k: exact there too.  Elsewhere theta comes
+# from Newton's method at the precision the smallest gap needs.  The Jacobian's elements are 0 only off
+# the support (or for a support of one); a VJP or dy/dalpha is called 0 only where it is 0 identically
+# (off the support; each group of equal components with the same mean of g; a support of equal
+# components): any other exact 0 (an algebraic coincidence) is never taken for one and leaves
+# :func:`settled` undecided.  alpha = 1 is softmax, whose items give y, J and the VJP.
+
+Parts = tuple[list[mp.mpf], list[mp.mpf], list[mp.mpf]]
+
+
+def _root(n: int, k: int) -> int | None:
+    """The k-th root of an integer n >= 0 where it is an integer, else None."""
+    if n < 2 or k == 1:
+        return n
+    if k >= n.bit_length():  # 2^k > n
+        return None
+    r = 1 << -(-n.bit_length() // k)  # above the root: Newton's steps fall to its floor
+    while True:
+        s = ((k - 1) * r + n // r ** (k - 1)) // k
+        if s >= r:
+            break
+        r = s
+    return r if r**k == n else None
+
+
+def _rational_power(q: Fraction, e: Fraction) -> Fraction | None:
+    """q^e (q > 0) where it is rational and takes at most 2^16 bits to write, else None."""
+    u, v = _root(q.numerator, e.denominator), _root(q.denominator, e.denominator)
+    if u is None or v is None or abs(e.numerator) * (max(u, v).bit_length() - 1) > 1 << 16:
+        return None
+    return Fraction(u, v) ** e.numerator
+
+
+def _log2(q: Fraction) -> int:
+    """About log2 |q| (q != 0)."""
+    return abs(q.numerator).bit_length() - q.denominator.bit_length()
+
+
+class Entmax:
+    """One vector of alpha-entmax (alpha = 1: softmax): its support, and y rational where it is."""
+
+    def __init__(self, x: Sequence[float], alpha: float) -> None:
+        self.x = [_frac(v) for v in x]
+        self.n = len(self.x)
+        self.eps = _frac(alpha) - 1
+        assert self.eps >= 0, alpha
+        self.p = 1 / self.eps if self.eps else Fraction(0)
+        self.p_bits = max(0, _log2(self.p) + 1) if self.p else 0
+        top = max(self.x)
+        self.z = [self.eps * (v - top) for v in self.x]
+        self.support = list(range(self.n)) if not self.eps else self._support()
+        self.k = len(self.support)
+        self.at = {i: t for t, i in enumerate(self.support)}
+        #: (each group's positions on the support): components equal to each other
+        groups: dict[Fraction, list[int]] = {}
+        for t, i in enumerate(self.support):
+            groups.setdefault(self.x[i], []).append(t)
+        self.groups = list(groups.values())
+        self.exact: list[Fraction] | None = None  # y on the support, where every one is rational
+        self.surd: tuple[Fraction, list[Fraction]] | None = None  # alpha = 1.5: y_t = (c_t + sqrt D)^2
+        self._parts: dict[int, Parts] = {}
+        zs = [self.z[i] for i in self.support]
+        if not self.eps:
+            return
+        if len(self.groups) == 1:
+            self.exact = [Fraction(1, self.k)] * self.k
+        elif self.eps == 1:  # sparsemax
+            theta = (sum(zs, Fraction(0)) - 1) / self.k
+            self.exact = [v - theta for v in zs]
+        elif self.eps == Fraction(1, 2):
+            mean = sum(zs, Fraction(0)) / self.k
+            c = [v - mean for v in zs]
+            d = (1 - sum((v * v for v in c), Fraction(0))) / self.k
+            r = _rational_power(d, Fraction(1, 2))
+            if r is None:
+                self.surd = (d, c)
+            else:
+                self.exact = [(v + r) ** 2 for v in c]
+        else:
+            self.exact = self._rational()
+
+    def _below_one(self, gaps: list[Fraction]) -> bool:
+        """Whether sum r^p < 1 over rationals r > 0 (= 1: False), decided exactly."""
+        if any(r > 1 for r in gaps) or (len(gaps) > 1 and any(r == 1 for r in gaps)):
+            return False
+        terms = [_rational_power(r, self.p) for r in gaps]
+        exact = [t for t in terms if t is not None]
+        if len(exact) == len(terms):
+            return sum(exact, Fraction(0)) < 1
+        # A term is irrational, so the sum is not 1 (or all are rational but too large to form).
+        prec = 64 + self.p_bits
+        while prec <= 1 << 17:
+            with mp.workprec(prec):
+                logs = [_mpq(self.p) * mp.log(_mpq(r)) for r in gaps]
+                total = mp.fsum(mp.exp(v) for v in logs)
+                error = mp.fsum(mp.exp(v) * (abs(v) + 4) for v in logs) * mp.ldexp(ONE, 8 - prec)
+                if abs(total - 1) > error:
+                    return bool(total < 1)
+            prec *= 2
+        raise Undecided(f"entmax: sum of (z_i - z_j)^p does not part from 1 at {prec // 2} bits")
+
+    def _support(self) -> list[int]:
+        inside: set[Fraction] = set()
+        for w in sorted(set(self.z), reverse=True):
+            gaps = [v - w for v in self.z if v > w]
+            if gaps and not self._below_one(gaps):
+                break
+            inside.add(w)
+        return [i for i, v in enumerate(self.z) if v in inside]
+
+    def _rational(self) -> list[Fraction] | None:
+        """y where a rational theta solves it: the top y read off at high precision as a fraction,
+        then checked in rationals (p's numerator and denominator at most 64)."""
+        if self.p.numerator > 64 or self.p.denominator > 64:
+            return None
+        zs = [self.z[i] for i in self.support]
+        height = max(max(abs(v.numerator).bit_length(), v.denominator.bit_length()) for v in zs)
+        if height > 2048:
+            return None
+        top = self.support.index(self.z.index(Fraction(0)))
+        y = self._solve(4 * height + 256)[0][top]
+        guess = rounding.exact(y).limit_denominator(1 << (2 * height + 64))
+        gap = _rational_power(guess, 1 / self.p) if guess > 0 else None
+        if gap is None:
+            return None
+        out = []
+        for v in zs:
+            value = _rational_power(v + gap, self.p) if v + gap > 0 else None
+            if value is None:
+                return None
+            out.append(value)
+        return out if sum(out, Fraction(0)) == 1 else None
+
+    def _solve(self, prec: int) -> Parts:
+        """y, s = y^(2 - alpha) and log y on the support, from theta = -e^u: Newton's method (bisection
+        where it strays) on F(u) = log sum y = 0, F increasing, with as many more bits as the smallest gap
+        z_i - theta loses against theta."""
+        extra = 32 + self.p_bits
+        while True:
+            with mp.workprec(prec + extra):
+                z = [_mpq(self.z[i]) for i in self.support]
+                p = _mpq(self.p)
+                lo, hi, u = mp.log(-min(z)), ZERO, ZERO  # F(lo) < 0 <= F(0): theta = -1 at u = 0
+                for _ in range(8 * (prec + extra)):
+                    e = mp.exp(u)
+                    gaps = [v + e for v in z]
+                    logs = [p * mp.log(g) for g in gaps if g > 0]
+                    big = max(logs)
+                    w = [mp.exp(v - big) for v in logs]
+                    total = mp.fsum(w)
+                    f = big + mp.log(total)
+                    if f > 0:
+                        hi = u
+                    else:
+                        lo = u
+                    slope = (
+                        p
+                        * e
+                        * mp.fsum(wi / g for wi, g in zip(w, [g for g in gaps if g > 0], strict=True))
+                        / total
+                    )
+                    step = f / slope
+                    new = u - step if lo < u - step < hi else (lo + hi) / 2
+                    small = min(g for g in gaps if g > 0)
+                    done = abs(new - u) * e <= small * mp.ldexp(ONE, 8 - prec - extra)
+                    u = new
+                    if done:
+                        break
+                else:
+                    raise Undecided("entmax: Newton's method for theta did not converge")
+                e = mp.exp(u)
+                gaps = [v + e for v in z]
+                small = min(gaps)
+                lost = int(max(ZERO, mp.log(e / small, 2))) if small > 0 else prec
+                if small > 0 and extra >= lost + 24 + self.p_bits:
+                    logs = [p * mp.log(g) for g in gaps]
+                    y = [mp.exp(v) for v in logs]
+                    s = [yi / g for yi, g in zip(y, gaps, strict=True)]
+                    return [+v for v in y], [+v for v in s], [+v for v in logs]
+            extra = lost + 48 + self.p_bits
+
+    def parts(self, prec: int) -> Parts:
+        """(y, s, log y) on the support to about ``prec`` bits (s = y^(2 - alpha))."""
+        if prec in self._parts:
+            return self._parts[prec]
+        with mp.workprec(prec + 16):
+            if not self.eps:
+                q = [self.x[i] - max(self.x) for i in self.support]
+                e = [_exp(v) for v in q]
+                m = sum(v == 0 for v in q)
+                rest = mp.fsum(v for v, w in zip(e, q, strict=True) if w != 0)
+                log_total = mp.log(m) + mp.log1p(rest / m)
+                total = m + rest
+                y = [v / total for v in e]
+                logs = [_mpq(v) - log_total for v in q]
+                out = (y, y, logs)
+            elif self.exact is not None:
+                y = [_mpq(v) for v in self.exact]
+                logs = [mp.log(v) for v in y]
+                out = (y, [mp.exp((1 - _mpq(self.eps)) * v) for v in logs], logs)
+            elif self.surd is not None:
+                d, c = self.surd
+                s = [_surd_value(v, Fraction(1), d) for v in c]
+                out = ([v * v for v in s], s, [2 * mp.log(v) for v in s])
+            else:
+                out = self._solve(prec + 16)
+        with mp.workprec(prec):
+            self._parts[prec] = ([+v for v in out[0]], [+v for v in out[1]], [+v for v in out[2]])
+        return self._parts[prec]
+
+
+def _surd_value(a: Fraction, b: Fraction, d: Fraction) -> mp.mpf:
+    """a + b sqrt(d) at the working precision, without cancellation ((a^2 - b^2 d)/(a - b sqrt d) where
+    the two terms' signs differ)."""
+    r = mp.sqrt(_mpq(d))
+    if a == 0 or b == 0 or (a > 0) == (b > 0):
+        return _mpq(a) + _mpq(b) * r
+    return _mpq(a * a - b * b * d) / (_mpq(a) - _mpq(b) * r)
+
+
+def _surd_item(a: Fraction, b: Fraction, d: Fraction) -> Item:
+    """a + b sqrt(d), d not a square: a Fraction where b = 0."""
+    if b == 0:
+        return a
+    return lambda: +_surd_value(a, b, d)
+
+
+def _entmax_item(e: Entmax, terms: Callable[[Parts], list[mp.mpf]]) -> Item:
+    """The sum of ``terms`` of (y, s, log y) to the working precision: evaluated with as many more bits
+    as it cancels (up to a limit, beyond which the sum is taken as it is: :func:`settled` finds it moving)."""
+
+    def value() -> mp.mpf:
+        prec = mp.mp.prec
+        extra = 32
+        while True:
+            with mp.workprec(prec + extra):
+                parts = terms(e.parts(prec + extra))
+                total = mp.fsum(parts)
+                size = mp.fsum(abs(v) for v in parts)
+            if extra > 8 * prec + 4096 or (total != 0 and size <= abs(total) * mp.ldexp(ONE, extra - 24)):
+                return +total
+            lost = int(mp.log(size / abs(total), 2)) if total != 0 else extra
+            extra = max(2 * extra, lost + 48)
+
+    return value
+
+
+def _y_terms(t: int, parts: Parts) -> list[mp.mpf]:
+    return [parts[0][t]]
+
+
+def _jacobian_terms(a: int, b: int, parts: Parts) -> list[mp.mpf]:
+    # s_a (sum of the others' s) / sum s on the diagonal: no cancellation
+    s = parts[1]
+    if a == b:
+        return [s[a] * mp.fsum(v for t, v in enumerate(s) if t != a) / mp.fsum(s)]
+    return [-s[a] * s[b] / mp.fsum(s)]
+
+
+def _vjp_terms(b: int, g: Sequence[Fraction], parts: Parts) -> list[mp.mpf]:
+    # s_b sum_i s_i (g_b - g_i) / sum s, g on the support
+    s = parts[1]
+    total = mp.fsum(s)
+    return [s[b] * si * _mpq(g[b] - gi) / total for si, gi in zip(s, g, strict=True) if gi != g[b]]
+
+
+def _dydalpha_terms(eps: Fraction, t: int, parts: Parts) -> list[mp.mpf]:
+    """dy_t/dalpha as a sum of terms.  alpha > 1: (y_t - yt_t)/eps^2 - (y_t log y_t - yt_t sum_k y_k log y_k)
+    / eps, yt = s / sum s; alpha = 1 (the limit): y_t (sum_k y_k log^2 y_k - log^2 y_t) / 2."""
+    y, s, logs = parts
+    if not eps:
+        half = y[t] / 2
+        return [half * yk * lk * lk for yk, lk in zip(y, logs, strict=True)] + [-half * logs[t] * logs[t]]
+    e = _mpq(eps)
+    yt = s[t] / mp.fsum(s)
+    return [
+        y[t] / e**2,
+        -yt / e**2,
+        -y[t] * logs[t] / e,
+        *(yt * yk * lk / e for yk, lk in zip(y, logs, strict=True)),
+    ]
+
+
+def _grad_alpha_terms(eps: Fraction, g: Sequence[Fraction], parts: Parts) -> list[mp.mpf]:
+    # sum_t g_t dy_t/dalpha, g on the support
+    return [_mpq(gt) * v for t, gt in enumerate(g) if gt != 0 for v in _dydalpha_terms(eps, t, parts)]
+
+
+@functools.lru_cache(maxsize=64)
+def _entmax_state(x: tuple[float, ...], alpha: float) -> Entmax:
+    """One Entmax per vector and alpha, shared by its items."""
+    return Entmax(x, alpha)
+
+
+def _entmax_value_items(x: Sequence[float], alpha: float = 1.5) -> list[Item]:
+    if alpha == 1:
+        return _softmax_items(Family(x, 1.0))
+    if alpha == 2:
+        return list(sparsemax_exact(x))
+    e = _entmax_state(tuple(map(float, x)), alpha)
+    out: list[Item] = [Fraction(0)] * e.n
+    for t, i in enumerate(e.support):
+        if e.exact is not None:
+            out[i] = e.exact[t]
+        elif e.surd is not None:
+            d, c = e.surd
+            out[i] = _surd_item(c[t] * c[t] + d, 2 * c[t], d)
+        else:
+            out[i] = _entmax_item(e, functools.partial(_y_terms, t))
+    return out
+
+
+def _exact_s(e: Entmax) -> list[Fraction] | None:
+    """s = y^(2 - alpha) on the support where y and every s are rational."""
+    if e.exact is None:
+        return None
+    s = [_rational_power(v, 1 - e.eps) for v in e.exact]
+    out = [v for v in s if v is not None]
+    return out if len(out) == len(s) else None
+
+
+def _entmax_jacobian_items(x: Sequence[float], alpha: float = 1.5) -> list[Item]:
+    # J_ij = s_i delta_ij - s_i s_j / sum s on the support, 0 off it
+    if alpha == 1:
+        return _softmax_jacobian_items(Family(x, 1.0))
+    if alpha == 2:
+        return _sparsemax_jacobian_items(x)
+    e = _entmax_state(tuple(map(float, x)), alpha)
+    n = e.n
+    out: list[Item] = [Fraction(0)] * (n * n)
+    exact = _exact_s(e)
+    total = sum(exact, Fraction(0)) if exact is not None else Fraction(0)
+    for a, i in enumerate(e.support):
+        for b, j in enumerate(e.support):
+            if exact is not None:
+                out[i * n + j] = (exact[a] if a == b else 0) - exact[a] * exact[b] / total
+            elif e.surd is not None:
+                # s_t = c_t + r, sum s = k r: s_a s_b / (k r) = (c_a + c_b)/k + (c_a c_b + D)/(k D) r
+                d, c = e.surd
+                first, second = (c[a] + c[b]) / e.k, (c[a] * c[b] + d) / (e.k * d)
+                out[i * n + j] = (
+                    _surd_item(c[a] - first, 1 - second, d) if a == b else _surd_item(-first, -second, d)
+                )
+            else:
+                out[i * n + j] = _entmax_item(e, functools.partial(_jacobian_terms, a, b))
+    return out
+
+
+def _equal_means(e: Entmax, g: Sequence[Fraction], mean: Fraction | None = None) -> bool:
+    """Whether every group of equal components on the support has the same mean of g (``mean``)."""
+    means = {sum((g[e.support[t]] for t in group), Fraction(0)) / len(group) for group in e.groups}
+    return len(means) == 1 and (mean is None or means == {mean})
+
+
+def _entmax_vjp_items(x: Sequence[float], g: Sequence[Fraction], alpha: float = 1.5) -> list[Item]:
+    # s_j (g_j - sum_i g_i s_i / sum s): 0 off the support, and where every group's mean of g is g_j
+    if alpha == 1:
+        return _softmax_vjp_items(Family(x, 1.0), g)
+    if alpha == 2:
+        return _sparsemax_vjp_items(x, g)
+    e = _entmax_state(tuple(map(float, x)), alpha)
+    out: list[Item] = [Fraction(0)] * e.n
+    gs = [g[i] for i in e.support]
+    exact = _exact_s(e)
+    mean = Fraction(0)
+    if exact is not None:
+        mean = sum((gi * si for gi, si in zip(gs, exact, strict=True)), Fraction(0)) / sum(exact, Fraction(0))
+    for b, j in enumerate(e.support):
+        if exact is not None:
+            out[j] = exact[b] * (g[j] - mean)
+        elif e.surd is not None:
+            # (c_j + r)(A - B r) with A = g_j - G0/k, B = G1/(k D): G0 = sum g, G1 = sum g c
+            d, c = e.surd
+            big_a = g[j] - sum(gs, Fraction(0)) / e.k
+            big_b = sum((gi * ci for gi, ci in zip(gs, c, strict=True)), Fraction(0)) / (e.k * d)
+            out[j] = _surd_item(c[b] * big_a - big_b * d, big_a - c[b] * big_b, d)
+        elif _equal_means(e, g, g[j]):
+            out[j] = Fraction(0)
+        else:
+            out[j] = _entmax_item(e, functools.partial(_vjp_terms, b, gs))
+    return out
+
+
+def _entmax_dydalpha_items(x: Sequence[float], alpha: float = 1.5) -> list[Item]:
+    e = _entmax_state(tuple(map(float, x)), alpha)
+    out: list[Item] = [Fraction(0)] * e.n
+    if len(e.groups) == 1:  # y = 1/k on the support whatever alpha
+        return out
+    for t, i in enumerate(e.support):
+        out[i] = _entmax_item(e, functools.partial(_dydalpha_terms, e.eps, t))
+    return out
+
+
+def _entmax_grad_alpha_item(x: Sequence[float], g: Sequence[Fraction], alpha: float = 1.5) -> Item:
+    # sum_i g_i dy_i/dalpha: 0 where every group's mean of g is the same (sum_i dy_i/dalpha = 0)
+    e = _entmax_state(tuple(map(float, x)), alpha)
+    if _equal_means(e, g):
+        return Fraction(0)
+    return _entmax_item(e, functools.partial(_grad_alpha_terms, e.eps, [g[i] for i in e.support]))
+
+
+def _entmax_items() -> VectorItems:
+    """alpha-entmax's items (``alpha`` where softmax has ``temperature``): dydt is dy/dalpha, grad_t
+    sum_i g_i dy_i/dalpha."""
+    return VectorItems(
+        _entmax_value_items,
+        _entmax_jacobian_items,
+        lambda x, g, alpha=1.5: _entmax_vjp_items(x, [_frac(v) for v in g], alpha),
+        _entmax_dydalpha_items,
+        lambda x, g, alpha=1.5: _entmax_grad_alpha_item(x, [_frac(v) for v in g], alpha),
+    )
+
+
 def _family(x: Sequence[float], temperature: float, negate: bool) -> Family:
     return Family([-float(v) for v in x] if negate else x, temperature)
 
@@ -1046,6 +1530,12 @@ VECTOR_ITEMS: dict[str, VectorItems] = {
         _sparsemax_jacobian_items,
         lambda x, g: _sparsemax_vjp_items(x, [_frac(v) for v in g]),
     ),
+    "entmax15": VectorItems(
+        lambda x: _entmax_value_items(x, 1.5),
+        lambda x: _entmax_jacobian_items(x, 1.5),
+        lambda x, g: _entmax_vjp_items(x, [_frac(v) for v in g], 1.5),
+    ),
+    "entmax": _entmax_items(),
 }
 
 

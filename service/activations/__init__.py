@@ -4,6 +4,7 @@ Importing this package registers every activation; the rest of the service
 reaches them through :func:`get`, :func:`names` and :func:`entries`.
 """
 
+# isort: off
 from . import (  # noqa: F401  (registers the entries)
     correct,
     elementwise,
@@ -12,6 +13,9 @@ from . import (  # noqa: F401  (registers the entries)
     smooth,
     vector,
 )
+from . import entmax  # noqa: F401  (after vector: it builds on softmax and sparsemax)
+
+# isort: on
 from .registry import (
     USES,
     Activation,

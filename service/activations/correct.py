@@ -96,6 +96,7 @@ QUANTITIES = ("value", "derivative", "second_derivative")
 #: Ziv's strategy stops raising the precision here (never reached but by an exact tie, which
 #: every precision rounds alike).
 MAX_BITS = 1 << 14
+MPQ = type(gmpy2.mpq())
 
 
 def round_to(x: Array, fmt: Format) -> Array:
@@ -159,6 +160,27 @@ def ziv(compute: Callable[[int], Any], fmt: Format) -> float:
         prec *= 2
 
 
+def round_rational(value: Any, fmt: Format) -> float:
+    """A rational rounded once to ``fmt`` (to nearest, ties to even, with subnormals; +0 for an exact
+    0, inf beyond the format), in integer arithmetic."""
+    if value == 0:
+        return 0.0
+    a = abs(value)
+    num, den = int(a.numerator), int(a.denominator)
+    e = num.bit_length() - den.bit_length()  # 2^e <= a < 2^(e + 2)
+    if (num << max(0, -e)) < (den << max(0, e)):
+        e -= 1
+    quantum = max(e - fmt.precision + 1, fmt.emin - 1)
+    big_n, big_d = (num, den << quantum) if quantum >= 0 else (num << -quantum, den)
+    k, rest = divmod(big_n, big_d)
+    if 2 * rest > big_d or (2 * rest == big_d and k % 2):
+        k += 1
+    r = math.ldexp(k, quantum) if k else 0.0
+    if r > fmt.max:
+        r = math.inf
+    return -r if value < 0 else r
+
+
 def ziv_many(compute: Callable[[int], list[Callable[[], Any]]], count: int, fmt: Format) -> list[float]:
     """Several results of one computation (the elements of a vector) rounded once to ``fmt``, by
     Ziv's strategy as :func:`ziv`: ``compute(precision)`` prepares the computation at a working
@@ -176,6 +198,9 @@ def ziv_many(compute: Callable[[int], list[Callable[[], Any]]], count: int, fmt:
                 if k in done:
                     continue
                 value = elements[k]()
+                if isinstance(value, MPQ):  # an exact rational (entmax15's): rounded exactly
+                    done[k] = round_rational(value, fmt)
+                    continue
                 if gmpy2.is_zero(value) or prec >= MAX_BITS:
                     done[k] = _signature(target.plus(value))[0]
                     continue

@@ -907,27 +907,6 @@ def decide_in(b: B, fmt: correct.Format) -> tuple[Array, Array]:
     return np.asarray(r, np.float64), np.asarray(sure)
 
 
-def _round_exact(value: Any, fmt: correct.Format) -> float:
-    """A rational rounded once to ``fmt`` (to nearest, ties to even, with subnormals; +0 for an exact
-    0, inf beyond the format), in integer arithmetic."""
-    if value == 0:
-        return 0.0
-    a = abs(value)
-    num, den = int(a.numerator), int(a.denominator)
-    e = num.bit_length() - den.bit_length()  # 2^e <= a < 2^(e + 2)
-    if (num << max(0, -e)) < (den << max(0, e)):
-        e -= 1
-    quantum = max(e - fmt.precision + 1, fmt.emin - 1)
-    big_n, big_d = (num, den << quantum) if quantum >= 0 else (num << -quantum, den)
-    k, rest = divmod(big_n, big_d)
-    if 2 * rest > big_d or (2 * rest == big_d and k % 2):
-        k += 1
-    r = math.ldexp(k, quantum) if k else 0.0
-    if r > fmt.max:
-        r = math.inf
-    return -r if value < 0 else r
-
-
 def _take_budget(count: int) -> None:
     budget = correct._budget.get()
     if budget is not None:
@@ -947,7 +926,7 @@ def _exact_elements(
     ITEMS_AT_ONCE at a time (the vector's sums, worked out once, serve them all)."""
     ex = rounding.exact(x, params, g)
     if rounding.rational:
-        return [_round_exact(get(ex, item), fmt) for item in items]
+        return [correct.round_rational(get(ex, item), fmt) for item in items]
     out: list[float] = []
     for start in range(0, len(items), ITEMS_AT_ONCE):
         part = items[start : start + ITEMS_AT_ONCE]

@@ -1,0 +1,703 @@
+"""alpha-entmax (Peters, Niculae and Martins 2019): entmax15 and entmax with its parameter alpha.
+
+    y_i = max((alpha - 1) x_i - tau, 0)^(1 / (alpha - 1)),   tau such that sum_i y_i = 1,
+
+along the axis; alpha = 1 is softmax (the limit), 2 is sparsemax, 1.5 is ``entmax15``.  With
+z = (alpha - 1)(x - max x) and p = 1 / (alpha - 1), y_i = max(z_i - t, 0)^p where t is the
+threshold in z's units (-1 <= t <= -(1/n)^(1/p): the largest z is 0).
+
+* Jacobian: J = diag(s) - s s^T / sum(s), s_i = y_i^(2 - alpha) = (z_i - t)^(p - 1) on the support,
+  0 off it (an element exactly on the support's edge counts as outside).
+* dy/dalpha (Correia, Niculae and Martins 2019): with ytilde = s / sum(s) and S_i = y_i log y_i,
+  dy_i/dalpha = (y_i - ytilde_i) / (alpha - 1)^2 - (S_i - ytilde_i sum_k S_k) / (alpha - 1); at
+  alpha = 1 its limit, y_i (sum_k y_k l_k^2 - l_i^2) / 2 with l = log y.
+
+Correctly rounded as the other vector functions (:mod:`.vector_rounded`): a bounded evaluation in
+the working precision decides nearly every element, the threshold bracketed by two evaluations of
+sum(y) - 1 whose bounds prove its sign on either side; the rest is worked out exactly.  For
+alpha = 1.5 the exact route is exact algebra: on the support S (size k, a = x/2), t = mean(a) -
+sqrt(D), D = (1 - sum_S (a - mean)^2) / k rational, so every value, Jacobian entry and VJP lies
+in Q(sqrt D) and is decided (zeros and rationals included) without rounding (:class:`Surd`).  For
+other alpha the threshold comes from Newton's method in MPFR at the working precision.  alpha = 1
+and 2 are softmax's and sparsemax's own correctly rounded routes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import gmpy2
+import numpy as np
+from gmpy2 import mpfr, mpq
+from numpy.typing import NDArray
+
+from . import vector, vector_rounded
+from .bounded import B, unit
+from .bounded import exp as b_exp
+from .exact import EXTENDED, Extended
+from .registry import Activation, Array, Example, Kink, Param, register
+from .vector_rounded import Bounded, Exact, VectorRounding, tree_sum
+
+ALPHA = Param(
+    name="alpha",
+    default=1.5,
+    minimum=1.0,
+    maximum=100.0,
+    description=(
+        "the entmax order: 1 is softmax, 1.5 entmax15, 2 sparsemax; larger alpha, sparser y "
+        "(the Tsallis entropy's alpha; Correia et al. learn it per attention head)"
+    ),
+)
+
+#: Newton steps (safeguarded by bisection) for the threshold in the working precision.
+NEWTON_STEPS = 80
+
+
+def _power(u: Any, p: float) -> Any:
+    """u^p for u >= 0 (0^p = 0, also for p <= 0: off the support)."""
+    if p == 1:
+        return u
+    if p == 2:
+        return u * u
+    with np.errstate(divide="ignore"):
+        return np.where(u > 0, np.power(np.where(u > 0, u, 1), p), 0)
+
+
+def _threshold(z: Any, p: float) -> Any:
+    """t with sum max(z - t, 0)^p = 1 along the last axis (max z = 0), kept as (..., 1): Newton's
+    method from both ends of the bracket [-1, -(1/n)^(1/p)], bisection where a step leaves it."""
+    n = z.shape[-1]
+    shape = (*z.shape[:-1], 1)
+    lo = np.full(shape, -1.0, z.dtype)  # f(lo) >= 0: the largest term alone is 1
+    hi = np.full(shape, -((1.0 / n) ** (1.0 / p)), z.dtype)  # f(hi) <= 0: every term <= 1/n
+    t = (lo + hi) / 2
+    eps = np.finfo(z.dtype).eps
+    for _ in range(NEWTON_STEPS):
+        u = np.maximum(z - t, 0)
+        f = np.sum(_power(u, p), axis=-1, keepdims=True) - 1
+        slope = p * np.sum(_power(u, p - 1) if p != 1 else (u > 0), axis=-1, keepdims=True)
+        lo = np.where(f >= 0, t, lo)
+        hi = np.where(f <= 0, t, hi)
+        with np.errstate(all="ignore"):
+            correction = f / slope
+        step = t + correction
+        # converged: the Newton correction within an ULP or two of t (or the bracket that narrow)
+        done = (np.abs(correction) <= 2 * eps * np.abs(t)) | (hi - lo <= 2 * eps * np.abs(t))
+        t = np.where(done, t, np.where((step >= lo) & (step <= hi), step, (lo + hi) / 2))
+        if np.all(done):
+            break
+    return t
+
+
+def _state(x: Array, alpha: float) -> tuple[Extended, Extended, Any]:
+    """(u = max(z - t, 0), z - t unclipped, p) in extended precision."""
+    p: Any = EXTENDED(1.0) / EXTENDED(alpha - 1.0)
+    xe = x.astype(EXTENDED)
+    z = (alpha - 1.0) * (xe - np.max(xe, axis=-1, keepdims=True))
+    t = _threshold(z, p)
+    return np.maximum(z - t, 0), z - t, p
+
+
+def entmax(x: Array, alpha: float = 1.5) -> Array:
+    if alpha == 1.0:
+        return vector.softmax(x, 1.0)
+    if alpha == 2.0:
+        return vector.sparsemax(x)
+    u, _, p = _state(x, alpha)
+    return np.asarray(_power(u, p), np.float64)
+
+
+def _s(x: Array, alpha: float) -> Extended:
+    """s = y^(2 - alpha) on the support, 0 off it (softmax's y at alpha = 1)."""
+    if alpha == 1.0:
+        return vector.softmax(x, 1.0).astype(EXTENDED)
+    u, _, p = _state(x, alpha)
+    return np.where(u > 0, _power(u, p - 1) if p != 1 else 1.0, 0.0)
+
+
+def entmax_jacobian(x: Array, alpha: float = 1.5, out: NDArray[Any] | None = None) -> NDArray[Any]:
+    def state(v: Array) -> tuple[Extended, Extended]:
+        s = _s(v, alpha)
+        return s, np.sum(s, axis=-1, keepdims=True)
+
+    def fill(arrays: tuple[NDArray[Any], ...], rows: slice, dest: NDArray[Any]) -> None:
+        s, total = arrays
+        block = -s[:, rows, None] * s[:, None, :] / total[:, :, None]
+        at, i = vector._diagonal(rows)
+        block[:, at, i] += s[:, i]
+        vector._store(dest, block)
+
+    return vector._build(x, x.shape[-1], out, state, fill)
+
+
+def entmax_vjp(x: Array, g: Array, alpha: float = 1.5) -> Array:
+    s = _s(x, alpha)
+    ge = g.astype(EXTENDED)
+    inner = np.sum(s * ge, axis=-1, keepdims=True) / np.sum(s, axis=-1, keepdims=True)
+    return np.asarray(s * (ge - inner), np.float64)
+
+
+def entmax_alpha_grad(x: Array, alpha: float = 1.5) -> dict[str, Array]:
+    if alpha == 1.0:
+        y = vector.softmax(x, 1.0).astype(EXTENDED)
+        with np.errstate(divide="ignore"):
+            l2 = np.where(y > 0, np.log(y) ** 2, 0)
+        d = y * (np.sum(y * l2, axis=-1, keepdims=True) - l2) / 2
+        return {"alpha": np.asarray(d, np.float64)}
+    u, _, p = _state(x, alpha)
+    y = _power(u, p)
+    s = np.where(u > 0, _power(u, p - 1) if p != 1 else 1.0, 0.0)
+    ytilde = s / np.sum(s, axis=-1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        big_s = np.where(y > 0, y * p * np.log(np.where(u > 0, u, 1)), 0)
+    ent = np.sum(big_s, axis=-1, keepdims=True)
+    a1 = alpha - 1.0
+    d = (y - ytilde) / (a1 * a1) - (big_s - ytilde * ent) / a1
+    return {"alpha": np.asarray(d, np.float64)}
+
+
+# -- correctly rounded: the bounded route ----------------------------------------------------------
+
+
+def _b_power(u: B, p: float, work: Any, exponent: Any = None) -> B:
+    """max(u, 0)^p with its bound: u^2 and u exactly as B's products, other p as e^(p log u) (log
+    with the C library's error and the argument's spread); 0 where u <= 0 for sure, and where the
+    interval straddles 0, [0, upper^p] (p > 0) or unbounded (p < 0).  ``exponent``: p in the
+    working precision, within 2 units of it (1 / (alpha - 1) is rarely a float)."""
+    s = u.folded()
+    low, high = s.v - s.e, s.v + s.e
+    positive = low > 0
+    outside = high <= 0
+    with np.errstate(all="ignore"):
+        if p == 1:
+            inside = s
+        elif p == 2:
+            inside = s.square()
+        else:
+            pw = np.asarray(p, work) if exponent is None else exponent
+            lv = np.log(np.where(positive, s.v, 1))
+            le = np.where(positive, s.e / np.where(positive, low, 1), np.inf)
+            le = le + 8 * unit(work) * np.abs(lv) + np.finfo(work).smallest_subnormal
+            # the exponent's 2 units and the product's rounding
+            inside = b_exp(B(pw * lv, np.abs(pw) * le + 4 * unit(work) * np.abs(pw * lv)))
+        top = np.maximum(high, 0)
+        upper = (
+            np.power(top, np.asarray(p, work) * (1 + 4 * unit(work))) * (1 + 16 * unit(work))
+            if p > 0
+            else np.inf
+        )
+    v = np.where(positive, inside.v, np.where(outside, 0, upper / 2))
+    e = np.where(positive, inside.e, np.where(outside, 0, upper / 2))
+    return B(v, e)
+
+
+class _EntmaxBounded(Bounded):
+    """One group of vectors: z = (alpha - 1)(x - max) with its bound, the threshold t from Newton's
+    method in the working precision, bracketed: sum(y) - 1 proved >= 0 at t - d and <= 0 at t + d
+    (else the vector goes to the exact route whole), t then held as B(t, d)."""
+
+    def __init__(self, x: Array, alpha: float, work: Any, g: Array | None) -> None:
+        self.work = work
+        self.p = 1.0 / (alpha - 1.0)
+        self.alpha = alpha
+        a1 = np.asarray(alpha - 1.0, work)
+        one = np.asarray(1.0, work)
+        # p = 1/(alpha - 1) and p - 1 = (2 - alpha)/(alpha - 1) in the working precision (one
+        # rounding each, 1 - (alpha - 1) exact or one more: within 2 units)
+        self.exponents = (one / a1, (one - a1) / a1)
+        xw = B.exact(x, work)
+        diff = xw - B.exact(np.max(x, axis=-1, keepdims=True), work)
+        self.z = diff * B.exact(np.asarray(alpha - 1.0), work) if alpha != 2.0 else diff
+        t = _threshold(self.z.v, self.p)
+        u = unit(work)
+        # The bracket's half-width: a few units of t, and what the bound of sum(y) - 1 at t allows.
+        f = self._excess(t)
+        slope = self.p * np.sum(
+            _power(np.maximum(self.z.v - t, 0), self.p - 1) if self.p != 1 else (self.z.v > t),
+            axis=-1,
+            keepdims=True,
+        )
+        with np.errstate(all="ignore"):
+            d = 4 * (np.abs(f.v) + f.e) / np.where(slope > 0, slope, 1) + 8 * u * np.abs(t)
+        ok = self._excess(t - d).v - self._excess(t - d).e >= 0
+        high = self._excess(t + d)
+        ok &= high.v + high.e <= 0
+        ok &= np.isfinite(d) & (slope > 0)
+        self.t = B(t, np.where(ok, d, np.inf))
+        self.diff = self.z - self.t  # z - t, its bound holding the threshold's
+        self.y = _b_power(self.diff, self.p, work, self.exponents[0])
+        self.s = self._s()
+        self.total = tree_sum(self.s)
+
+    def _excess(self, t: Any) -> B:
+        """sum_i max(z_i - t, 0)^p - 1 with its bound, t exact."""
+        diff = self.z - B(t, np.zeros_like(t))
+        return tree_sum(_b_power(diff, self.p, self.work, self.exponents[0])) - 1.0
+
+    def _s(self) -> B:
+        if self.p == 1:  # sparsemax: the support's indicator (exact where the support is known)
+            s = self.diff.folded()
+            inside = (s.v - s.e > 0).astype(self.work)
+            known = (s.v - s.e > 0) | (s.v + s.e <= 0)
+            return B(inside, np.where(known, 0, np.inf))
+        return _b_power(self.diff, self.p - 1, self.work, self.exponents[1])
+
+    def value(self) -> Iterator[tuple[slice, B]]:
+        yield slice(0, self.y.v.shape[-1]), self.y
+
+    def jacobian(self, rows: slice) -> B:
+        s = self.s.folded()
+        si = B(s.v[:, rows, None], s.e[:, rows, None])
+        sj = B(s.v[:, None, :], s.e[:, None, :])
+        total = B(self.total.v[:, :, None], self.total.e[:, :, None])
+        block = -(si * sj) / total
+        diag = (np.arange(rows.start, rows.stop)[:, None] == np.arange(s.v.shape[-1])[None, :])[None]
+        return B(
+            np.where(diag, (si - (si * sj) / total).v, block.v),
+            np.where(diag, (si - (si * sj) / total).e, block.e),
+        )
+
+    def vjp(self, g: Array) -> Iterator[tuple[slice, B]]:
+        gb = B.exact(g, self.work)
+        inner = tree_sum(self.s * gb) / self.total
+        yield slice(0, g.shape[-1]), self.s * (gb - inner)
+
+    def param(self, name: str) -> Iterator[tuple[slice, B]]:
+        # dy/dalpha = (y - ytilde)/(alpha-1)^2 - (S - ytilde ent)/(alpha-1), S = y log y.
+        log_y = _b_log(self.diff, self.work) * B.exact(self.exponents[0], self.work)
+        log_y = B(log_y.v, log_y.e + 2 * unit(self.work) * np.abs(log_y.v))  # p's rounding
+        big_s = self.y * log_y
+        zero = self.y.is_zero()
+        big_s = B(np.where(zero, 0, big_s.v), np.where(zero, 0, big_s.e))
+        ent = tree_sum(big_s)
+        ytilde = self.s / self.total
+        a1 = self.alpha - 1.0
+        out = ((self.y - ytilde) / a1) / a1 - (big_s - ytilde * ent) / a1  # a1 exact
+        yield slice(0, self.y.v.shape[-1]), out
+
+
+def _b_log(u: B, work: Any) -> B:
+    """log u for u > 0 with its bound; 0 with an unbounded error where u may be <= 0."""
+    s = u.folded()
+    low = s.v - s.e
+    positive = low > 0
+    with np.errstate(all="ignore"):
+        lv = np.log(np.where(positive, s.v, 1))
+        le = (
+            s.e / np.where(positive, low, 1) + 8 * unit(work) * np.abs(lv) + np.finfo(work).smallest_subnormal
+        )
+    return B(lv, np.where(positive, le, np.inf))
+
+
+class _Undecided(Bounded):
+    """Every element to the exact route (entmax's alpha derivative at alpha = 1)."""
+
+    def __init__(self, x: Array, work: Any) -> None:
+        self.shape = x.shape
+
+    def param(self, name: str) -> Iterator[tuple[slice, B]]:
+        yield slice(0, self.shape[-1]), B(np.zeros(self.shape), np.full(self.shape, np.inf))
+
+
+# -- correctly rounded: the exact route -------------------------------------------------------------
+
+#: Bits at which (alpha - 1)(x - max x) of any float64 x and alpha is exact.
+Z_BITS = vector_rounded.EXACT_BITS + 64
+
+
+class _EntmaxExact(Exact):
+    """One vector at the working precision: the threshold by Newton's method in MPFR (from the
+    extended-precision one), then y, s and their sums.  Exact zeros: off the support (an element
+    whose z - t is below the precision's resolution counts as on its edge), and dy/dalpha where
+    the support's inputs are all equal (y = 1/k, whatever alpha)."""
+
+    def __init__(self, x: Sequence[float], alpha: float, g: Sequence[float] | None) -> None:
+        self.n = len(x)
+        self.alpha = alpha
+        self.a1 = mpfr(alpha - 1.0, 53)  # exact: alpha >= 1
+        top = max(x)
+        with gmpy2.context(gmpy2.get_context(), precision=Z_BITS):
+            self.z = [(mpfr(v, 53) - mpfr(top, 53)) * self.a1 for v in x]
+        self.g = None if g is None else [mpfr(v, 53) for v in g]
+        zl = np.asarray([float(v) for v in self.z], EXTENDED)
+        self.p_float = 1.0 / (alpha - 1.0)
+        t0 = float(_threshold(zl[None, :], self.p_float)[0, 0]) if np.all(np.isfinite(zl)) else -0.5
+        self.t = mpfr(t0, 64)
+        self.prec = 0
+        self._cache: dict[str, Any] = {}
+
+    def _p(self) -> Any:
+        return 1 / self.a1
+
+    def _solve(self) -> None:
+        """t to about 2^-(prec + 32) relative: safeguarded Newton's method from the last t."""
+        p = self._p()
+        n = self.n
+        lo, hi = mpfr(-1), -((mpfr(1) / n) ** (1 / p))
+        t = self.t if lo < self.t < hi else (lo + hi) / 2
+        tolerance = gmpy2.exp2(-(self.prec + 32))
+        for _ in range(4 * self.prec):
+            f, slope = mpfr(-1), mpfr(0)
+            for z in self.z:
+                if z > t:
+                    u = z - t
+                    f += u**p
+                    slope += p * u ** (p - 1)
+            if f == 0:
+                break
+            if f > 0:
+                lo = t
+            else:
+                hi = t
+            step = t + f / slope if slope > 0 else (lo + hi) / 2
+            if not lo < step < hi:
+                step = (lo + hi) / 2
+            if abs(step - t) <= tolerance * abs(t):
+                t = step
+                break
+            t = step
+        self.t = t
+
+    def at(self, prec: int) -> None:
+        self.prec = prec
+        self._cache = {}
+        with vector_rounded.wide(prec + 64):
+            self._solve()
+            self._pieces()
+
+    def _pieces(self) -> None:
+        """y, s, their sums and the support, from t."""
+        p = self._p()
+        edge = abs(self.t) * gmpy2.exp2(-self.prec)
+        self.u = [z - self.t if z - self.t > edge else mpfr(0) for z in self.z]
+        self.inside = [u > 0 for u in self.u]
+        self.y = [u**p if u > 0 else mpfr(0) for u in self.u]
+        self.s = [(u ** (p - 1) if p != 1 else mpfr(1)) if u > 0 else mpfr(0) for u in self.u]
+        self.total = gmpy2.fsum(self.s)
+        zs = {z for z, inside in zip(self.z, self.inside, strict=True) if inside}
+        self.flat = len(zs) == 1  # every y on the support equal: no dependence on alpha
+
+    def value(self, i: int) -> Any:
+        return self.y[i]
+
+    def jacobian(self, i: int, j: int) -> Any:
+        if not (self.inside[i] and self.inside[j]):
+            return mpfr(0)
+        if i != j:
+            return -self.s[i] * self.s[j] / self.total
+        # s_i (1 - s_i / sum s) as s_i (sum of the others) / sum s: no cancellation, and an exact 0
+        # where i is the support alone
+        rest = gmpy2.fsum(s for k, s in enumerate(self.s) if k != i and s)
+        return self.s[i] * rest / self.total
+
+    def _get(self, name: str, make: Callable[[], Any]) -> Any:
+        """A piece of the vector worked out once at the current precision."""
+        if name not in self._cache:
+            with vector_rounded.wide(self.prec + 64):
+                self._cache[name] = make()
+        return self._cache[name]
+
+    def _inner(self) -> Any:
+        assert self.g is not None
+        g = self.g
+        return self._get(
+            "inner", lambda: gmpy2.fsum(s * gi for s, gi in zip(self.s, g, strict=True) if s) / self.total
+        )
+
+    def _g_flat(self) -> bool:
+        """Whether g is one number over the support (then g^T J = 0 and sum g dy/dalpha = 0)."""
+        assert self.g is not None
+        gs = {g for g, inside in zip(self.g, self.inside, strict=True) if inside}
+        return len(gs) <= 1
+
+    def vjp(self, j: int) -> Any:
+        assert self.g is not None
+        if not self.inside[j] or self._g_flat():
+            return mpfr(0)
+        return self.s[j] * (self.g[j] - self._inner())
+
+    def _dalpha(self) -> list[Any]:
+        return self._get("dalpha", self._dalpha_all)
+
+    def _dalpha_all(self) -> list[Any]:
+        p = self._p()
+        big_s = [y * p * gmpy2.log(u) if u > 0 else mpfr(0) for y, u in zip(self.y, self.u, strict=True)]
+        ent = gmpy2.fsum(big_s)
+        a1 = self.a1
+        return [
+            (y - s / self.total) / (a1 * a1) - (b - s / self.total * ent) / a1 if inside else mpfr(0)
+            for y, s, b, inside in zip(self.y, self.s, big_s, self.inside, strict=True)
+        ]
+
+    def param(self, name: str, i: int) -> Any:
+        if self.flat or not self.inside[i]:
+            return mpfr(0)
+        return self._dalpha()[i]
+
+    def param_sum(self, name: str) -> Any:
+        assert self.g is not None
+        if self.flat or self._g_flat():
+            return mpfr(0)
+        return gmpy2.fsum(g * d for g, d in zip(self.g, self._dalpha(), strict=True) if g)
+
+
+class Surd:
+    """r + q sqrt(D) for rationals r, q and a rational D > 0 shared by a vector (exact)."""
+
+    __slots__ = ("d", "q", "r")
+
+    def __init__(self, r: Any, q: Any, d: Any) -> None:
+        self.r, self.q, self.d = mpq(r), mpq(q), d
+
+    def __add__(self, other: Surd) -> Surd:
+        return Surd(self.r + other.r, self.q + other.q, self.d)
+
+    def __sub__(self, other: Surd) -> Surd:
+        return Surd(self.r - other.r, self.q - other.q, self.d)
+
+    def __mul__(self, other: Surd) -> Surd:
+        return Surd(self.r * other.r + self.q * other.q * self.d, self.r * other.q + self.q * other.r, self.d)
+
+    def inverse(self) -> Surd:
+        norm = self.r * self.r - self.q * self.q * self.d  # never 0 for a nonzero element: sqrt(D) irrational
+        return Surd(self.r / norm, -self.q / norm, self.d)
+
+    def number(self) -> Any:
+        """An exact rational (a mpq, rounded exactly by the caller) or, where sqrt(D) enters, the
+        value at the working precision without cancellation: r + q sqrt(D) with r and q of
+        opposite signs as (r^2 - q^2 D) / (r - q sqrt(D))."""
+        if self.q == 0:
+            return self.r
+        root = gmpy2.sqrt(mpfr(self.d))
+        if self.r == 0 or (self.r > 0) == (self.q > 0):
+            return mpfr(self.r) + mpfr(self.q) * root
+        return mpfr(self.r * self.r - self.q * self.q * self.d) / (mpfr(self.r) - mpfr(self.q) * root)
+
+
+def _perfect_square(d: Any) -> Any:
+    """sqrt(d) for a rational d >= 0 whose root is rational, else None."""
+    num, den = int(d.numerator), int(d.denominator)
+    rn, rd = gmpy2.isqrt(num), gmpy2.isqrt(den)
+    return mpq(rn, rd) if rn * rn == num and rd * rd == den else None
+
+
+class _Entmax15Exact(_EntmaxExact):
+    """alpha = 1.5 in exact algebra: a = (x - max)/2, on the support (size k) t = mean(a) - sqrt(D),
+    D = (1 - sum (a - mean)^2) / k; the support found exactly from the sorted a (Peters et al.'s
+    Algorithm 2: the k with t_k <= a_(k)).  Every value, Jacobian entry and VJP is a Surd; dy/dalpha,
+    with its logarithms, as :class:`_EntmaxExact` from t."""
+
+    def __init__(self, x: Sequence[float], g: Sequence[float] | None) -> None:
+        top = mpq(max(x))
+        a = [(mpq(v) - top) / 2 for v in x]
+        ordered = sorted(a, reverse=True)
+        s1 = s2 = mpq(0)
+        size, mean, d = 1, ordered[0], mpq(1)
+        for k, v in enumerate(ordered, start=1):
+            s1 += v
+            s2 += v * v
+            m = s1 / k
+            dk = (1 - (s2 - s1 * m)) / k
+            gap = m - v  # t_k <= a_(k)  <=>  m - a_(k) <= sqrt(D_k)
+            if gap <= 0 or (dk >= 0 and gap * gap <= dk):
+                size, mean, d = k, m, dk
+        self.k = size
+        self.root = _perfect_square(d)
+        # With a rational root every element is rational: D = 1 and q folded into r.
+        self.dd = mpq(1) if self.root is not None else d
+        sqrt_d = Surd(self.root, 0, self.dd) if self.root is not None else Surd(0, 1, self.dd)
+        self.c = [Surd(v - mean, 0, self.dd) for v in a]
+        self.exact_s: list[Surd | None] = []
+        for ci in self.c:
+            si = ci + sqrt_d
+            # inside iff c + sqrt(D) > 0: c >= 0, or c^2 < D (exact)
+            inside = si.q == 0 and si.r > 0 if self.root is not None else (ci.r >= 0 or ci.r * ci.r < d)
+            self.exact_s.append(si if inside else None)
+        self.exact_total = Surd(0, 0, self.dd)
+        for member in self.exact_s:
+            if member is not None:
+                self.exact_total = self.exact_total + member
+        self.exact_g = None if g is None else [Surd(mpq(v), 0, self.dd) for v in g]
+        super().__init__(x, 1.5, g)
+        self.mean, self.d = mean, d
+
+    def _solve(self) -> None:
+        root = mpfr(self.root) if self.root is not None else gmpy2.sqrt(mpfr(self.d))
+        self.t = mpfr(self.mean) - root
+
+    def _pieces(self) -> None:
+        super()._pieces()
+        # The support as decided exactly (the precision's edge test may differ on the edge).
+        self.inside = [s is not None for s in self.exact_s]
+        self.u = [u if inside else mpfr(0) for u, inside in zip(self.u, self.inside, strict=True)]
+        self.y = [y if inside else mpfr(0) for y, inside in zip(self.y, self.inside, strict=True)]
+        self.s = [s if inside else mpfr(0) for s, inside in zip(self.s, self.inside, strict=True)]
+        self.total = gmpy2.fsum(self.s)
+
+    def value(self, i: int) -> Any:
+        s = self.exact_s[i]
+        return mpq(0) if s is None else (s * s).number()
+
+    def jacobian(self, i: int, j: int) -> Any:
+        si, sj = self.exact_s[i], self.exact_s[j]
+        if si is None or sj is None:
+            return mpq(0)
+        off = si * sj * self.exact_total.inverse()
+        return (si - off if i == j else Surd(0, 0, self.dd) - off).number()
+
+    def vjp(self, j: int) -> Any:
+        assert self.exact_g is not None
+        sj = self.exact_s[j]
+        if sj is None:
+            return mpq(0)
+        inner = self._get("exact_inner", self._exact_inner)
+        return (sj * (self.exact_g[j] - inner)).number()
+
+    def _exact_inner(self) -> Surd:
+        assert self.exact_g is not None
+        total = Surd(0, 0, self.dd)
+        for si, gi in zip(self.exact_s, self.exact_g, strict=True):
+            if si is not None and gi.r:
+                total = total + si * gi
+        return total * self.exact_total.inverse()
+
+
+class _EntmaxOneExact(Exact):
+    """dy/dalpha at alpha = 1 (softmax): y_i (sum_k y_k l_k^2 - l_i^2) / 2, l = log y; exactly 0
+    for every element where every input is equal (y = 1/n), and its sum with g where g is one
+    number throughout."""
+
+    def __init__(self, x: Sequence[float], g: Sequence[float] | None) -> None:
+        top = max(x)
+        with gmpy2.context(gmpy2.get_context(), precision=Z_BITS):
+            self.q = [mpfr(v, 53) - mpfr(top, 53) for v in x]
+        self.flat = len(set(x)) == 1
+        self.g = None if g is None else [mpfr(v, 53) for v in g]
+        self.d: list[Any] = []
+
+    def at(self, prec: int) -> None:
+        if self.flat:
+            return
+        with vector_rounded.wide(prec + 64):
+            e = [gmpy2.exp(q) for q in self.q]
+            total = gmpy2.fsum(e)
+            log_total = gmpy2.log(total)
+            y = [v / total for v in e]
+            logs = [q - log_total for q in self.q]
+            h2 = gmpy2.fsum(yi * li * li for yi, li in zip(y, logs, strict=True))
+            self.d = [yi * (h2 - li * li) / 2 for yi, li in zip(y, logs, strict=True)]
+
+    def param(self, name: str, i: int) -> Any:
+        return mpfr(0) if self.flat else self.d[i]
+
+    def param_sum(self, name: str) -> Any:
+        assert self.g is not None
+        if self.flat or len(set(self.g)) == 1:
+            return mpfr(0)
+        return gmpy2.fsum(g * d for g, d in zip(self.g, self.d, strict=True) if g)
+
+
+def _bounded(x: Array, params: Mapping[str, float], work: Any, g: Array | None = None) -> Bounded:
+    alpha = float(params.get("alpha", 1.5))
+    if alpha == 1.0:
+        return _Undecided(x, work)
+    return _EntmaxBounded(x, alpha, work, g)
+
+
+def _exact(x: Sequence[float], params: Mapping[str, float], g: Sequence[float] | None = None) -> Exact:
+    alpha = float(params.get("alpha", 1.5))
+    if alpha == 1.0:
+        return _EntmaxOneExact(x, g)
+    if alpha == 1.5:
+        return _Entmax15Exact(x, g)
+    return _EntmaxExact(x, alpha, g)
+
+
+class _EntmaxRounding(VectorRounding):
+    """entmax's values, Jacobians and VJPs at alpha = 1 and 2 are softmax's and sparsemax's own."""
+
+    def compute(self, quantity: str, x: Array, params: Mapping[str, float], *args: Any, **kwargs: Any) -> Any:
+        alpha = float(params.get("alpha", 1.5))
+        if quantity != "param" and alpha == 1.0:
+            return _SOFTMAX.compute(quantity, x, {"temperature": 1.0}, *args, **kwargs)
+        if quantity != "param" and alpha == 2.0:
+            return vector_rounded.SPARSEMAX.compute(quantity, x, {}, *args, **kwargs)
+        return vector_rounded.compute(self, quantity, x, params, *args, **kwargs)
+
+
+_SOFTMAX = vector_rounded.softmax_rounding()
+ENTMAX = _EntmaxRounding(bounded=_bounded, exact=_exact)
+ENTMAX15 = VectorRounding(
+    bounded=lambda x, params, work, g=None: _EntmaxBounded(x, 1.5, work, g),
+    exact=lambda x, params, g=None: _Entmax15Exact(x, g),
+)
+
+
+# -- the registry's entries --------------------------------------------------------------------
+
+_EDGE = Kink(
+    at="edge of the support",
+    derivative=0.0,
+    note="a component with y_i = 0 exactly on the edge of the support counts as outside it",
+)
+
+register(
+    Activation(
+        name="entmax15",
+        kind="vector",
+        fast=ENTMAX15,
+        forward=lambda x: entmax(x, 1.5),
+        derivative=lambda x, out=None: entmax_jacobian(x, 1.5, out),
+        vjp=lambda x, g: entmax_vjp(x, g, 1.5),
+        formula=r"\operatorname{entmax15}(x)_i = \max\bigl(\tfrac{x_i}{2} - \tau(x), 0\bigr)^2, \; \textstyle\sum_i y_i = 1",
+        derivative_formula=r"J = \operatorname{diag}(s) - \frac{s s^T}{\sum_k s_k}, \; s = \sqrt{y}",
+        range="[0, 1], summing to 1 along the axis, with exact zeros",
+        kinks=(_EDGE,),
+        typical_use=("multiclass_output",),
+        notes=(
+            "Between softmax and sparsemax: sparse like sparsemax, smoother in between; "
+            "entmax with alpha 1.5.",
+            "Worked out exactly: the threshold is a square root of a rational, so every value, "
+            "Jacobian entry and VJP is decided in exact arithmetic.",
+        ),
+        aliases=("Entmax15", "entmax_15", "1.5-entmax"),
+        reference="Peters, Niculae and Martins, Sparse sequence-to-sequence models (2019)",
+        examples=(
+            Example(x=(1.0, 2.0, 3.0), y=(0.0, 0.1692810861169262, 0.8307189138830738)),
+            Example(x=(2.0, 0.0), y=(1.0, 0.0)),
+        ),
+    )
+)
+
+register(
+    Activation(
+        name="entmax",
+        kind="vector",
+        fast=ENTMAX,
+        forward=entmax,
+        derivative=entmax_jacobian,
+        vjp=entmax_vjp,
+        param_grads=entmax_alpha_grad,
+        params=(ALPHA,),
+        formula=r"\operatorname{entmax}_\alpha(x)_i = \max\bigl((\alpha - 1) x_i - \tau(x), 0\bigr)^{1/(\alpha - 1)}, \; \textstyle\sum_i y_i = 1",
+        derivative_formula=(
+            r"J = \operatorname{diag}(s) - \frac{s s^T}{\sum_k s_k}, \; s = y^{2 - \alpha}; \;"
+            r"\frac{\partial y}{\partial \alpha} = \frac{y - \tilde y}{(\alpha - 1)^2} - "
+            r"\frac{y \log y - \tilde y \sum_k y_k \log y_k}{\alpha - 1}, \; \tilde y = \frac{s}{\sum_k s_k}"
+        ),
+        range="[0, 1], summing to 1 along the axis; exact zeros for alpha > 1",
+        kinks=(_EDGE,),
+        typical_use=("multiclass_output",),
+        notes=(
+            "alpha = 1 is softmax, 1.5 entmax15, 2 sparsemax; the threshold tau is found by "
+            "Newton's method and every result is correctly rounded all the same.",
+            "dy/dalpha lets alpha be learned (adaptively sparse attention); at alpha = 1 it is the "
+            "limit y_i (sum_k y_k log^2 y_k - log^2 y_i) / 2.",
+            "For alpha > 2 the Jacobian grows without bound next to the support's edge.",
+        ),
+        aliases=("Entmax", "EntmaxAlpha", "entmax_bisect", "EntmaxBisect"),
+        reference="Peters, Niculae and Martins (2019); Correia, Niculae and Martins, Adaptively sparse transformers (2019)",
+        examples=(Example(x=(1.0, 2.0, 3.0), y=(0.0, 0.1692810861169262, 0.8307189138830738)),),
+    )
+)
