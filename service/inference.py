@@ -238,7 +238,11 @@ def parse(
         if key in _PROTOCOL_PARAMETERS:
             continue
         declared = next((p for p in entry.params if p.name == key), None)
-        if isinstance(value, str) and declared is not None and declared.length is not None:
+        if (
+            isinstance(value, str)
+            and declared is not None
+            and (declared.length is not None or declared.channels)
+        ):
             # an array parameter: comma-separated numbers (the protocol's parameters are strings,
             # numbers and booleans)
             params[key] = decode.query_param(f"parameters.{key[:100]}", value)

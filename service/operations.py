@@ -224,7 +224,7 @@ FAST_WORK_FACTOR = 64
 
 def _weighed(plan: Plan, req: ActivateRequest) -> Plan:
     entry = activations.get(req.activation)
-    if entry.fast is None or (req.dtype in correct.SIXTEEN_BIT and entry.kind == "elementwise"):
+    if entry.fast is None or _sixteen_bit_elementwise(req):
         return plan
     plan = replace(plan, work=plan.work * FAST_WORK_FACTOR)
     if req.dtype != "bfloat16":
@@ -254,8 +254,20 @@ def plan_derivative(req: ActivateRequest, limits: Limits, info: dict[str, Any] |
     return _weighed(_plan_derivative(req, limits, info), req)
 
 
+def _sixteen_bit_elementwise(req: ActivateRequest) -> bool:
+    """Whether a request takes :func:`_plan_sixteen_bit`: an elementwise function in a 16-bit format,
+    without per-channel parameters (those go the core's way, channel by channel)."""
+    if req.dtype not in correct.SIXTEEN_BIT:
+        return False
+    entry = activations.get(req.activation)
+    if entry.kind != "elementwise":
+        return False
+    given = req.params or {}
+    return not any(p.channels and isinstance(given.get(p.name), list | tuple) for p in entry.params)
+
+
 def _plan_activate(req: ActivateRequest, limits: Limits, info: dict[str, Any] | None = None) -> Plan:
-    if req.dtype in correct.SIXTEEN_BIT and activations.get(req.activation).kind == "elementwise":
+    if _sixteen_bit_elementwise(req):
         return _plan_sixteen_bit(req, limits, info, derivative=False)
     entry, params, x, axis, dtype = _inputs(req, limits, info)
     out = math.prod(entry.output_shape(x.shape, axis))
@@ -269,7 +281,7 @@ def _plan_activate(req: ActivateRequest, limits: Limits, info: dict[str, Any] | 
 
 def _plan_derivative(req: ActivateRequest, limits: Limits, info: dict[str, Any] | None = None) -> Plan:
     assert isinstance(req, DerivativeRequest)
-    if req.dtype in correct.SIXTEEN_BIT and activations.get(req.activation).kind == "elementwise":
+    if _sixteen_bit_elementwise(req):
         return _plan_sixteen_bit(req, limits, info, derivative=True)
     entry, params, x, axis, dtype = _inputs(req, limits, info)
     shape = x.shape
@@ -288,7 +300,7 @@ def _plan_derivative(req: ActivateRequest, limits: Limits, info: dict[str, Any] 
             entry.second_derivative(x, params, dtype)  # refuses it before any work
 
         def second() -> Payload:
-            d2 = entry.second_derivative(x, params, dtype)
+            d2 = entry.second_derivative(x, params, dtype, axis)
             return head(d2.shape) | {"d2ydx2": d2}
 
         return Plan(
@@ -405,7 +417,7 @@ def plan_check(req: Any, limits: Limits, info: dict[str, Any] | None = None) -> 
     entry = activations.get(req.activation)
     if info is not None:
         info["activation"] = entry.name
-    params = entry.bind(req.params)
+    params = entry.bind(req.params, per_channel=False)
     fmt = correct.FORMATS[req.dtype]
     correct.function_of(entry, req.quantity)  # vector functions: 422 before any work
     limit = (
@@ -486,7 +498,7 @@ def _profiled(req: Any, info: dict[str, Any] | None) -> tuple[Activation, dict[s
     entry = activations.get(req.activation)
     if info is not None:
         info["activation"] = entry.name
-    params = entry.bind(req.params)
+    params = entry.bind(req.params, per_channel=False)
     return entry, params, profile.Profile(entry, params)
 
 
@@ -603,7 +615,7 @@ def plan_fit(req: Any, limits: Limits, info: dict[str, Any] | None = None) -> Pl
     if info is not None:
         info["activation"] = entry.name
     names = fit.fittable(entry, req.fit)
-    start = entry.bind(req.params)
+    start = entry.bind(req.params, per_channel=False)
     limit = min(FIT_MAX_POINTS, limits.max_elements)
     x = codec.to_array(req.x, "x", np.float64).ravel()
     if x.size > limit:
@@ -637,7 +649,7 @@ def plan_fit(req: Any, limits: Limits, info: dict[str, Any] | None = None) -> Pl
                 "target.activation", f"{target.name} is a vector function; targets are elementwise"
             )
         try:
-            target_params = target.bind(req.target.params)
+            target_params = target.bind(req.target.params, per_channel=False)
         except ActivationError as exc:
             raise ActivationError(f"target.{exc.field}", exc.reason) from None
 

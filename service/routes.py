@@ -214,7 +214,7 @@ def reference(
         if key in ("dtype", "quantity"):
             continue
         given[key] = decode.query_param(f"params.{key[:100]}", text)
-    params = entry.bind(given)
+    params = entry.bind(given, per_channel=False)
     fmt = correct.FORMATS[dtype]
     correct.function_of(entry, quantity)
     if not _TABLES.acquire(timeout=TABLE_WAIT):

@@ -149,7 +149,10 @@ class ActivateRequest(BaseModel):
     )
     axis: int = Field(
         default=-1,
-        description="Vector functions (softmax) work along this axis of x; elementwise functions ignore it.",
+        description=(
+            "Vector functions (softmax) work along this axis of x, and a per-channel parameter (prelu's "
+            "weight array) is applied along it; elementwise functions otherwise ignore it."
+        ),
     )
     dtype: Literal["float64", "float32", "float16", "bfloat16"] = Field(
         default="float64",
@@ -574,6 +577,13 @@ class ParamInfo(BaseModel):
     length: list[int] | None = Field(
         default=None,
         description="An array parameter: the fewest and most numbers it takes (bounds apply to each).",
+    )
+    channels: bool = Field(
+        default=False,
+        description=(
+            "A number, or an array of one number per channel: as long as x along axis, each "
+            "element taking its channel's (bounds apply to each)."
+        ),
     )
     description: str
 

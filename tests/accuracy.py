@@ -124,6 +124,7 @@ ALT_PARAMS: Mapping[str, Mapping[str, float]] = {
     "geglu_tanh": {"gate_half": 1.0},
     "reglu": {"gate_half": 1.0},
     "gumbel_softmax": {"temperature": 0.5, "seed": 12345.0},
+    "entmax": {"alpha": 1.25},
 }
 ABSOLUTE_NEAR_ZERO = {"sparsemax"}
 
@@ -764,7 +765,7 @@ def _vector_call(
             body["wrt"] = "params"
         payload = operations.plan_derivative(DerivativeRequest.model_validate(body), limits).run()
         field = {"jacobian": "dydx", "vjp": "grad_x", "dydT": "dydparams"}[quantity]
-        got = payload[field]["temperature"] if quantity == "dydT" else payload[field]
+        got = payload[field][_parameter(entry)] if quantity == "dydT" else payload[field]
         return np.asarray(got, dtype=np.float64)
     dtype = np.float64 if fmt == "float64" else np.float32
     xd, gd = x.astype(dtype), g.astype(dtype)
@@ -774,7 +775,16 @@ def _vector_call(
         return entry.jacobian(xd, bound, -1, dtype)
     if quantity == "vjp":
         return entry.vector_jacobian_product(xd, gd, bound, -1, dtype)
-    return entry.parameter_jacobian(xd, bound, -1, dtype)["temperature"]
+    return entry.parameter_jacobian(xd, bound, -1, dtype)[_parameter(entry)]
+
+
+def _parameter(entry: activations.Activation) -> str:
+    """The parameter whose derivative is the "dydT" quantity: the temperature, or entmax's alpha."""
+    return entry.learnable[0].name
+
+
+def _label(name: str, quantity: str) -> str:
+    return "dy/dα" if quantity == "dydT" and name == "entmax" else LABELS[quantity]
 
 
 def _vector_task(entry: activations.Activation, bound: Mapping[str, float], task: Task) -> dict[str, Stats]:
@@ -1042,7 +1052,7 @@ def report(
     if vector:
         w(
             "Vector functions (grid e): each element of the value, the Jacobian, the vector-Jacobian "
-            "product and the derivative with respect to the temperature, against tests/reference.py's "
+            "product and the derivative with respect to the temperature (entmax: to alpha), against tests/reference.py's "
             "exact zeros and rationals and settled mpmath values; an exact 0 counts only as +0."
         )
         w("")
@@ -1055,7 +1065,7 @@ def report(
                     c is not None and c.refused for c in cells
                 ):
                     continue
-                w(f"| {row.label} | {LABELS[q]} | " + " | ".join(_cell(c) for c in cells) + " |")
+                w(f"| {row.label} | {_label(row.name, q)} | " + " | ".join(_cell(c) for c in cells) + " |")
         w("")
     missing = [r.name for r in elementwise if activations.get(r.name).exact is None and not r.params]
     if missing:

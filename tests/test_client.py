@@ -269,3 +269,18 @@ async def test_async_client_sends_array_parameters(binary: bool) -> None:
     np.testing.assert_array_equal(
         grads["denominator"], entry.parameter_jacobian(x, entry.bind(params))["denominator"]
     )
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["npy", "json"])
+async def test_async_client_sends_per_channel_weights(binary: bool) -> None:
+    # prelu with one weight per channel along axis 1 (PyTorch's nn.PReLU(num_parameters=3))
+    entry = activations.get("prelu")
+    weight = (0.5, 0.25, 2.0)
+    x = np.array([[-1.0, -2.0, 3.0], [-4.0, 5.0, -6.0]])
+    g = np.ones_like(x)
+    async with asgi_client(binary=binary) as client:
+        y = await client.activate("prelu", x, axis=1, weight=weight)
+        sums = await client.derivative("prelu", x, grad=g, wrt="params", axis=1, weight=weight)
+    np.testing.assert_array_equal(y, [[-0.5, -0.5, 3.0], [-2.0, 5.0, -12.0]])
+    np.testing.assert_array_equal(y, entry.value(x, entry.bind({"weight": weight}), 1))
+    assert list(sums["weight"]) == [-5.0, -2.0, -6.0]

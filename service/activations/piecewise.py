@@ -521,13 +521,28 @@ register(
         exact=Exact(
             _prelu_exact, _prelu_exact_derivative, exact_zero, params={"weight": _prelu_exact_weight}
         ),
-        params=(Param(name="weight", default=0.25, description="learned slope for x < 0"),),
+        params=(
+            Param(
+                name="weight",
+                default=0.25,
+                channels=True,
+                description=(
+                    "learned slope for x < 0: a number, or one per channel along axis (as PyTorch's "
+                    "nn.PReLU(num_parameters=C) with axis 1)"
+                ),
+            ),
+        ),
         formula=r"f(x) = x \text{ for } x > 0, \; a x \text{ otherwise}",
         derivative_formula=r"f'(x) = 1 \text{ for } x > 0, \; a \text{ otherwise}",
         range="(-inf, inf)",
         kinks=(Kink(at=0.0, derivative="weight", second_derivative=0.0, note="the weight, as PyTorch"),),
         typical_use=("hidden",),
-        notes=("Leaky relu whose slope is learned: use wrt=params to get its gradient.",),
+        notes=(
+            "Leaky relu whose slope is learned: use wrt=params to get its gradient.",
+            "With one weight per channel (an array as long as x along axis), each element takes its "
+            "channel's weight; dydparams.weight then has x's shape (each element's derivative with "
+            "respect to its own channel's weight) and grad_params.weight one sum per channel.",
+        ),
         aliases=("PReLU",),
         reference="He et al., Delving deep into rectifiers (2015)",
         examples=(Example(x=-2.0, y=-0.5), Example(x=3.0, y=3.0)),

@@ -80,6 +80,23 @@ USES: Mapping[str, str] = {
 }
 
 
+def _stacked(
+    split: tuple[int, list[dict[str, Any]]], x: Array, fn: Callable[..., Array], *arrays: Array
+) -> Array:
+    """fn of each channel (x, and ``arrays``, taken along the split's axis, with that channel's
+    parameters), stacked back along the axis."""
+    ax, per = split
+    parts = [
+        np.asarray(fn(np.take(x, c, axis=ax), pc, *(np.take(a, c, axis=ax) for a in arrays)))
+        for c, pc in enumerate(per)
+    ]
+    return np.stack(parts, axis=ax)
+
+
+#: The most channels a per-channel parameter has (each is evaluated as a call of its own).
+MAX_CHANNELS = 4096
+
+
 class ActivationError(ValueError):
     """A request the core cannot serve.  ``field`` names the offending input."""
 
@@ -164,6 +181,9 @@ class Param:
     integer: bool = False
     #: An array parameter: the fewest and most numbers it takes (None: a number).
     length: tuple[int, int] | None = None
+    #: A number, or an array of one number per channel, applied along ``axis`` (prelu's weight, as
+    #: PyTorch's ``nn.PReLU(num_parameters=C)``): each element takes its channel's number.
+    channels: bool = False
 
     @property
     def differentiable(self) -> bool:
@@ -173,6 +193,16 @@ class Param:
     def coerce(self, value: Any) -> float | tuple[float, ...]:
         """``value`` as this parameter holds it (a float, or a tuple of floats), checked."""
         where = f"params.{self.name}"
+        if self.channels and isinstance(value, (list, tuple, np.ndarray)):
+            numbers = tuple(float(v) for v in value)
+            if not 1 <= len(numbers) <= MAX_CHANNELS:
+                raise ActivationError(
+                    where,
+                    f"has {len(numbers)} numbers; give one number per channel, at most {MAX_CHANNELS:,}",
+                )
+            for k, v in enumerate(numbers):
+                self.check(v, f"{where}[{k}]")
+            return numbers
         if self.length is None:
             if isinstance(value, (list, tuple, np.ndarray)):
                 raise ActivationError(where, "must be a number, not an array")
@@ -334,8 +364,10 @@ class Activation:
         """The parameters y has derivatives with respect to (all but choices between forms)."""
         return tuple(p for p in self.params if p.differentiable)
 
-    def bind(self, given: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Validate ``given`` against the declared parameters and fill in defaults."""
+    def bind(self, given: Mapping[str, Any] | None = None, per_channel: bool = True) -> dict[str, Any]:
+        """Validate ``given`` against the declared parameters and fill in defaults.  With
+        ``per_channel`` False (where x has no channels: /check, /profile, /fit...), a per-channel
+        array is refused."""
         given = dict(given or {})
         declared = {p.name: p for p in self.params}
         for name in given:
@@ -347,6 +379,11 @@ class Activation:
         bound: dict[str, Any] = {}
         for p in self.params:
             bound[p.name] = p.coerce(given.get(p.name, p.default))
+            if p.channels and not per_channel and isinstance(bound[p.name], tuple):
+                raise ActivationError(
+                    f"params.{p.name}",
+                    "must be a number here: one number per channel applies to /activate and /derivative",
+                )
         if self.constraint is not None:
             self.constraint(bound)
         return bound
@@ -363,6 +400,9 @@ class Activation:
         """y = f(x) for ``x`` of any shape (vector functions along ``axis``)."""
         x = self.prepared(x, params)
         if self.kind == "elementwise":
+            split = self._channels(x, params, axis)
+            if split is not None:
+                return _stacked(split, x, lambda xc, pc: self.value(xc, pc, -1, dtype))
             return _finite(self._elementwise("value", self.forward, x, params, dtype), "y", dtype)
         ax = self.check_axis(x, axis)
         if self._vector_rounded():
@@ -380,6 +420,9 @@ class Activation:
         """
         x = self.prepared(x, params)
         if self.kind == "elementwise":
+            split = self._channels(x, params, axis)
+            if split is not None:
+                return _stacked(split, x, lambda xc, pc: self.jacobian(xc, pc, -1, dtype))
             return _finite(self._elementwise("derivative", self.derivative, x, params, dtype), "dydx", dtype)
         ax = self.check_axis(x, axis)
         xm = np.moveaxis(x, ax, -1)
@@ -395,14 +438,19 @@ class Activation:
             self.derivative(xm, out=jac, **params)
         return _finite(np.moveaxis(jac, -2, ax), "dydx", dtype)
 
-    def second_derivative(self, x: Array, params: Mapping[str, float], dtype: DType = np.float64) -> Array:
-        """f''(x) with x's shape; elementwise functions only."""
+    def second_derivative(
+        self, x: Array, params: Mapping[str, float], dtype: DType = np.float64, axis: int = -1
+    ) -> Array:
+        """f''(x) with x's shape; elementwise functions only (``axis``: of per-channel parameters)."""
         if self.second is None:
             raise NotSupported(
                 "order",
                 f"second derivatives are available for elementwise functions; "
                 f"{self.name} is a vector function (use order 1)",
             )
+        split = self._channels(x, params, axis)
+        if split is not None:
+            return _stacked(split, x, lambda xc, pc: self.second_derivative(xc, pc, dtype))
         return _finite(self._elementwise("second_derivative", self.second, x, params, dtype), "d2ydx2", dtype)
 
     def vector_jacobian_product(
@@ -411,6 +459,11 @@ class Activation:
         """``g^T J``: the gradient with respect to x of ``sum(g * f(x))``."""
         x = self.prepared(x, params)
         if self.kind == "elementwise":
+            split = self._channels(x, params, axis)
+            if split is not None:
+                return _stacked(
+                    split, x, lambda xc, pc, gc: self.vector_jacobian_product(xc, gc, pc, -1, dtype), g
+                )
             if self._rounded("derivative") is not None:
                 return _finite(
                     self._elementwise("derivative", self.derivative, x, params, dtype, g), "grad_x", dtype
@@ -433,16 +486,34 @@ class Activation:
     def parameter_jacobian(
         self, x: Array, params: Mapping[str, float], axis: int = -1, dtype: DType = np.float64
     ) -> dict[str, Array]:
-        """``{name: dy/dtheta}`` for every parameter, each with y's shape."""
+        """``{name: dy/dtheta}`` for every parameter, each with y's shape (an array parameter's
+        with one more axis; a per-channel one's, x's shape: each element's own channel's)."""
         x = self.prepared(x, params)
+        split = self._channels(x, params, axis) if self.kind == "elementwise" else None
+        if split is not None:
+            return {
+                p.name: _stacked(
+                    split, x, lambda xc, pc, name=p.name: self.parameter_jacobian(xc, pc, -1, dtype)[name]
+                )
+                for p in self.learnable
+            }
         grads = self._param_grads(x, params, axis, dtype)
         return {name: _finite(g, f"dydparams.{name}", dtype) for name, g in grads.items()}
 
     def parameter_vjp(
         self, x: Array, g: Array, params: Mapping[str, float], axis: int = -1, dtype: DType = np.float64
-    ) -> dict[str, float]:
-        """``{name: sum(g * dy/dtheta)}``: the update a training loop applies to each parameter."""
+    ) -> dict[str, Any]:
+        """``{name: sum(g * dy/dtheta)}``: the update a training loop applies to each parameter
+        (a per-channel parameter's: one sum a channel)."""
         x = self.prepared(x, params)
+        split = self._channels(x, params, axis) if self.kind == "elementwise" else None
+        if split is not None:
+            ax, per = split
+            channels = [
+                self.parameter_vjp(np.take(x, c, axis=ax), np.take(g, c, axis=ax), pc, -1, dtype)
+                for c, pc in enumerate(per)
+            ]
+            return {p.name: [part[p.name] for part in channels] for p in self.learnable}
         if self.kind == "elementwise" and any(self._rounded("value", p.name) for p in self.learnable):
             fmt = _format(dtype)
             sums: dict[str, Any] = {}
@@ -716,6 +787,29 @@ class Activation:
         out = list(shape)
         out[axis] = self.output_length(shape[axis])
         return tuple(out)
+
+    def _channels(
+        self, x: Array, params: Mapping[str, Any], axis: int
+    ) -> tuple[int, list[dict[str, Any]]] | None:
+        """Where a per-channel parameter is an array: the axis and each channel's parameters (its
+        numbers), else None.  The array has one number for each channel, x's length along axis."""
+        arrays = [p.name for p in self.params if p.channels and isinstance(params.get(p.name), tuple)]
+        if not arrays:
+            return None
+        if np.ndim(x) == 0:
+            raise ActivationError(
+                "x", f"a per-channel {arrays[0]} needs channels: send an array, not a number"
+            )
+        ax = self._normalise_axis(np.shape(x), axis)
+        n = np.shape(x)[ax]
+        for name in arrays:
+            if len(params[name]) != n:
+                raise ActivationError(
+                    f"params.{name}",
+                    f"has {len(params[name])} numbers, one per channel, but x has {n} along axis {ax}: "
+                    f"give {n} numbers, or a single number for every channel",
+                )
+        return ax, [{k: (v[c] if k in arrays else v) for k, v in params.items()} for c in range(n)]
 
     def check_axis(self, x: Array, axis: int) -> int:
         """Normalise ``axis`` for ``x``; vector functions need at least one dimension."""
