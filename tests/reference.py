@@ -1177,17 +1177,18 @@ class Entmax:
     def _solve(self, prec: int) -> Parts:
         """y, s = y^(2 - alpha) and log y on the support, from theta = -e^u: Newton's method (bisection
         where it strays) on F(u) = log sum y = 0, F increasing, with as many more bits as the smallest gap
-        z_i - theta loses against theta."""
+        z_i - theta loses against theta (a gap below the precision leaves no root there: more bits)."""
         extra = 32 + self.p_bits
-        while True:
+        while extra <= 1 << 20:
+            need = 0
             with mp.workprec(prec + extra):
                 z = [_mpq(self.z[i]) for i in self.support]
                 p = _mpq(self.p)
                 lo, hi, u = mp.log(-min(z)), ZERO, ZERO  # F(lo) < 0 <= F(0): theta = -1 at u = 0
                 for _ in range(8 * (prec + extra)):
                     e = mp.exp(u)
-                    gaps = [v + e for v in z]
-                    logs = [p * mp.log(g) for g in gaps if g > 0]
+                    gaps = [v + e for v in z if v + e > 0]
+                    logs = [p * mp.log(g) for g in gaps]
                     big = max(logs)
                     w = [mp.exp(v - big) for v in logs]
                     total = mp.fsum(w)
@@ -1196,31 +1197,25 @@ class Entmax:
                         hi = u
                     else:
                         lo = u
-                    slope = (
-                        p
-                        * e
-                        * mp.fsum(wi / g for wi, g in zip(w, [g for g in gaps if g > 0], strict=True))
-                        / total
-                    )
-                    step = f / slope
-                    new = u - step if lo < u - step < hi else (lo + hi) / 2
-                    small = min(g for g in gaps if g > 0)
-                    done = abs(new - u) * e <= small * mp.ldexp(ONE, 8 - prec - extra)
+                    slope = p * e * mp.fsum(wi / g for wi, g in zip(w, gaps, strict=True)) / total
+                    new = u - f / slope if lo < u - f / slope < hi else (lo + hi) / 2
+                    done = abs(new - u) * e <= min(gaps) * mp.ldexp(ONE, 8 - prec - extra)
                     u = new
                     if done:
+                        e = mp.exp(u)
+                        gaps = [v + e for v in z]
+                        small = min(gaps)
+                        if small > 0:
+                            lost = int(max(ZERO, mp.log(e / small, 2)))
+                            if extra >= lost + 24 + self.p_bits:
+                                logs = [p * mp.log(g) for g in gaps]
+                                y = [mp.exp(v) for v in logs]
+                                s = [yi / g for yi, g in zip(y, gaps, strict=True)]
+                                return [+v for v in y], [+v for v in s], [+v for v in logs]
+                            need = lost + 48 + self.p_bits
                         break
-                else:
-                    raise Undecided("entmax: Newton's method for theta did not converge")
-                e = mp.exp(u)
-                gaps = [v + e for v in z]
-                small = min(gaps)
-                lost = int(max(ZERO, mp.log(e / small, 2))) if small > 0 else prec
-                if small > 0 and extra >= lost + 24 + self.p_bits:
-                    logs = [p * mp.log(g) for g in gaps]
-                    y = [mp.exp(v) for v in logs]
-                    s = [yi / g for yi, g in zip(y, gaps, strict=True)]
-                    return [+v for v in y], [+v for v in s], [+v for v in logs]
-            extra = lost + 48 + self.p_bits
+            extra = max(2 * extra, need)
+        raise Undecided("entmax: theta not found to the precision its smallest gap needs")
 
     def parts(self, prec: int) -> Parts:
         """(y, s, log y) on the support to about ``prec`` bits (s = y^(2 - alpha))."""

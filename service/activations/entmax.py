@@ -33,10 +33,10 @@ from gmpy2 import mpfr, mpq
 from numpy.typing import NDArray
 
 from . import vector, vector_rounded
-from .bounded import B, unit
+from .bounded import B, two_prod, unit
 from .bounded import exp as b_exp
 from .exact import EXTENDED, Extended
-from .registry import Activation, Array, Example, Kink, Param, register
+from .registry import Activation, Array, Example, Kink, Param, checkpoint, register
 from .vector_rounded import Bounded, Exact, VectorRounding, tree_sum
 
 ALPHA = Param(
@@ -64,26 +64,41 @@ def _power(u: Any, p: float) -> Any:
         return np.where(u > 0, np.power(np.where(u > 0, u, 1), p), 0)
 
 
-def _threshold(z: Any, p: float) -> Any:
+def _powers(u: Any, p: Any) -> tuple[Any, Any]:
+    """u^p and u^(p - 1) for u >= 0 (0 off the support, u = 0): squares and products for p = 1 and
+    2, else one log and one exp an element."""
+    if p == 1:
+        return u, (u > 0).astype(u.dtype)
+    if p == 2:
+        return u * u, u
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inside = u > 0
+        safe = np.where(inside, u, 1)
+        up = np.exp(p * np.log(safe))
+        return np.where(inside, up, 0), np.where(inside, up / safe, 0)
+
+
+def _threshold(z: Any, p: Any) -> Any:
     """t with sum max(z - t, 0)^p = 1 along the last axis (max z = 0), kept as (..., 1): Newton's
-    method from both ends of the bracket [-1, -(1/n)^(1/p)], bisection where a step leaves it."""
+    method from the middle of the bracket [-1, -(1/n)^(1/p)], bisection where a step leaves it;
+    a row is done when the step is within two units of t or sum - 1 within the sum's rounding."""
     n = z.shape[-1]
     shape = (*z.shape[:-1], 1)
     lo = np.full(shape, -1.0, z.dtype)  # f(lo) >= 0: the largest term alone is 1
-    hi = np.full(shape, -((1.0 / n) ** (1.0 / p)), z.dtype)  # f(hi) <= 0: every term <= 1/n
+    hi = np.full(shape, -((1.0 / n) ** (1.0 / float(p))), z.dtype)  # f(hi) <= 0: every term <= 1/n
     t = (lo + hi) / 2
     eps = np.finfo(z.dtype).eps
     for _ in range(NEWTON_STEPS):
-        u = np.maximum(z - t, 0)
-        f = np.sum(_power(u, p), axis=-1, keepdims=True) - 1
-        slope = p * np.sum(_power(u, p - 1) if p != 1 else (u > 0), axis=-1, keepdims=True)
+        up, slope_terms = _powers(np.maximum(z - t, 0), p)
+        f = np.sum(up, axis=-1, keepdims=True) - 1
+        slope = p * np.sum(slope_terms, axis=-1, keepdims=True)
         lo = np.where(f >= 0, t, lo)
         hi = np.where(f <= 0, t, hi)
         with np.errstate(all="ignore"):
             correction = f / slope
         step = t + correction
-        # converged: the Newton correction within an ULP or two of t (or the bracket that narrow)
         done = (np.abs(correction) <= 2 * eps * np.abs(t)) | (hi - lo <= 2 * eps * np.abs(t))
+        done |= np.abs(f) <= 2 * n * eps
         t = np.where(done, t, np.where((step >= lo) & (step <= hi), step, (lo + hi) / 2))
         if np.all(done):
             break
@@ -160,36 +175,58 @@ def entmax_alpha_grad(x: Array, alpha: float = 1.5) -> dict[str, Array]:
 # -- correctly rounded: the bounded route ----------------------------------------------------------
 
 
-def _b_power(u: B, p: float, work: Any, exponent: Any = None) -> B:
-    """max(u, 0)^p with its bound: u^2 and u exactly as B's products, other p as e^(p log u) (log
-    with the C library's error and the argument's spread); 0 where u <= 0 for sure, and where the
-    interval straddles 0, [0, upper^p] (p > 0) or unbounded (p < 0).  ``exponent``: p in the
-    working precision, within 2 units of it (1 / (alpha - 1) is rarely a float)."""
+def _b_power(u: B, p: float, work: Any, exponent: tuple[Any, bool] | None = None) -> B:
+    """max(u, 0)^p with its bound; 0 where u <= 0 for sure, and where the interval straddles 0,
+    [0, upper^p] (p > 0) or unbounded (p < 0).  ``exponent``: p in the working precision and
+    whether it is p exactly (1 / (alpha - 1) is rarely a float: else it is within a unit of p).
+
+    p = k + f with k = floor(p) (at most 64): u^k as B's products (binary powering), u^f as
+    e^(f log u) with the C library's log and exp; the f part's bound grows with f |log u| only, so
+    that y = u^5 (alpha = 1.2) is bounded within a few units rather than 5 |log u| times more."""
     s = u.folded()
     low, high = s.v - s.e, s.v + s.e
     positive = low > 0
     outside = high <= 0
+    pw, exact = (np.asarray(p, work), True) if exponent is None else exponent
+    uw = unit(work)
     with np.errstate(all="ignore"):
-        if p == 1:
-            inside = s
-        elif p == 2:
-            inside = s.square()
-        else:
-            pw = np.asarray(p, work) if exponent is None else exponent
+        k = int(np.floor(pw)) if 0 <= pw < 65 else 0
+        frac = pw - k  # exact: k <= pw < k + 1
+        power: B | None = None
+        square = B(np.where(positive, s.v, 1), np.where(positive, s.e, 0))
+        left = k
+        while left:
+            if left & 1:
+                power = square if power is None else power * square
+            left >>= 1
+            if left:
+                square = square * square
+        if power is None:
+            power = B(np.ones_like(s.v), np.zeros_like(s.v))
+        inside = power
+        if frac != 0 or not exact:
             lv = np.log(np.where(positive, s.v, 1))
             le = np.where(positive, s.e / np.where(positive, low, 1), np.inf)
-            le = le + 8 * unit(work) * np.abs(lv) + np.finfo(work).smallest_subnormal
-            # the exponent's 2 units and the product's rounding
-            inside = b_exp(B(pw * lv, np.abs(pw) * le + 4 * unit(work) * np.abs(pw * lv)))
+            le = le + LIBM * uw * np.abs(lv) + np.finfo(work).smallest_subnormal
+            # f's product with log u rounded; p itself within two units of the true exponent
+            arg_e = np.abs(frac) * le + uw * np.abs(frac * lv) + (0 if exact else 2 * uw * np.abs(pw * lv))
+            inside = power * b_exp(B(frac * lv, arg_e))
         top = np.maximum(high, 0)
-        upper = (
-            np.power(top, np.asarray(p, work) * (1 + 4 * unit(work))) * (1 + 16 * unit(work))
-            if p > 0
-            else np.inf
-        )
+        stretch = [np.power(top, pw * (1 + 4 * uw)), np.power(top, pw * (1 - 4 * uw))]
+        upper = np.maximum(*stretch) * (1 + 16 * uw) if p > 0 else np.inf
     v = np.where(positive, inside.v, np.where(outside, 0, upper / 2))
     e = np.where(positive, inside.e, np.where(outside, 0, upper / 2))
     return B(v, e)
+
+
+#: The C library's log (long double and double): as bounded.LIBM_UNITS for exp, in units of u.
+LIBM = 8
+
+
+def _exact_quotient(q: Any, d: Any, n: Any) -> bool:
+    """Whether q = n / d exactly: q d - n is 0, q d formed exactly (Dekker's product)."""
+    hi, lo = two_prod(np.asarray(q), np.asarray(d))
+    return bool(hi == n and lo == 0)
 
 
 class _EntmaxBounded(Bounded):
@@ -203,13 +240,17 @@ class _EntmaxBounded(Bounded):
         self.alpha = alpha
         a1 = np.asarray(alpha - 1.0, work)
         one = np.asarray(1.0, work)
-        # p = 1/(alpha - 1) and p - 1 = (2 - alpha)/(alpha - 1) in the working precision (one
-        # rounding each, 1 - (alpha - 1) exact or one more: within 2 units)
-        self.exponents = (one / a1, (one - a1) / a1)
+        # p = 1/(alpha - 1) and p - 1 = (2 - alpha)/(alpha - 1) in the working precision, and
+        # whether each is exact (their products with alpha - 1, formed exactly, give 1 and 1 - a1)
+        p, q = one / a1, (one - a1) / a1
+        self.exponents = (
+            (p, bool(_exact_quotient(p, a1, one))),
+            (q, bool(_exact_quotient(q, a1, one - a1) and (one - a1) + a1 == one)),
+        )
         xw = B.exact(x, work)
         diff = xw - B.exact(np.max(x, axis=-1, keepdims=True), work)
         self.z = diff * B.exact(np.asarray(alpha - 1.0), work) if alpha != 2.0 else diff
-        t = _threshold(self.z.v, self.p)
+        t = _threshold(self.z.v, self.exponents[0][0])
         u = unit(work)
         # The bracket's half-width: a few units of t, and what the bound of sum(y) - 1 at t allows.
         f = self._excess(t)
@@ -219,16 +260,33 @@ class _EntmaxBounded(Bounded):
             keepdims=True,
         )
         with np.errstate(all="ignore"):
-            d = 4 * (np.abs(f.v) + f.e) / np.where(slope > 0, slope, 1) + 8 * u * np.abs(t)
-        ok = self._excess(t - d).v - self._excess(t - d).e >= 0
-        high = self._excess(t + d)
-        ok &= high.v + high.e <= 0
-        ok &= np.isfinite(d) & (slope > 0)
+            tight = (np.abs(f.v) + f.e) / np.where(slope > 0, slope, 1)
+        # The narrowest bracket that proves itself: 1.25 times what the bound at t allows, else 8
+        # times (a bracket that proves neither sends its vector to the exact route whole).
+        d = np.full_like(t, np.inf)
+        ok = np.zeros(t.shape, bool)
+        for widen in (1.25, 8.0):
+            with np.errstate(all="ignore"):
+                trial = widen * tight + 2 * widen * u * np.abs(t)
+            low, high = self._excess(t - trial), self._excess(t + trial)
+            proved = (low.v - low.e >= 0) & (high.v + high.e <= 0) & np.isfinite(trial) & (slope > 0)
+            d = np.where(proved & ~ok, trial, d)
+            ok |= proved
+            if ok.all():
+                break
         self.t = B(t, np.where(ok, d, np.inf))
         self.diff = self.z - self.t  # z - t, its bound holding the threshold's
         self.y = _b_power(self.diff, self.p, work, self.exponents[0])
         self.s = self._s()
         self.total = tree_sum(self.s)
+        # Where every element is in or out of the support for sure: its exact zeros.  One element
+        # alone (y = 1): every Jacobian entry and dy/dalpha is 0; g one number over the support:
+        # the VJP is 0 (g^T J = g 1^T J, and J's columns sum to 0).
+        folded = self.diff.folded()
+        self.inside = folded.v - folded.e > 0
+        known = np.all(self.inside | (folded.v + folded.e <= 0), axis=-1, keepdims=True)
+        self.single = known & (np.sum(self.inside, axis=-1, keepdims=True) == 1)
+        self.known = known
 
     def _excess(self, t: Any) -> B:
         """sum_i max(z_i - t, 0)^p - 1 with its bound, t exact."""
@@ -253,19 +311,25 @@ class _EntmaxBounded(Bounded):
         total = B(self.total.v[:, :, None], self.total.e[:, :, None])
         block = -(si * sj) / total
         diag = (np.arange(rows.start, rows.stop)[:, None] == np.arange(s.v.shape[-1])[None, :])[None]
+        on = si - (si * sj) / total
+        single = self.single[:, :, None]
         return B(
-            np.where(diag, (si - (si * sj) / total).v, block.v),
-            np.where(diag, (si - (si * sj) / total).e, block.e),
+            np.where(single, 0, np.where(diag, on.v, block.v)),
+            np.where(single, 0, np.where(diag, on.e, block.e)),
         )
 
     def vjp(self, g: Array) -> Iterator[tuple[slice, B]]:
         gb = B.exact(g, self.work)
         inner = tree_sum(self.s * gb) / self.total
-        yield slice(0, g.shape[-1]), self.s * (gb - inner)
+        out = self.s * (gb - inner)
+        top = np.max(np.where(self.inside, g, -np.inf), axis=-1, keepdims=True)
+        bottom = np.min(np.where(self.inside, g, np.inf), axis=-1, keepdims=True)
+        flat = self.known & (top == bottom)
+        yield slice(0, g.shape[-1]), B(np.where(flat, 0, out.v), np.where(flat, 0, out.e))
 
     def param(self, name: str) -> Iterator[tuple[slice, B]]:
         # dy/dalpha = (y - ytilde)/(alpha-1)^2 - (S - ytilde ent)/(alpha-1), S = y log y.
-        log_y = _b_log(self.diff, self.work) * B.exact(self.exponents[0], self.work)
+        log_y = _b_log(self.diff, self.work) * B.exact(self.exponents[0][0], self.work)
         log_y = B(log_y.v, log_y.e + 2 * unit(self.work) * np.abs(log_y.v))  # p's rounding
         big_s = self.y * log_y
         zero = self.y.is_zero()
@@ -274,7 +338,10 @@ class _EntmaxBounded(Bounded):
         ytilde = self.s / self.total
         a1 = self.alpha - 1.0
         out = ((self.y - ytilde) / a1) / a1 - (big_s - ytilde * ent) / a1  # a1 exact
-        yield slice(0, self.y.v.shape[-1]), out
+        yield (
+            slice(0, self.y.v.shape[-1]),
+            B(np.where(self.single, 0, out.v), np.where(self.single, 0, out.e)),
+        )
 
 
 def _b_log(u: B, work: Any) -> B:
@@ -338,6 +405,7 @@ class _EntmaxExact(Exact):
         t = self.t if lo < self.t < hi else (lo + hi) / 2
         tolerance = gmpy2.exp2(-(self.prec + 32))
         for _ in range(4 * self.prec):
+            checkpoint()  # a long vector takes a while an iteration: a stopped request stops here
             f, slope = mpfr(-1), mpfr(0)
             for z in self.z:
                 if z > t:
@@ -350,13 +418,12 @@ class _EntmaxExact(Exact):
                 lo = t
             else:
                 hi = t
-            step = t + f / slope if slope > 0 else (lo + hi) / 2
-            if not lo < step < hi:
-                step = (lo + hi) / 2
-            if abs(step - t) <= tolerance * abs(t):
-                t = step
+            correction = f / slope if slope > 0 else None
+            if correction is not None and abs(correction) <= tolerance * abs(t):
+                t += correction
                 break
-            t = step
+            step = t + correction if correction is not None else (lo + hi) / 2
+            t = step if lo <= step <= hi else (lo + hi) / 2
         self.t = t
 
     def at(self, prec: int) -> None:
