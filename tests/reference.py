@@ -1269,16 +1269,16 @@ def _entmax_item(e: Entmax, terms: Callable[[Parts], list[mp.mpf]]) -> Item:
 
     def value() -> mp.mpf:
         prec = mp.mp.prec
-        extra = 32
+        extra, limit = 32, 8 * prec + 4096
         while True:
             with mp.workprec(prec + extra):
                 parts = terms(e.parts(prec + extra))
                 total = mp.fsum(parts)
                 size = mp.fsum(abs(v) for v in parts)
-            if extra > 8 * prec + 4096 or (total != 0 and size <= abs(total) * mp.ldexp(ONE, extra - 24)):
+            if extra >= limit or (total != 0 and size <= abs(total) * mp.ldexp(ONE, extra - 24)):
                 return +total
             lost = int(mp.log(size / abs(total), 2)) if total != 0 else extra
-            extra = max(2 * extra, lost + 48)
+            extra = min(max(2 * extra, lost + 48), limit)
 
     return value
 
@@ -1302,26 +1302,40 @@ def _vjp_terms(b: int, g: Sequence[Fraction], parts: Parts) -> list[mp.mpf]:
     return [s[b] * si * _mpq(g[b] - gi) / total for si, gi in zip(s, g, strict=True) if gi != g[b]]
 
 
-def _dydalpha_terms(eps: Fraction, t: int, parts: Parts) -> list[mp.mpf]:
-    """dy_t/dalpha as a sum of terms.  alpha > 1: (y_t - yt_t)/eps^2 - (y_t log y_t - yt_t sum_k y_k log y_k)
-    / eps, yt = s / sum s; alpha = 1 (the limit): y_t (sum_k y_k log^2 y_k - log^2 y_t) / 2."""
+def _pair_terms(eps: Fraction, xs: Sequence[Fraction], t: int, k: int, parts: Parts) -> list[mp.mpf]:
+    """B_tk as a sum of terms, where dy_t/dalpha = sum_k B_tk and B_kt = -B_tk.
+
+    With yt = s / sum s, sum y = sum yt = 1 turns y_t - yt_t into sum_k (y_t yt_k - yt_t y_k) and
+    y_t log y_t - yt_t sum_k y_k log y_k into sum_k (yt_k y_t log y_t - yt_t y_k log y_k), so that
+    B_tk = ((y_t s_k - s_t y_k)/eps - (s_k y_t log y_t - s_t y_k log y_k)) / (eps sum s): 0 for equal
+    components, and no term cancels another identically (where y_k is far below y_t the plain form
+    loses as many bits as y_k has exponent).  alpha = 1, the limit y_t (sum_k y_k log^2 y_k - log^2 y_t)/2:
+    B_tk = y_t y_k (x_k - x_t)(log y_k + log y_t) / 2 (log y_k - log y_t = x_k - x_t)."""
     y, s, logs = parts
     if not eps:
-        half = y[t] / 2
-        return [half * yk * lk * lk for yk, lk in zip(y, logs, strict=True)] + [-half * logs[t] * logs[t]]
+        return [y[t] * y[k] * _mpq(xs[k] - xs[t]) * (logs[k] + logs[t]) / 2]
     e = _mpq(eps)
-    yt = s[t] / mp.fsum(s)
+    c = 1 / (e * mp.fsum(s))
+    return [y[t] * s[k] * c / e, -s[t] * y[k] * c / e, -s[k] * y[t] * logs[t] * c, s[t] * y[k] * logs[k] * c]
+
+
+def _dydalpha_terms(eps: Fraction, xs: Sequence[Fraction], t: int, parts: Parts) -> list[mp.mpf]:
+    # dy_t/dalpha = sum_k B_tk, xs on the support
+    return [v for k in range(len(xs)) if xs[k] != xs[t] for v in _pair_terms(eps, xs, t, k, parts)]
+
+
+def _grad_alpha_terms(
+    eps: Fraction, xs: Sequence[Fraction], g: Sequence[Fraction], parts: Parts
+) -> list[mp.mpf]:
+    # sum_t g_t dy_t/dalpha = sum_{t < k} (g_t - g_k) B_tk, xs and g on the support
+    n = len(xs)
     return [
-        y[t] / e**2,
-        -yt / e**2,
-        -y[t] * logs[t] / e,
-        *(yt * yk * lk / e for yk, lk in zip(y, logs, strict=True)),
+        _mpq(g[t] - g[k]) * v
+        for t in range(n)
+        for k in range(t + 1, n)
+        if xs[t] != xs[k] and g[t] != g[k]
+        for v in _pair_terms(eps, xs, t, k, parts)
     ]
-
-
-def _grad_alpha_terms(eps: Fraction, g: Sequence[Fraction], parts: Parts) -> list[mp.mpf]:
-    # sum_t g_t dy_t/dalpha, g on the support
-    return [_mpq(gt) * v for t, gt in enumerate(g) if gt != 0 for v in _dydalpha_terms(eps, t, parts)]
 
 
 @functools.lru_cache(maxsize=64)
@@ -1424,8 +1438,9 @@ def _entmax_dydalpha_items(x: Sequence[float], alpha: float = 1.5) -> list[Item]
     out: list[Item] = [Fraction(0)] * e.n
     if len(e.groups) == 1:  # y = 1/k on the support whatever alpha
         return out
+    xs = [e.x[i] for i in e.support]
     for t, i in enumerate(e.support):
-        out[i] = _entmax_item(e, functools.partial(_dydalpha_terms, e.eps, t))
+        out[i] = _entmax_item(e, functools.partial(_dydalpha_terms, e.eps, xs, t))
     return out
 
 
@@ -1434,7 +1449,8 @@ def _entmax_grad_alpha_item(x: Sequence[float], g: Sequence[Fraction], alpha: fl
     e = _entmax_state(tuple(map(float, x)), alpha)
     if _equal_means(e, g):
         return Fraction(0)
-    return _entmax_item(e, functools.partial(_grad_alpha_terms, e.eps, [g[i] for i in e.support]))
+    xs, gs = [e.x[i] for i in e.support], [g[i] for i in e.support]
+    return _entmax_item(e, functools.partial(_grad_alpha_terms, e.eps, xs, gs))
 
 
 def _entmax_items() -> VectorItems:

@@ -81,7 +81,7 @@ def _powers(u: Any, p: Any) -> tuple[Any, Any]:
 def _threshold(z: Any, p: Any) -> Any:
     """t with sum max(z - t, 0)^p = 1 along the last axis (max z = 0), kept as (..., 1): Newton's
     method from the middle of the bracket [-1, -(1/n)^(1/p)], bisection where a step leaves it;
-    a row is done when the step is within two units of t or sum - 1 within the sum's rounding."""
+    a row is done when the step is within two units of t or sum - 1 within four units of 1."""
     n = z.shape[-1]
     shape = (*z.shape[:-1], 1)
     lo = np.full(shape, -1.0, z.dtype)  # f(lo) >= 0: the largest term alone is 1
@@ -98,7 +98,7 @@ def _threshold(z: Any, p: Any) -> Any:
             correction = f / slope
         step = t + correction
         done = (np.abs(correction) <= 2 * eps * np.abs(t)) | (hi - lo <= 2 * eps * np.abs(t))
-        done |= np.abs(f) <= 2 * n * eps
+        done |= np.abs(f) <= 4 * eps
         t = np.where(done, t, np.where((step >= lo) & (step <= hi), step, (lo + hi) / 2))
         if np.all(done):
             break
