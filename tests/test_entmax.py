@@ -178,3 +178,25 @@ async def test_alpha_out_of_range_is_a_422_naming_it(client: httpx.AsyncClient) 
         )
         assert r.status_code == 422, r.text
         assert r.json()["errors"][0]["field"] == "params.alpha"
+
+
+async def test_alpha_next_to_one_with_a_dominant_element(client: httpx.AsyncClient) -> None:
+    # Found by an independent oracle: with alpha = 1 + 1e-7 and one y within 2e-87 of 1, the
+    # threshold rounded to -1 at two working precisions in a row, which the exact route took for
+    # settled (dy/dalpha -4.03e-81 where the truth is 4.16e-86), and a rounded mean equal to g_j
+    # gave an exact 0 for a VJP of -9.1e-184.
+    x = [0.00148773193359375, -0.13671875, 0.18359375, 9.4375, -0.01263427734375, -9.3125, 216.0,
+         -0.0234375, -0.0458984375, 0.322265625, 0.006805419921875, -109.0]  # fmt: skip
+    g = [-1.0, 1.0, -1.0, 2.0, 2.0, 2.0, -1.0, -3.0, -3.0, 3.0, -2.0, 1.0]
+    alpha = 1.0000001
+    for fmt in ("float64", "bfloat16"):
+        body = {"activation": "entmax", "x": x, "params": {"alpha": alpha}, "dtype": fmt}
+        r = await client.post("/derivative", json=body | {"grad": g})
+        assert r.status_code == 200, r.text
+        assert _bits(read(r.json()["grad_x"], fmt)) == _bits(expected("entmax", "vjp", x, g, alpha, fmt))
+        r = await client.post("/derivative", json=body | {"wrt": "params"})
+        assert r.status_code == 200, r.text
+        got = read(r.json()["dydparams"]["alpha"], fmt)
+        assert _bits(got) == _bits(expected("entmax", "dydalpha", x, g, alpha, fmt))
+        if fmt == "float64":
+            assert 4.16e-86 < got[6] < 4.17e-86

@@ -374,10 +374,15 @@ Z_BITS = vector_rounded.EXACT_BITS + 64
 
 
 class _EntmaxExact(Exact):
-    """One vector at the working precision: the threshold by Newton's method in MPFR (from the
-    extended-precision one), then y, s and their sums.  Exact zeros: off the support (an element
-    whose z - t is below the precision's resolution counts as on its edge), and dy/dalpha where
-    the support's inputs are all equal (y = 1/k, whatever alpha)."""
+    """One vector at the working precision.  The threshold is t0 + delta: t0 the extended-precision
+    one, held exactly, and delta found by Newton's method in MPFR; each z_i - t is a_i - delta with
+    a_i = z_i - t0 exact, and log(z_i - t) = log a_i + log1p(-delta / a_i).  So nothing sticks to a
+    nearby float at a working precision (t = -1 - 2e-94 is not -1 at two precisions in a row, which
+    Ziv's strategy would take for settled), and y_i near 1 is never formed where it matters:
+    dy/dalpha of the element above 1/2 is minus the sum of the others' (sum y = 1 for every alpha).
+    Exact zeros: off the support (an element within the precision's resolution of its edge counts
+    as on it), dy/dalpha where the support's inputs are all equal (y = 1/k, whatever alpha), the VJP
+    and its alpha sum where g is one number over the support."""
 
     def __init__(self, x: Sequence[float], alpha: float, g: Sequence[float] | None) -> None:
         self.n = len(x)
@@ -388,9 +393,11 @@ class _EntmaxExact(Exact):
             self.z = [(mpfr(v, 53) - mpfr(top, 53)) * self.a1 for v in x]
         self.g = None if g is None else [mpfr(v, 53) for v in g]
         zl = np.asarray([float(v) for v in self.z], EXTENDED)
-        self.p_float = 1.0 / (alpha - 1.0)
-        t0 = float(_threshold(zl[None, :], self.p_float)[0, 0]) if np.all(np.isfinite(zl)) else -0.5
-        self.t = mpfr(t0, 64)
+        t0 = float(_threshold(zl[None, :], 1.0 / (alpha - 1.0))[0, 0]) if np.all(np.isfinite(zl)) else -0.5
+        self.t0 = mpfr(t0, 53)
+        with gmpy2.context(gmpy2.get_context(), precision=Z_BITS + 64):
+            self.a = [z - self.t0 for z in self.z]  # exact
+        self.delta = mpfr(0)
         self.prec = 0
         self._cache: dict[str, Any] = {}
 
@@ -398,33 +405,33 @@ class _EntmaxExact(Exact):
         return 1 / self.a1
 
     def _solve(self) -> None:
-        """t to about 2^-(prec + 32) relative: safeguarded Newton's method from the last t."""
+        """delta = t - t0 to about 2^-(prec + 32) of t: safeguarded Newton's method from the last."""
         p = self._p()
-        n = self.n
-        lo, hi = mpfr(-1), -((mpfr(1) / n) ** (1 / p))
-        t = self.t if lo < self.t < hi else (lo + hi) / 2
-        tolerance = gmpy2.exp2(-(self.prec + 32))
+        lo = mpfr(-1) - self.t0  # f(lo) >= 0
+        hi = -((mpfr(1) / self.n) ** (1 / p)) - self.t0  # f(hi) <= 0
+        d = self.delta if lo <= self.delta <= hi else (lo + hi) / 2
+        tolerance = gmpy2.exp2(-(self.prec + 32)) * abs(self.t0)
         for _ in range(4 * self.prec):
             checkpoint()  # a long vector takes a while an iteration: a stopped request stops here
             f, slope = mpfr(-1), mpfr(0)
-            for z in self.z:
-                if z > t:
-                    u = z - t
+            for a in self.a:
+                if a > d:
+                    u = a - d
                     f += u**p
                     slope += p * u ** (p - 1)
             if f == 0:
                 break
             if f > 0:
-                lo = t
+                lo = d
             else:
-                hi = t
+                hi = d
             correction = f / slope if slope > 0 else None
-            if correction is not None and abs(correction) <= tolerance * abs(t):
-                t += correction
+            if correction is not None and abs(correction) <= tolerance:
+                d += correction
                 break
-            step = t + correction if correction is not None else (lo + hi) / 2
-            t = step if lo <= step <= hi else (lo + hi) / 2
-        self.t = t
+            step = d + correction if correction is not None else (lo + hi) / 2
+            d = step if lo <= step <= hi else (lo + hi) / 2
+        self.delta = d
 
     def at(self, prec: int) -> None:
         self.prec = prec
@@ -434,13 +441,22 @@ class _EntmaxExact(Exact):
             self._pieces()
 
     def _pieces(self) -> None:
-        """y, s, their sums and the support, from t."""
+        """log u, y, s, their sums and the support, from delta."""
         p = self._p()
-        edge = abs(self.t) * gmpy2.exp2(-self.prec)
-        self.u = [z - self.t if z - self.t > edge else mpfr(0) for z in self.z]
-        self.inside = [u > 0 for u in self.u]
-        self.y = [u**p if u > 0 else mpfr(0) for u in self.u]
-        self.s = [(u ** (p - 1) if p != 1 else mpfr(1)) if u > 0 else mpfr(0) for u in self.u]
+        edge = abs(self.t0) * gmpy2.exp2(-self.prec)
+        self.inside = [a - self.delta > edge for a in self.a]
+        self.log_u = [
+            gmpy2.log(a) + gmpy2.log1p(-self.delta / a) if inside else mpfr(0)
+            for a, inside in zip(self.a, self.inside, strict=True)
+        ]
+        self.y = [
+            gmpy2.exp(p * lu) if inside else mpfr(0)
+            for lu, inside in zip(self.log_u, self.inside, strict=True)
+        ]
+        self.s = [
+            (gmpy2.exp((p - 1) * lu) if p != 1 else mpfr(1)) if inside else mpfr(0)
+            for lu, inside in zip(self.log_u, self.inside, strict=True)
+        ]
         self.total = gmpy2.fsum(self.s)
         zs = {z for z, inside in zip(self.z, self.inside, strict=True) if inside}
         self.flat = len(zs) == 1  # every y on the support equal: no dependence on alpha
@@ -465,13 +481,6 @@ class _EntmaxExact(Exact):
                 self._cache[name] = make()
         return self._cache[name]
 
-    def _inner(self) -> Any:
-        assert self.g is not None
-        g = self.g
-        return self._get(
-            "inner", lambda: gmpy2.fsum(s * gi for s, gi in zip(self.s, g, strict=True) if s) / self.total
-        )
-
     def _g_flat(self) -> bool:
         """Whether g is one number over the support (then g^T J = 0 and sum g dy/dalpha = 0)."""
         assert self.g is not None
@@ -479,23 +488,37 @@ class _EntmaxExact(Exact):
         return len(gs) <= 1
 
     def vjp(self, j: int) -> Any:
+        # s_j (g_j - sum_i s_i g_i / sum s) = s_j sum_i s_i (g_j - g_i) / sum s, the differences of
+        # g exact: no cancellation against a rounded mean (which can round to g_j itself)
         assert self.g is not None
         if not self.inside[j] or self._g_flat():
             return mpfr(0)
-        return self.s[j] * (self.g[j] - self._inner())
+        with gmpy2.context(gmpy2.get_context(), precision=vector_rounded.EXACT_BITS):
+            gaps = [self.g[j] - gi for gi in self.g]
+        total = gmpy2.fsum(s * gap for s, gap in zip(self.s, gaps, strict=True) if s and gap)
+        return self.s[j] * total / self.total
 
     def _dalpha(self) -> list[Any]:
         return self._get("dalpha", self._dalpha_all)
 
+    def _top(self) -> int | None:
+        """The element with y above 1/2, if any."""
+        k = max(range(self.n), key=lambda i: self.y[i])
+        return k if self.y[k] > 0.5 else None
+
     def _dalpha_all(self) -> list[Any]:
         p = self._p()
-        big_s = [y * p * gmpy2.log(u) if u > 0 else mpfr(0) for y, u in zip(self.y, self.u, strict=True)]
+        big_s = [y * p * lu for y, lu in zip(self.y, self.log_u, strict=True)]
         ent = gmpy2.fsum(big_s)
         a1 = self.a1
-        return [
+        d = [
             (y - s / self.total) / (a1 * a1) - (b - s / self.total * ent) / a1 if inside else mpfr(0)
             for y, s, b, inside in zip(self.y, self.s, big_s, self.inside, strict=True)
         ]
+        top = self._top()
+        if top is not None:
+            d[top] = -gmpy2.fsum(v for k, v in enumerate(d) if k != top)
+        return d
 
     def param(self, name: str, i: int) -> Any:
         if self.flat or not self.inside[i]:
@@ -506,7 +529,14 @@ class _EntmaxExact(Exact):
         assert self.g is not None
         if self.flat or self._g_flat():
             return mpfr(0)
-        return gmpy2.fsum(g * d for g, d in zip(self.g, self._dalpha(), strict=True) if g)
+        d = self._dalpha()
+        top = self._top()
+        if top is None:
+            return gmpy2.fsum(g * v for g, v in zip(self.g, d, strict=True) if g)
+        # sum_k (g_k - g_top) d_k over the others (d_top = -their sum)
+        with gmpy2.context(gmpy2.get_context(), precision=vector_rounded.EXACT_BITS):
+            gaps = [gk - self.g[top] for gk in self.g]
+        return gmpy2.fsum(gap * v for k, (gap, v) in enumerate(zip(gaps, d, strict=True)) if k != top and gap)
 
 
 class Surd:
@@ -591,16 +621,18 @@ class _Entmax15Exact(_EntmaxExact):
 
     def _solve(self) -> None:
         root = mpfr(self.root) if self.root is not None else gmpy2.sqrt(mpfr(self.d))
-        self.t = mpfr(self.mean) - root
+        self.delta = mpfr(self.mean - mpq(self.t0)) - root  # t - t0, t = mean - sqrt(D)
 
     def _pieces(self) -> None:
-        super()._pieces()
-        # The support as decided exactly (the precision's edge test may differ on the edge).
+        # u = z - t on the support is s, a Surd: its value without cancellation, the support exact
         self.inside = [s is not None for s in self.exact_s]
-        self.u = [u if inside else mpfr(0) for u, inside in zip(self.u, self.inside, strict=True)]
-        self.y = [y if inside else mpfr(0) for y, inside in zip(self.y, self.inside, strict=True)]
-        self.s = [s if inside else mpfr(0) for s, inside in zip(self.s, self.inside, strict=True)]
+        u = [mpfr(s.number()) if s is not None else mpfr(0) for s in self.exact_s]
+        self.log_u = [gmpy2.log(v) if v > 0 else mpfr(0) for v in u]
+        self.y = [v * v for v in u]
+        self.s = u
         self.total = gmpy2.fsum(self.s)
+        zs = {z for z, inside in zip(self.z, self.inside, strict=True) if inside}
+        self.flat = len(zs) == 1
 
     def value(self, i: int) -> Any:
         s = self.exact_s[i]
