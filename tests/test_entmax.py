@@ -200,3 +200,46 @@ async def test_alpha_next_to_one_with_a_dominant_element(client: httpx.AsyncClie
         assert _bits(got) == _bits(expected("entmax", "dydalpha", x, g, alpha, fmt))
         if fmt == "float64":
             assert 4.16e-86 < got[6] < 4.17e-86
+
+
+@pytest.mark.parametrize(
+    ("x", "g", "alpha", "fmt", "quantities"),
+    [
+        # an element 4e-18 inside the support's edge at alpha = 10: y = 0.0116 (was refused as
+        # "too large": the exact route took the log of a negative difference)
+        ([0.0, -1.0, 0.1], [0.5, 1.0, -2.0], 10.0, "float64", ("value", "jacobian", "vjp")),
+        # alpha = 3 with two elements on the support: y = (1 +- 2 (x_0 - x_1)) / 2 is rational, and
+        # this VJP is a float16 midpoint (decided at 16,384 bits from an inexact log, it rounded
+        # the wrong way)
+        ([0.0, -1.0, 0.0999755859375], [2.310546875, 0.74609375, 0.31298828125], 3.0, "float16", ("value", "jacobian", "vjp")),
+        ([2.0**-12, 0.0], [1.0, -1.0], 3.0, "float16", ("value", "vjp")),
+        # sum g dy/dalpha is exactly 0 where g's mean is the same over each group of equal inputs
+        ([0.125, 0.0, 0.0], [1.0, 0.0, 2.0], 1.7, "float64", ("grad_params",)),
+        ([0.125, 0.0, 0.0], [1.0, 0.0, 2.0], 2.5, "float64", ("grad_params",)),
+    ],
+)  # fmt: skip
+async def test_cases_an_independent_oracle_found(
+    client: httpx.AsyncClient,
+    x: list[float],
+    g: list[float],
+    alpha: float,
+    fmt: str,
+    quantities: tuple[str, ...],
+) -> None:
+    body = {"activation": "entmax", "x": x, "params": {"alpha": alpha}, "dtype": fmt}
+    fields = {
+        "value": ("/activate", {}, "y"),
+        "jacobian": ("/derivative", {}, "dydx"),
+        "vjp": ("/derivative", {"grad": g}, "grad_x"),
+    }
+    for quantity in quantities:
+        if quantity == "grad_params":
+            r = await client.post("/derivative", json=body | {"wrt": "params", "grad": g})
+            assert r.status_code == 200, r.text
+            got = [r.json()["grad_params"]["alpha"]]
+        else:
+            path, extra, field = fields[quantity]
+            r = await client.post(path, json=body | extra)
+            assert r.status_code == 200, r.text
+            got = r.json()[field]
+        assert _bits(read(got, fmt)) == _bits(expected("entmax", quantity, x, g, alpha, fmt)), quantity

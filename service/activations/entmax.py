@@ -373,6 +373,56 @@ class _Undecided(Bounded):
 Z_BITS = vector_rounded.EXACT_BITS + 64
 
 
+def _log_gap(a: Any, delta: Any) -> Any:
+    """log(a - delta) for an exact a and a small delta: log a + log1p(-delta / a) where that
+    cannot cancel, else the difference itself (a at most 2 delta: its error is delta's)."""
+    if a > 0 and abs(delta) <= a / 2:
+        return gmpy2.log(a) + gmpy2.log1p(-delta / a)
+    return gmpy2.log(a - delta)
+
+
+def _rational_entmax(x: Sequence[float], alpha: float) -> list[Any] | None:
+    """y exactly, where it is rational at an alpha other than 1.5 and 2: alpha = 3 with a support of
+    one or two elements.  Then y = sqrt(z - t), and with z = 2 (x - max), r_0 + r_1 = 1 and
+    r_0^2 - r_1^2 = z_0 - z_1 give r = (1 +- (z_0 - z_1)) / 2; else None."""
+    if alpha != 3.0 or len(x) < 2:
+        return None
+    top = mpq(max(x))
+    z = [2 * (mpq(v) - top) for v in x]
+    order = sorted(range(len(z)), key=lambda i: -z[i])
+    first, second = order[0], order[1]
+    rest = [z[i] for i in order[2:]]
+    gap = z[first] - z[second]
+    if gap >= 1:  # one element alone: t = z_0 - 1, the others at or below it
+        y = [mpq(0)] * len(z)
+        y[first] = mpq(1)
+        return y
+    r0, r1 = (1 + gap) / 2, (1 - gap) / 2
+    t = z[first] - r0 * r0
+    if rest and max(rest) > t:
+        return None
+    y = [mpq(0)] * len(z)
+    y[first], y[second] = r0, r1
+    return y
+
+
+def _rational_jacobian(y: list[Any], i: int, j: int) -> Any:
+    """diag(s) - s s^T / sum s with s = y^(2 - alpha) = 1/y on the support (alpha = 3), exactly."""
+    if not (y[i] and y[j]):
+        return mpq(0)
+    total = sum((1 / v for v in y if v), mpq(0))
+    return (1 / y[i] if i == j else 0) - 1 / (y[i] * y[j] * total)
+
+
+def _rational_vjp(y: list[Any], g: list[Any], j: int) -> Any:
+    if not y[j]:
+        return mpq(0)
+    s = [1 / v if v else mpq(0) for v in y]
+    total = sum(s, mpq(0))
+    inner = sum((si * mpq(gi) for si, gi in zip(s, g, strict=True) if si), mpq(0)) / total
+    return s[j] * (mpq(g[j]) - inner)
+
+
 class _EntmaxExact(Exact):
     """One vector at the working precision.  The threshold is t0 + delta: t0 the extended-precision
     one, held exactly, and delta found by Newton's method in MPFR; each z_i - t is a_i - delta with
@@ -393,10 +443,12 @@ class _EntmaxExact(Exact):
             self.z = [(mpfr(v, 53) - mpfr(top, 53)) * self.a1 for v in x]
         self.g = None if g is None else [mpfr(v, 53) for v in g]
         zl = np.asarray([float(v) for v in self.z], EXTENDED)
-        t0 = float(_threshold(zl[None, :], 1.0 / (alpha - 1.0))[0, 0]) if np.all(np.isfinite(zl)) else -0.5
-        self.t0 = mpfr(t0, 53)
+        t0 = _threshold(zl[None, :], 1.0 / (alpha - 1.0))[0, 0] if np.all(np.isfinite(zl)) else EXTENDED(-0.5)
+        high = float(t0)
         with gmpy2.context(gmpy2.get_context(), precision=Z_BITS + 64):
+            self.t0 = mpfr(high, 53) + mpfr(float(t0 - EXTENDED(high)), 53)  # the long double, exactly
             self.a = [z - self.t0 for z in self.z]  # exact
+        self.rational = _rational_entmax(x, alpha)
         self.delta = mpfr(0)
         self.prec = 0
         self._cache: dict[str, Any] = {}
@@ -446,7 +498,7 @@ class _EntmaxExact(Exact):
         edge = abs(self.t0) * gmpy2.exp2(-self.prec)
         self.inside = [a - self.delta > edge for a in self.a]
         self.log_u = [
-            gmpy2.log(a) + gmpy2.log1p(-self.delta / a) if inside else mpfr(0)
+            _log_gap(a, self.delta) if inside else mpfr(0)
             for a, inside in zip(self.a, self.inside, strict=True)
         ]
         self.y = [
@@ -462,9 +514,13 @@ class _EntmaxExact(Exact):
         self.flat = len(zs) == 1  # every y on the support equal: no dependence on alpha
 
     def value(self, i: int) -> Any:
+        if self.rational is not None:
+            return self.rational[i]
         return self.y[i]
 
     def jacobian(self, i: int, j: int) -> Any:
+        if self.rational is not None:
+            return _rational_jacobian(self.rational, i, j)
         if not (self.inside[i] and self.inside[j]):
             return mpfr(0)
         if i != j:
@@ -481,17 +537,25 @@ class _EntmaxExact(Exact):
                 self._cache[name] = make()
         return self._cache[name]
 
-    def _g_flat(self) -> bool:
-        """Whether g is one number over the support (then g^T J = 0 and sum g dy/dalpha = 0)."""
+    def _g_flat(self, level: Any = None) -> bool:
+        """Whether g has one mean (``level``, where given) over every group of equal inputs of the
+        support: equal inputs have equal y, s and dy/dalpha, so that sum_i g_i dy_i/dalpha is that
+        mean times sum_i dy_i/dalpha = 0, and the VJP of an element whose g is that mean is 0."""
         assert self.g is not None
-        gs = {g for g, inside in zip(self.g, self.inside, strict=True) if inside}
-        return len(gs) <= 1
+        groups: dict[Any, list[Any]] = {}
+        for z, g, inside in zip(self.z, self.g, self.inside, strict=True):
+            if inside:
+                groups.setdefault(z, []).append(mpq(g))
+        means = {sum(gs, mpq(0)) / len(gs) for gs in groups.values()}
+        return len(means) <= 1 and (level is None or not means or means == {mpq(level)})
 
     def vjp(self, j: int) -> Any:
         # s_j (g_j - sum_i s_i g_i / sum s) = s_j sum_i s_i (g_j - g_i) / sum s, the differences of
         # g exact: no cancellation against a rounded mean (which can round to g_j itself)
         assert self.g is not None
-        if not self.inside[j] or self._g_flat():
+        if self.rational is not None:
+            return _rational_vjp(self.rational, self.g, j)
+        if not self.inside[j] or self._g_flat(self.g[j]):
             return mpfr(0)
         with gmpy2.context(gmpy2.get_context(), precision=vector_rounded.EXACT_BITS):
             gaps = [self.g[j] - gi for gi in self.g]
