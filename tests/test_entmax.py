@@ -216,6 +216,15 @@ async def test_alpha_next_to_one_with_a_dominant_element(client: httpx.AsyncClie
         # sum g dy/dalpha is exactly 0 where g's mean is the same over each group of equal inputs
         ([0.125, 0.0, 0.0], [1.0, 0.0, 2.0], 1.7, "float64", ("grad_params",)),
         ([0.125, 0.0, 0.0], [1.0, 0.0, 2.0], 2.5, "float64", ("grad_params",)),
+        # a support of equal inputs: y = 1/k, and at integer alpha every Jacobian entry and VJP is
+        # rational (these were midpoints that Ziv's strategy chased to 16,384 bits, minutes each)
+        ([0.7] * 5, [0.0, 0.31224166793306396, -9.559285360212325, -17.672032815052734, 16.436597246809733], 3.0, "float64", ("value", "jacobian", "vjp")),
+        ([0.0, -0.0, 0.0], [1.0, 2.0, 3.0], 10.0, "float16", ("jacobian", "vjp")),
+        ([2.0, 2.0, -7.0], [1.0, 5.0, 2.0], 2.5, "float64", ("value", "jacobian", "vjp")),
+        # inputs a hair apart: dy/dalpha is small but not 0 (differences of rounded pieces were)
+        ([1e-300, 2e-300, 3e-300, 5e-324], [-3.0, -2.0, -1.0, -1.0], 1.7, "float64", ("dydalpha", "grad_params")),
+        ([1e-300, -1e-300, 0.0], [0.0, -0.35226636402522626, 1.3385637232880283], 2.5, "float64", ("dydalpha", "grad_params")),
+        ([5e-324, 0.0], [-0.6809154993551434, -1.8795738262705117], 10.0, "float64", ("dydalpha", "grad_params")),
     ],
 )  # fmt: skip
 async def test_cases_an_independent_oracle_found(
@@ -227,7 +236,7 @@ async def test_cases_an_independent_oracle_found(
     quantities: tuple[str, ...],
 ) -> None:
     body = {"activation": "entmax", "x": x, "params": {"alpha": alpha}, "dtype": fmt}
-    fields = {
+    fields: dict[str, tuple[str, dict[str, Any], str]] = {
         "value": ("/activate", {}, "y"),
         "jacobian": ("/derivative", {}, "dydx"),
         "vjp": ("/derivative", {"grad": g}, "grad_x"),
@@ -237,6 +246,10 @@ async def test_cases_an_independent_oracle_found(
             r = await client.post("/derivative", json=body | {"wrt": "params", "grad": g})
             assert r.status_code == 200, r.text
             got = [r.json()["grad_params"]["alpha"]]
+        elif quantity == "dydalpha":
+            r = await client.post("/derivative", json=body | {"wrt": "params"})
+            assert r.status_code == 200, r.text
+            got = r.json()["dydparams"]["alpha"]
         else:
             path, extra, field = fields[quantity]
             r = await client.post(path, json=body | extra)

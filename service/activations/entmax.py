@@ -373,6 +373,29 @@ class _Undecided(Bounded):
 Z_BITS = vector_rounded.EXACT_BITS + 64
 
 
+def _log1pmx(x: Any) -> Any:
+    """log(1 + x) - x without cancellation: its series where |x| < 2^-8 (so that a tiny x gives
+    -x^2/2, never an exact 0), else the difference itself (at most 9 bits lost)."""
+    if abs(x) >= 2.0**-8:
+        return gmpy2.log1p(x) - x
+    total, power, n = mpfr(0), x, 1
+    limit = gmpy2.exp2(-(gmpy2.get_context().precision + 8))
+    while True:
+        n += 1
+        power = -power * x
+        term = power / n
+        total += term
+        if abs(term) <= limit * abs(total):
+            return total
+
+
+def _h_gap(gap: Any, a: Any, b: Any, log_a: Any) -> Any:
+    """h(a) - h(b) for h(u) = u (1 - log u), a - b = gap exactly: -gap log a - b log1pmx(gap / b)."""
+    if not gap:
+        return mpfr(0)
+    return -gap * log_a - b * _log1pmx(gap / b)
+
+
 def _log_gap(a: Any, delta: Any) -> Any:
     """log(a - delta) for an exact a and a small delta: log a + log1p(-delta / a) where that
     cannot cancel, else the difference itself (a at most 2 delta: its error is delta's)."""
@@ -381,45 +404,68 @@ def _log_gap(a: Any, delta: Any) -> Any:
     return gmpy2.log(a - delta)
 
 
-def _rational_entmax(x: Sequence[float], alpha: float) -> list[Any] | None:
-    """y exactly, where it is rational at an alpha other than 1.5 and 2: alpha = 3 with a support of
-    one or two elements.  Then y = sqrt(z - t), and with z = 2 (x - max), r_0 + r_1 = 1 and
-    r_0^2 - r_1^2 = z_0 - z_1 give r = (1 +- (z_0 - z_1)) / 2; else None."""
-    if alpha != 3.0 or len(x) < 2:
-        return None
+def _rational_entmax(x: Sequence[float], alpha: float) -> tuple[list[Any], list[Any] | None] | None:
+    """(y, s) exactly where y is rational at an alpha other than 1.5 and 2, else None; s (= y^(2 -
+    alpha) on the support) None where it is irrational.  Two cases:
+
+    * a support of equal inputs (k of them, the rest at or below its edge): y = 1/k, s = k^(alpha
+      - 2), rational where alpha - 2 = a/b and k is a perfect b-th power;
+    * alpha = 3 with a support of two: y = sqrt(z - t), and with z = 2 (x - max), r_0 + r_1 = 1
+      and r_0^2 - r_1^2 = z_0 - z_1 give r = (1 +- (z_0 - z_1)) / 2, s = 1/r."""
     top = mpq(max(x))
-    z = [2 * (mpq(v) - top) for v in x]
+    a1 = mpq(alpha - 1.0)
+    z = [a1 * (mpq(v) - top) for v in x]
+    k = sum(1 for v in z if v == 0)
+    below = [v for v in z if v != 0]
+    y_flat = [mpq(1, k) if v == 0 else mpq(0) for v in z]
+    # the others at or below the edge t = -(1/k)^(alpha - 1): decided at 256 bits with a margin
+    with gmpy2.context(gmpy2.get_context(), precision=256):
+        edge = -(mpfr(k) ** (-mpfr(a1)))
+        gap = (mpfr(max(below)) - edge) / abs(edge) if below else mpfr(-1)
+    if gap < -gmpy2.exp2(-200):
+        return y_flat, _flat_s(k, alpha)
+    if alpha != 3.0 or len(x) < 2 or gap <= gmpy2.exp2(-200):
+        return None
     order = sorted(range(len(z)), key=lambda i: -z[i])
     first, second = order[0], order[1]
     rest = [z[i] for i in order[2:]]
-    gap = z[first] - z[second]
-    if gap >= 1:  # one element alone: t = z_0 - 1, the others at or below it
-        y = [mpq(0)] * len(z)
-        y[first] = mpq(1)
-        return y
-    r0, r1 = (1 + gap) / 2, (1 - gap) / 2
-    t = z[first] - r0 * r0
-    if rest and max(rest) > t:
+    r0, r1 = (1 + z[first] - z[second]) / 2, (1 - z[first] + z[second]) / 2
+    if r1 <= 0 or (rest and max(rest) >= z[first] - r0 * r0):
         return None
     y = [mpq(0)] * len(z)
     y[first], y[second] = r0, r1
-    return y
+    return y, [1 / v if v else mpq(0) for v in y]
 
 
-def _rational_jacobian(y: list[Any], i: int, j: int) -> Any:
-    """diag(s) - s s^T / sum s with s = y^(2 - alpha) = 1/y on the support (alpha = 3), exactly."""
-    if not (y[i] and y[j]):
+def _flat_s(k: int, alpha: float) -> list[Any] | None:
+    """k^(alpha - 2) as a rational where it is one (alpha - 2 = a/b, k a perfect b-th power)."""
+    power = mpq(alpha - 2.0)
+    a, b = int(power.numerator), int(power.denominator)
+    root, exact = gmpy2.iroot(gmpy2.mpz(k), b) if b < 1 << 20 else (gmpy2.mpz(1), k == 1)
+    if not exact:
+        return None
+    value = mpq(root) ** a if a >= 0 else 1 / mpq(root) ** (-a)
+    return [value]
+
+
+def _spread(y: list[Any], s: list[Any]) -> list[Any]:
+    """s over the support: one number for all (a flat support) or one an element."""
+    return [s[0] if v else mpq(0) for v in y] if len(s) == 1 else s
+
+
+def _rational_jacobian(y: list[Any], s: list[Any], i: int, j: int) -> Any:
+    """diag(s) - s s^T / sum s, exactly."""
+    s = _spread(y, s)
+    if not (s[i] and s[j]):
         return mpq(0)
-    total = sum((1 / v for v in y if v), mpq(0))
-    return (1 / y[i] if i == j else 0) - 1 / (y[i] * y[j] * total)
+    return (s[i] if i == j else 0) - s[i] * s[j] / sum(s, mpq(0))
 
 
-def _rational_vjp(y: list[Any], g: list[Any], j: int) -> Any:
-    if not y[j]:
+def _rational_vjp(y: list[Any], s: list[Any], g: list[Any], j: int) -> Any:
+    s = _spread(y, s)
+    if not s[j]:
         return mpq(0)
-    s = [1 / v if v else mpq(0) for v in y]
-    total = sum(s, mpq(0))
-    inner = sum((si * mpq(gi) for si, gi in zip(s, g, strict=True) if si), mpq(0)) / total
+    inner = sum((si * mpq(gi) for si, gi in zip(s, g, strict=True) if si), mpq(0)) / sum(s, mpq(0))
     return s[j] * (mpq(g[j]) - inner)
 
 
@@ -463,7 +509,7 @@ class _EntmaxExact(Exact):
         hi = -((mpfr(1) / self.n) ** (1 / p)) - self.t0  # f(hi) <= 0
         d = self.delta if lo <= self.delta <= hi else (lo + hi) / 2
         tolerance = gmpy2.exp2(-(self.prec + 32)) * abs(self.t0)
-        for _ in range(4 * self.prec):
+        for _ in range(NEWTON_STEPS + self.prec.bit_length()):
             checkpoint()  # a long vector takes a while an iteration: a stopped request stops here
             f, slope = mpfr(-1), mpfr(0)
             for a in self.a:
@@ -515,12 +561,14 @@ class _EntmaxExact(Exact):
 
     def value(self, i: int) -> Any:
         if self.rational is not None:
-            return self.rational[i]
+            return self.rational[0][i]
         return self.y[i]
 
     def jacobian(self, i: int, j: int) -> Any:
-        if self.rational is not None:
-            return _rational_jacobian(self.rational, i, j)
+        if self.rational is not None and self.rational[1] is not None:
+            return _rational_jacobian(*self.rational, i, j)  # type: ignore[arg-type]
+        if self.rational is not None and i == j and sum(1 for v in self.rational[0] if v) == 1:
+            return mpq(0)  # one element alone
         if not (self.inside[i] and self.inside[j]):
             return mpfr(0)
         if i != j:
@@ -553,8 +601,8 @@ class _EntmaxExact(Exact):
         # s_j (g_j - sum_i s_i g_i / sum s) = s_j sum_i s_i (g_j - g_i) / sum s, the differences of
         # g exact: no cancellation against a rounded mean (which can round to g_j itself)
         assert self.g is not None
-        if self.rational is not None:
-            return _rational_vjp(self.rational, self.g, j)
+        if self.rational is not None and self.rational[1] is not None:
+            return _rational_vjp(self.rational[0], self.rational[1], self.g, j)
         if not self.inside[j] or self._g_flat(self.g[j]):
             return mpfr(0)
         with gmpy2.context(gmpy2.get_context(), precision=vector_rounded.EXACT_BITS):
@@ -571,14 +619,21 @@ class _EntmaxExact(Exact):
         return k if self.y[k] > 0.5 else None
 
     def _dalpha_all(self) -> list[Any]:
-        p = self._p()
-        big_s = [y * p * lu for y, lu in zip(self.y, self.log_u, strict=True)]
-        ent = gmpy2.fsum(big_s)
+        # (y_i - ytilde_i)/a1^2 - (S_i - ytilde_i ent)/a1 = s_i / (a1^2 sum s) sum_k s_k (h(u_i) - h(u_k))
+        # with h(u) = u (1 - log u) (sum y = 1 turns both differences into pairs): the pairs come
+        # from the exact differences z_i - z_k, so inputs a hair apart give their small true value,
+        # not a difference of two rounded 1/3s that is exactly 0.
         a1 = self.a1
-        d = [
-            (y - s / self.total) / (a1 * a1) - (b - s / self.total * ent) / a1 if inside else mpfr(0)
-            for y, s, b, inside in zip(self.y, self.s, big_s, self.inside, strict=True)
-        ]
+        u = [gmpy2.exp(lu) if inside else mpfr(0) for lu, inside in zip(self.log_u, self.inside, strict=True)]
+        support = [k for k in range(self.n) if self.inside[k]]
+        d = [mpfr(0)] * self.n
+        for i in support:
+            terms = (
+                self.s[k] * _h_gap(self.z[i] - self.z[k], u[i], u[k], self.log_u[i])
+                for k in support
+                if k != i
+            )
+            d[i] = self.s[i] * gmpy2.fsum(terms) / (a1 * a1 * self.total)
         top = self._top()
         if top is not None:
             d[top] = -gmpy2.fsum(v for k, v in enumerate(d) if k != top)
@@ -748,15 +803,25 @@ class _EntmaxOneExact(Exact):
             log_total = gmpy2.log(total)
             y = [v / total for v in e]
             logs = [q - log_total for q in self.q]
-            h2 = gmpy2.fsum(yi * li * li for yi, li in zip(y, logs, strict=True))
-            self.d = [yi * (h2 - li * li) / 2 for yi, li in zip(y, logs, strict=True)]
+            # y_i (sum_k y_k l_k^2 - l_i^2) / 2 = y_i / 2 sum_k y_k (x_k - x_i)(l_k + l_i): the
+            # differences exact (inputs a hair apart: their small true value, not an exact 0)
+            self.d = []
+            for i in range(len(y)):
+                with gmpy2.context(gmpy2.get_context(), precision=Z_BITS):
+                    gaps = [q - self.q[i] for q in self.q]
+                terms = (yk * gap * (lk + logs[i]) for yk, gap, lk in zip(y, gaps, logs, strict=True) if gap)
+                self.d.append(y[i] * gmpy2.fsum(terms) / 2)
 
     def param(self, name: str, i: int) -> Any:
         return mpfr(0) if self.flat else self.d[i]
 
     def param_sum(self, name: str) -> Any:
         assert self.g is not None
-        if self.flat or len(set(self.g)) == 1:
+        groups: dict[Any, list[Any]] = {}
+        for q, g in zip(self.q, self.g, strict=True):
+            groups.setdefault(q, []).append(mpq(g))
+        # one mean of g over every group of equal inputs: g times sum dy/dalpha = 0
+        if self.flat or len({sum(gs, mpq(0)) / len(gs) for gs in groups.values()}) == 1:
             return mpfr(0)
         return gmpy2.fsum(g * d for g, d in zip(self.g, self.d, strict=True) if g)
 
