@@ -196,6 +196,7 @@ async def test_catalog_lists_every_activation_with_its_fields(client: httpx.Asyn
         "choices": [],
         "integer": False,
         "length": None,
+        "channels": False,
         "description": "",
     }
     swiglu = next(a for a in items if a["name"] == "swiglu")

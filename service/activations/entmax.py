@@ -24,6 +24,7 @@ and 2 are softmax's and sparsemax's own correctly rounded routes.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -32,7 +33,7 @@ import numpy as np
 from gmpy2 import mpfr, mpq
 from numpy.typing import NDArray
 
-from . import vector, vector_rounded
+from . import correct, vector, vector_rounded
 from .bounded import B, two_prod, unit
 from .bounded import exp as b_exp
 from .exact import EXTENDED, Extended
@@ -43,10 +44,12 @@ ALPHA = Param(
     name="alpha",
     default=1.5,
     minimum=1.0,
-    maximum=100.0,
+    maximum=2.0,
     description=(
-        "the entmax order: 1 is softmax, 1.5 entmax15, 2 sparsemax; larger alpha, sparser y "
-        "(the Tsallis entropy's alpha; Correia et al. learn it per attention head)"
+        "the entmax order, from 1 (softmax) through 1.5 (entmax15) to 2 (sparsemax); larger alpha, "
+        "sparser y (the Tsallis entropy's alpha; Correia et al. learn it per attention head in "
+        "(1, 2]).  Beyond 2 y = u^(1/(alpha - 1)) makes an element a hair inside the support "
+        "visible, and its results are not yet guaranteed: refused"
     ),
 )
 
@@ -373,6 +376,18 @@ class _Undecided(Bounded):
 Z_BITS = vector_rounded.EXACT_BITS + 64
 
 
+def _precision_floor(z: Sequence[Any]) -> int:
+    """The working precision the exact route needs at the least for the vector z = (alpha - 1)
+    (x - max): twice the bits between the largest |z| (or 1) and the smallest gap between distinct
+    inputs, so that second-order effects of inputs a hair apart are resolved."""
+    values = sorted(set(z))
+    gaps = [b - a for a, b in itertools.pairwise(values)]
+    if not gaps:
+        return 0
+    scale = max([abs(v) for v in values] + [mpfr(1)])
+    return min(2 * int(gmpy2.ceil(gmpy2.log2(scale / min(gaps)))) + 64, correct.MAX_BITS // 2)
+
+
 def _log1pmx(x: Any) -> Any:
     """log(1 + x) - x without cancellation: its series where |x| < 2^-8 (so that a tiny x gives
     -x^2/2, never an exact 0), else the difference itself (at most 9 bits lost)."""
@@ -405,13 +420,10 @@ def _log_gap(a: Any, delta: Any) -> Any:
 
 
 def _rational_entmax(x: Sequence[float], alpha: float) -> tuple[list[Any], list[Any] | None] | None:
-    """(y, s) exactly where y is rational at an alpha other than 1.5 and 2, else None; s (= y^(2 -
-    alpha) on the support) None where it is irrational.  Two cases:
-
-    * a support of equal inputs (k of them, the rest at or below its edge): y = 1/k, s = k^(alpha
-      - 2), rational where alpha - 2 = a/b and k is a perfect b-th power;
-    * alpha = 3 with a support of two: y = sqrt(z - t), and with z = 2 (x - max), r_0 + r_1 = 1
-      and r_0^2 - r_1^2 = z_0 - z_1 give r = (1 +- (z_0 - z_1)) / 2, s = 1/r."""
+    """(y, s) exactly for a support of equal inputs (k of them, the rest below its edge): y = 1/k,
+    s = y^(2 - alpha) = k^(alpha - 2), rational where alpha - 2 = a/b and k is a perfect b-th
+    power (s None where it is irrational: its products with rationals are never a midpoint); None
+    for other supports."""
     top = mpq(max(x))
     a1 = mpq(alpha - 1.0)
     z = [a1 * (mpq(v) - top) for v in x]
@@ -424,17 +436,7 @@ def _rational_entmax(x: Sequence[float], alpha: float) -> tuple[list[Any], list[
         gap = (mpfr(max(below)) - edge) / abs(edge) if below else mpfr(-1)
     if gap < -gmpy2.exp2(-200):
         return y_flat, _flat_s(k, alpha)
-    if alpha != 3.0 or len(x) < 2 or gap <= gmpy2.exp2(-200):
-        return None
-    order = sorted(range(len(z)), key=lambda i: -z[i])
-    first, second = order[0], order[1]
-    rest = [z[i] for i in order[2:]]
-    r0, r1 = (1 + z[first] - z[second]) / 2, (1 - z[first] + z[second]) / 2
-    if r1 <= 0 or (rest and max(rest) >= z[first] - r0 * r0):
-        return None
-    y = [mpq(0)] * len(z)
-    y[first], y[second] = r0, r1
-    return y, [1 / v if v else mpq(0) for v in y]
+    return None
 
 
 def _flat_s(k: int, alpha: float) -> list[Any] | None:
@@ -495,6 +497,7 @@ class _EntmaxExact(Exact):
             self.t0 = mpfr(high, 53) + mpfr(float(t0 - EXTENDED(high)), 53)  # the long double, exactly
             self.a = [z - self.t0 for z in self.z]  # exact
         self.rational = _rational_entmax(x, alpha)
+        self.floor = _precision_floor(self.z)
         self.delta = mpfr(0)
         self.prec = 0
         self._cache: dict[str, Any] = {}
@@ -509,7 +512,7 @@ class _EntmaxExact(Exact):
         hi = -((mpfr(1) / self.n) ** (1 / p)) - self.t0  # f(hi) <= 0
         d = self.delta if lo <= self.delta <= hi else (lo + hi) / 2
         tolerance = gmpy2.exp2(-(self.prec + 32)) * abs(self.t0)
-        for _ in range(NEWTON_STEPS + self.prec.bit_length()):
+        for _ in range(NEWTON_STEPS + 2 * self.prec.bit_length()):
             checkpoint()  # a long vector takes a while an iteration: a stopped request stops here
             f, slope = mpfr(-1), mpfr(0)
             for a in self.a:
@@ -532,9 +535,11 @@ class _EntmaxExact(Exact):
         self.delta = d
 
     def at(self, prec: int) -> None:
-        self.prec = prec
+        # Never below the floor: at a lower precision the pieces of inputs a hair apart come out
+        # the same at two precisions in a row, which Ziv's strategy would take for settled.
+        self.prec = max(prec, self.floor)
         self._cache = {}
-        with vector_rounded.wide(prec + 64):
+        with vector_rounded.wide(self.prec + 64):
             self._solve()
             self._pieces()
 
@@ -571,12 +576,13 @@ class _EntmaxExact(Exact):
             return mpq(0)  # one element alone
         if not (self.inside[i] and self.inside[j]):
             return mpfr(0)
-        if i != j:
-            return -self.s[i] * self.s[j] / self.total
-        # s_i (1 - s_i / sum s) as s_i (sum of the others) / sum s: no cancellation, and an exact 0
-        # where i is the support alone
-        rest = gmpy2.fsum(s for k, s in enumerate(self.s) if k != i and s)
-        return self.s[i] * rest / self.total
+        with vector_rounded.wide(self.prec + 64):  # the vector's own precision (see at)
+            if i != j:
+                return -self.s[i] * self.s[j] / self.total
+            # s_i (1 - s_i / sum s) as s_i (sum of the others) / sum s: no cancellation, and an
+            # exact 0 where i is the support alone
+            rest = gmpy2.fsum(s for k, s in enumerate(self.s) if k != i and s)
+            return self.s[i] * rest / self.total
 
     def _get(self, name: str, make: Callable[[], Any]) -> Any:
         """A piece of the vector worked out once at the current precision."""
@@ -607,8 +613,9 @@ class _EntmaxExact(Exact):
             return mpfr(0)
         with gmpy2.context(gmpy2.get_context(), precision=vector_rounded.EXACT_BITS):
             gaps = [self.g[j] - gi for gi in self.g]
-        total = gmpy2.fsum(s * gap for s, gap in zip(self.s, gaps, strict=True) if s and gap)
-        return self.s[j] * total / self.total
+        with vector_rounded.wide(self.prec + 64):
+            total = gmpy2.fsum(s * gap for s, gap in zip(self.s, gaps, strict=True) if s and gap)
+            return self.s[j] * total / self.total
 
     def _dalpha(self) -> list[Any]:
         return self._get("dalpha", self._dalpha_all)
@@ -650,12 +657,15 @@ class _EntmaxExact(Exact):
             return mpfr(0)
         d = self._dalpha()
         top = self._top()
-        if top is None:
-            return gmpy2.fsum(g * v for g, v in zip(self.g, d, strict=True) if g)
-        # sum_k (g_k - g_top) d_k over the others (d_top = -their sum)
-        with gmpy2.context(gmpy2.get_context(), precision=vector_rounded.EXACT_BITS):
-            gaps = [gk - self.g[top] for gk in self.g]
-        return gmpy2.fsum(gap * v for k, (gap, v) in enumerate(zip(gaps, d, strict=True)) if k != top and gap)
+        with vector_rounded.wide(self.prec + 64):
+            if top is None:
+                return gmpy2.fsum(g * v for g, v in zip(self.g, d, strict=True) if g)
+            # sum_k (g_k - g_top) d_k over the others (d_top = -their sum)
+            with gmpy2.context(gmpy2.get_context(), precision=vector_rounded.EXACT_BITS):
+                gaps = [gk - self.g[top] for gk in self.g]
+            return gmpy2.fsum(
+                gap * v for k, (gap, v) in enumerate(zip(gaps, d, strict=True)) if k != top and gap
+            )
 
 
 class Surd:
@@ -793,11 +803,14 @@ class _EntmaxOneExact(Exact):
         self.flat = len(set(x)) == 1
         self.g = None if g is None else [mpfr(v, 53) for v in g]
         self.d: list[Any] = []
+        self.floor = _precision_floor(self.q)
+        self.prec = 0
 
     def at(self, prec: int) -> None:
         if self.flat:
             return
-        with vector_rounded.wide(prec + 64):
+        self.prec = max(prec, self.floor)  # as _EntmaxExact.at
+        with vector_rounded.wide(self.prec + 64):
             e = [gmpy2.exp(q) for q in self.q]
             total = gmpy2.fsum(e)
             log_total = gmpy2.log(total)
@@ -823,7 +836,8 @@ class _EntmaxOneExact(Exact):
         # one mean of g over every group of equal inputs: g times sum dy/dalpha = 0
         if self.flat or len({sum(gs, mpq(0)) / len(gs) for gs in groups.values()}) == 1:
             return mpfr(0)
-        return gmpy2.fsum(g * d for g, d in zip(self.g, self.d, strict=True) if g)
+        with vector_rounded.wide(self.prec + 64):
+            return gmpy2.fsum(g * d for g, d in zip(self.g, self.d, strict=True) if g)
 
 
 def _bounded(x: Array, params: Mapping[str, float], work: Any, g: Array | None = None) -> Bounded:
@@ -914,7 +928,7 @@ register(
             r"\frac{\partial y}{\partial \alpha} = \frac{y - \tilde y}{(\alpha - 1)^2} - "
             r"\frac{y \log y - \tilde y \sum_k y_k \log y_k}{\alpha - 1}, \; \tilde y = \frac{s}{\sum_k s_k}"
         ),
-        range="[0, 1], summing to 1 along the axis; exact zeros for alpha > 1",
+        range="[0, 1], summing to 1 along the axis; exact zeros for 1 < alpha <= 2",
         kinks=(_EDGE,),
         typical_use=("multiclass_output",),
         notes=(
@@ -922,7 +936,9 @@ register(
             "Newton's method and every result is correctly rounded all the same.",
             "dy/dalpha lets alpha be learned (adaptively sparse attention); at alpha = 1 it is the "
             "limit y_i (sum_k y_k log^2 y_k - log^2 y_i) / 2.",
-            "For alpha > 2 the Jacobian grows without bound next to the support's edge.",
+            "alpha is at most 2: beyond it y = u^(1/(alpha - 1)) makes an element a hair inside the "
+            "support visible (and the Jacobian unbounded next to its edge), and correctly rounded "
+            "results there are not yet guaranteed.",
         ),
         aliases=("Entmax", "EntmaxAlpha", "entmax_bisect", "EntmaxBisect"),
         reference="Peters, Niculae and Martins (2019); Correia, Niculae and Martins, Adaptively sparse transformers (2019)",
