@@ -67,6 +67,11 @@ def _power(u: Any, p: float) -> Any:
         return np.where(u > 0, np.power(np.where(u > 0, u, 1), p), 0)
 
 
+def _slopes(u: Any, p: Any) -> Any:
+    """s = u^(p - 1) = y^(2 - alpha) for u >= 0: 1 on the support where p = 1, 0 off it."""
+    return np.where(u > 0, _power(u, p - 1) if p != 1 else 1.0, 0.0)
+
+
 def _powers(u: Any, p: Any) -> tuple[Any, Any]:
     """u^p and u^(p - 1) for u >= 0 (0 off the support, u = 0): squares and products for p = 1 and
     2, else one log and one exp an element."""
@@ -131,7 +136,7 @@ def _s(x: Array, alpha: float) -> Extended:
     if alpha == 1.0:
         return vector.softmax(x, 1.0).astype(EXTENDED)
     u, _, p = _state(x, alpha)
-    return np.where(u > 0, _power(u, p - 1) if p != 1 else 1.0, 0.0)
+    return _slopes(u, p)
 
 
 def entmax_jacobian(x: Array, alpha: float = 1.5, out: NDArray[Any] | None = None) -> NDArray[Any]:
@@ -165,7 +170,7 @@ def entmax_alpha_grad(x: Array, alpha: float = 1.5) -> dict[str, Array]:
         return {"alpha": np.asarray(d, np.float64)}
     u, _, p = _state(x, alpha)
     y = _power(u, p)
-    s = np.where(u > 0, _power(u, p - 1) if p != 1 else 1.0, 0.0)
+    s = _slopes(u, p)
     ytilde = s / np.sum(s, axis=-1, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore"):
         big_s = np.where(y > 0, y * p * np.log(np.where(u > 0, u, 1)), 0)
@@ -257,11 +262,7 @@ class _EntmaxBounded(Bounded):
         u = unit(work)
         # The bracket's half-width: a few units of t, and what the bound of sum(y) - 1 at t allows.
         f = self._excess(t)
-        slope = self.p * np.sum(
-            _power(np.maximum(self.z.v - t, 0), self.p - 1) if self.p != 1 else (self.z.v > t),
-            axis=-1,
-            keepdims=True,
-        )
+        slope = self.p * np.sum(_slopes(np.maximum(self.z.v - t, 0), self.p), axis=-1, keepdims=True)
         with np.errstate(all="ignore"):
             tight = (np.abs(f.v) + f.e) / np.where(slope > 0, slope, 1)
         # The narrowest bracket that proves itself: 1.25 times what the bound at t allows, else 8

@@ -194,15 +194,9 @@ class Param:
         """``value`` as this parameter holds it (a float, or a tuple of floats), checked."""
         where = f"params.{self.name}"
         if self.channels and isinstance(value, (list, tuple, np.ndarray)):
-            numbers = tuple(float(v) for v in value)
-            if not 1 <= len(numbers) <= MAX_CHANNELS:
-                raise ActivationError(
-                    where,
-                    f"has {len(numbers)} numbers; give one number per channel, at most {MAX_CHANNELS:,}",
-                )
-            for k, v in enumerate(numbers):
-                self.check(v, f"{where}[{k}]")
-            return numbers
+            return self._numbers(
+                value, 1, MAX_CHANNELS, f"give one number per channel, at most {MAX_CHANNELS:,}"
+            )
         if self.length is None:
             if isinstance(value, (list, tuple, np.ndarray)):
                 raise ActivationError(where, "must be a number, not an array")
@@ -213,9 +207,14 @@ class Param:
             if self.length[0] > 1:
                 raise ActivationError(where, f"must be an array of {self._lengths()} numbers")
             value = [value]  # a number stands for an array of one (a query string's "denominator=0.5")
+        return self._numbers(value, *self.length, f"it takes {self._lengths()}")
+
+    def _numbers(self, value: Any, low: int, high: int, takes: str) -> tuple[float, ...]:
+        """An array's numbers, between ``low`` and ``high`` of them, each within the bounds."""
+        where = f"params.{self.name}"
         items = tuple(float(v) for v in value)
-        if not self.length[0] <= len(items) <= self.length[1]:
-            raise ActivationError(where, f"has {len(items)} numbers; it takes {self._lengths()}")
+        if not low <= len(items) <= high:
+            raise ActivationError(where, f"has {len(items)} numbers; {takes}")
         for k, v in enumerate(items):
             self.check(v, f"{where}[{k}]")
         return items
