@@ -785,3 +785,32 @@ async def test_a_vector_alone_and_in_a_batch_with_huge_values_gives_the_same_bit
                             f"{name} {quantity} {fmt} T={t} {where}: {row.tolist()} != {one.tolist()}"
                         )
     assert not problems, "\n".join(problems[:8])
+
+
+@pytest.mark.parametrize("name", FAMILY)
+@pytest.mark.parametrize(
+    ("x", "g"),
+    [
+        # First order in the gap: s_1 - s_2 ~ 2d/3 (an exact 0 came back for d = 1e-100 ... 1e-300,
+        # found by an independent oracle: e^q rounded to 1 at two working precisions in a row).
+        ([1e-100, -1e-100, 0.0], [0.0, 0.5, -0.5]),
+        ([1e-300, -1e-300, 0.0], [0.0, 0.5, -0.5]),
+        ([5e-324, 0.0, 0.0], [1.0, 0.0, 0.0]),
+        # Second and third order: sum g_i e^(x_i) ~ d^2 and d^3, still normal numbers.
+        ([1e-100, 0.0, -1e-100], [1.0, -2.0, 1.0]),
+        ([3e-90, 2e-90, 1e-90, 0.0], [1.0, -3.0, 3.0, -1.0]),
+        # Float32's own scale: a few of its ulps apart near 1.
+        ([1.0, 1.0000001192092896, 1.0000002384185791], [1.0, -2.0, 1.0]),
+    ],
+)
+@pytest.mark.parametrize("quantity", ["vjp", "dydT", "grad_params"])
+async def test_inputs_a_hair_apart_give_small_results_not_zeros(
+    client: httpx.AsyncClient, name: str, x: list[float], g: list[float], quantity: str
+) -> None:
+    for t in (1.0, 0.7):
+        results = await answers(client, name, quantity, every_format(x, g, t))
+        assert "float64" in results
+        want = results["float64"][1]
+        if quantity == "vjp" and x[0] != 1.0:
+            assert np.count_nonzero(want) >= 2, want  # the case's point: results of order d^k, not 0
+        assert_all_right(name, quantity, results)

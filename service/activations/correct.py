@@ -140,6 +140,8 @@ def ziv(compute: Callable[[int], Any], fmt: Format) -> float:
     true value is on), until MAX_BITS, where only a true midpoint, an exact rational result, still
     lands there and is rounded to even.  An exact zero is +0 (the real number 0, whatever the sign
     of the input); a negative result too small for the format, or even for MPFR, is -0.
+    ``compute`` returns None for a 0 made by cancellation that its precision cannot tell from a
+    small true value: the next precision is tried.
     """
     target = fmt.context
     prec = fmt.precision + 64
@@ -149,6 +151,11 @@ def ziv(compute: Callable[[int], Any], fmt: Format) -> float:
             context.clear_flags()
             value = compute(prec)
             underflow = bool(context.underflow)
+        if value is None:  # a computed 0 that this precision cannot tell from a small true value
+            if prec >= MAX_BITS:
+                return 0.0
+            prec *= 2
+            continue
         if gmpy2.is_zero(value) and not underflow:
             return 0.0  # definitions return 0 exactly where, and only where, the true value is 0
         if prec >= MAX_BITS:
@@ -186,7 +193,8 @@ def ziv_many(compute: Callable[[int], list[Callable[[], Any]]], count: int, fmt:
     Ziv's strategy as :func:`ziv`: ``compute(precision)`` prepares the computation at a working
     precision and returns one callable an element; an element is taken when two consecutive
     precisions round it alike.  A zero is taken as it comes: the vector definitions return +0
-    for exact zeros, and a signed 0 only from an underflow (a true value beyond MPFR's range)."""
+    for exact zeros, and a signed 0 only from an underflow (a true value beyond MPFR's range);
+    ``None`` for a zero that cancellation made at this precision (the next precision decides)."""
     target = fmt.context
     prec = fmt.precision + 64
     previous: list[tuple[float, bool] | None] = [None] * count
@@ -198,6 +206,11 @@ def ziv_many(compute: Callable[[int], list[Callable[[], Any]]], count: int, fmt:
                 if k in done:
                     continue
                 value = elements[k]()
+                if value is None:  # see ziv: undecided at this precision
+                    if prec >= MAX_BITS:
+                        done[k] = 0.0
+                    previous[k] = None
+                    continue
                 if isinstance(value, MPQ):  # an exact rational (entmax15's): rounded exactly
                     done[k] = round_rational(value, fmt)
                     continue

@@ -159,7 +159,11 @@ class Bounded:
 class Exact:
     """One vector's quantities in exact arithmetic at the working precision of the current gmpy2
     context: ``at(prec)`` prepares them, then each method returns one element (an exact 0 where,
-    and only where, the true value is 0)."""
+    and only where, the true value is 0; or None where cancellation left a 0 that this precision
+    cannot tell from a true value: Ziv's strategy then tries the next)."""
+
+    #: The precision from which a computed 0 is the answer (see _SoftmaxExact._zero_bits).
+    zero_bits = 0
 
     def at(self, prec: int) -> None:
         raise NotImplementedError
@@ -374,6 +378,25 @@ class _SoftmaxExact(Exact):
         self.prec = 0
         self.sum_prec = 0
         self.far: Any = None
+        self.zero_bits = self._zero_bits()
+
+    def _zero_bits(self) -> int:
+        """The working precision at which a computed 0 is taken for the truth: the derivatives'
+        errors, relative to their terms (|g| up to max |g|, |q| up to the spread over T, n of
+        them, divided by T), are then below 2^-1140, under half of every format's smallest
+        subnormal.  Below it a 0 made by cancellation (inputs a hair apart: e^q rounds to 1) is
+        not an answer: Ziv's strategy goes on to the next precision."""
+
+        def bits(v: float) -> int:
+            return max(0, math.frexp(v)[1]) if math.isfinite(v) else 1025
+
+        spread = bits(float(np.max(self.x)) - float(np.min(self.x))) + bits(1 / float(self.t))
+        scale = bits(float(np.max(np.abs(self.g)))) if self.g is not None and self.g.size else 0
+        return 1140 + 32 + scale + spread + bits(1 / float(self.t)) + self.n.bit_length()
+
+    def _nonzero(self, value: Any) -> Any:
+        """``value``, or None for a computed 0 below zero_bits (the true value is not 0 here)."""
+        return None if gmpy2.is_zero(value) and self.prec < self.zero_bits else value
 
     def at(self, prec: int) -> None:
         # The vector's sums are worked out when first needed, at twice this precision (plus guard
@@ -570,17 +593,17 @@ class _SoftmaxExact(Exact):
             e = self.e(j)
             with gmpy2.context(gmpy2.get_context(), precision=EXACT_BITS):
                 products = [gj * self.z, -e * self.big_g]  # exact
-            return self._out(gmpy2.fsum(products) / self.z)
+            return self._nonzero(self._out(gmpy2.fsum(products) / self.z))
         # s_j (g_j - sum_i g_i s_i) = s_j ((g_j - g_top) - sum_i s_i (g_i - g_top))
         with gmpy2.context(gmpy2.get_context(), precision=EXACT_BITS):
             gap = mpfr(float(self.g[j]), 53) - mpfr(float(self.g[self.top]), 53)  # exact
-        return self._out(self.s(j) * (gap - self.inner))
+        return self._nonzero(self._out(self.s(j) * (gap - self.inner)))
 
     def param(self, name: str, i: int) -> Any:
         if self.distinct == 1:
             return mpfr(0)  # every input equal: no dependence on T
         centred = self.q(i) - self.mean
-        return -(centred if self.log else self.s(i) * centred) / self.t
+        return self._nonzero(-(centred if self.log else self.s(i) * centred) / self.t)
 
     def _param_sum_vanishes(self) -> bool:
         """Whether sum_i g_i dy_i/dT is exactly 0 (see the module's note on zeros)."""
@@ -619,7 +642,7 @@ class _SoftmaxExact(Exact):
                 for i in range(self.n)
                 if g[i]
             )
-            return -_fsum(terms) / self.t
+            return self._nonzero(-_fsum(terms) / self.t)
 
 
 def _softmax_key(i: Any, j: Any) -> Any:
@@ -1144,8 +1167,17 @@ def summed(
         for ex in exacts:
             ex.at(prec)
             with wide(prec + 64):
-                parts.append(ex.param_sum(param))
+                part = ex.param_sum(param)
+            if part is None:
+                return None  # (see Exact.param_sum)
+            parts.append(part)
         with wide(prec + 128):
-            return gmpy2.fsum(parts)
+            total = gmpy2.fsum(parts)
+        # The vectors' sums cancelling to a computed 0: decided where their errors cannot hide a
+        # true value (as within one vector, see _SoftmaxExact.zero_bits).
+        bits = max((ex.zero_bits for ex in exacts), default=0) + len(exacts).bit_length()
+        if gmpy2.is_zero(total) and any(not gmpy2.is_zero(p) for p in parts) and prec < bits:
+            return None
+        return total
 
     return correct.ziv(total_at, fmt)
