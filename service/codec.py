@@ -105,18 +105,33 @@ def _load_json_checked(body: bytes | bytearray) -> Any:
         raise RequestError.one(
             400, "body", f"is not UTF-8 (byte {exc.start}); JSON bodies must be UTF-8 (RFC 8259)"
         ) from None
+    repeated: list[bool] = []
     try:
-        return json.loads(text, parse_constant=float, parse_int=_parse_int, object_pairs_hook=_object)
+        data = json.loads(
+            text,
+            parse_constant=float,
+            parse_int=_parse_int,
+            object_pairs_hook=lambda pairs: _object(pairs, repeated),
+        )
     except (ValueError, RecursionError) as exc:
         reason = f"not valid JSON: {exc.msg}" if isinstance(exc, json.JSONDecodeError) else "not valid JSON"
         if isinstance(exc, json.JSONDecodeError):
             reason += f" (line {exc.lineno}, column {exc.colno})"
         raise RequestError.one(400, "body", reason) from None
+    if repeated:
+        path = _repeated_path(data, "")
+        raise duplicate_key(path or "body")
+    return data
 
 
-def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """A JSON object, refusing repeated keys and strings that are not Unicode (lone surrogates)."""
-    out: dict[str, Any] = {}
+#: Marks an object in which a key was repeated (the parser knows no path: it is found afterwards).
+_REPEATED = object()
+
+
+def _object(pairs: list[tuple[str, Any]], repeated: list[bool]) -> dict[Any, Any]:
+    """A JSON object, refusing strings that are not Unicode (lone surrogates) and marking repeated
+    keys (refused by the caller, which names the whole path)."""
+    out: dict[Any, Any] = {}
     for key, value in pairs:
         for text in (key, value) if isinstance(value, str) else (key,):
             if not text.isascii():
@@ -126,10 +141,29 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
                     raise RequestError.one(
                         400, "body", "a string holds a lone UTF-16 surrogate, which is not Unicode text"
                     ) from None
-        if key in out:
-            raise duplicate_key(key)
+        if key in out and _REPEATED not in out:
+            out[_REPEATED] = key
+            repeated.append(True)
         out[key] = value
     return out
+
+
+def _repeated_path(data: Any, path: str) -> str | None:
+    """Where the first repeated key is: "params.alpha", "inputs[0].name"."""
+    if isinstance(data, dict):
+        if _REPEATED in data:
+            key = data[_REPEATED]
+            return f"{path}.{key}" if path else key
+        items: Any = ((f"{path}.{k}" if path else k, v) for k, v in data.items())
+    elif isinstance(data, list):
+        items = ((f"{path}[{k}]", v) for k, v in enumerate(data) if isinstance(v, dict | list))
+    else:
+        return None
+    for inner, value in items:
+        found = _repeated_path(value, inner)
+        if found is not None:
+            return found
+    return None
 
 
 #: No object of a request has more keys than this (the fields, or one activation's parameters).
@@ -147,12 +181,12 @@ def check_keys(field: str, keys: list[str]) -> None:
     seen: set[str] = set()
     for key in keys:
         if key in seen:
-            raise duplicate_key(key)
+            raise duplicate_key(key if field == "body" else f"{field}.{key}")
         seen.add(key)
 
 
-def duplicate_key(key: str) -> RequestError:
-    return RequestError.one(422, key[:100], "is given twice in one object; give each field once")
+def duplicate_key(path: str) -> RequestError:
+    return RequestError.one(422, path[:100], "is given twice in one object; give each field once")
 
 
 def _key_count(data: Any, depth: int = 0) -> int:

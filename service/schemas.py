@@ -52,9 +52,10 @@ def _param_value(value: Any) -> float | list[float]:
     """An activation parameter: a finite number, or an array of finite numbers (rational's
     coefficients); one clear error, not one per branch of a union."""
 
-    def number(v: Any) -> float:
+    def number(v: Any, inside: bool = False) -> float:
         if isinstance(v, bool) or not isinstance(v, int | float):
-            raise PydanticCustomError("param", "must be a number, or an array of numbers")
+            wanted = "a number" if inside else "a number (or, for an array parameter, an array of numbers)"
+            raise PydanticCustomError("param", f"must be {wanted}, not {_kind(v)}")
         if not math.isfinite(v):
             raise PydanticCustomError("param", "must be a finite number")
         if isinstance(v, int) and abs(v) > 2**53:
@@ -70,11 +71,26 @@ def _param_value(value: Any) -> float | list[float]:
         out = []
         for k, v in enumerate(value):
             try:
-                out.append(number(v))
+                out.append(number(v, inside=True))
             except PydanticCustomError as exc:
                 raise PydanticCustomError("param", f"[{k}] {exc.message()}") from None
         return out
     return number(value)
+
+
+def _kind(v: Any) -> str:
+    """What a JSON value is, for an error message."""
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "a boolean (true/false)"
+    if isinstance(v, str):
+        return "a string (write the number without quotes)"
+    if isinstance(v, dict):
+        return "an object"
+    if isinstance(v, list):
+        return "an array"
+    return type(v).__name__
 
 
 #: The most numbers an array parameter may be sent with (rational takes at most 9).

@@ -354,14 +354,14 @@ async def test_activate_boolean_param_returns_422(client: httpx.AsyncClient) -> 
     r = await post(
         client, "/activate", {"activation": "leaky_relu", "x": [1], "params": {"negative_slope": True}}
     )
-    assert_problem(r, 422, "params.negative_slope", "number")
+    assert_problem(r, 422, "params.negative_slope", "number", "not a boolean")
 
 
 async def test_activate_string_param_returns_422(client: httpx.AsyncClient) -> None:
     r = await post(
         client, "/activate", {"activation": "leaky_relu", "x": [1], "params": {"negative_slope": "0.1"}}
     )
-    assert_problem(r, 422, "params.negative_slope", "number")
+    assert_problem(r, 422, "params.negative_slope", "number", "not a string", "without quotes")
 
 
 async def test_activate_axis_out_of_range_returns_422(client: httpx.AsyncClient) -> None:
