@@ -126,6 +126,9 @@ ALT_PARAMS: Mapping[str, Mapping[str, float]] = {
     "gumbel_softmax": {"temperature": 0.5, "seed": 12345.0},
     "entmax": {"alpha": 1.25},
 }
+#: Further parameter sets, each a row of its own (entmax beyond alpha 2, where y = u^(1/(alpha - 1))
+#: makes elements next to the support's edge visible).
+MORE_PARAMS: Mapping[str, tuple[Mapping[str, float], ...]] = {"entmax": ({"alpha": 4.0},)}
 ABSOLUTE_NEAR_ZERO = {"sparsemax"}
 
 
@@ -866,6 +869,7 @@ def rows_for(names: Sequence[str], plan: Plan) -> list[Row]:
         rows.append(Row(name))
         if plan.alternative_params and name in ALT_PARAMS:
             rows.append(Row(name, tuple(ALT_PARAMS[name].items())))
+            rows += [Row(name, tuple(more.items())) for more in MORE_PARAMS.get(name, ())]
     return rows
 
 

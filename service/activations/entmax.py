@@ -44,12 +44,13 @@ ALPHA = Param(
     name="alpha",
     default=1.5,
     minimum=1.0,
-    maximum=2.0,
+    maximum=8.0,
     description=(
-        "the entmax order, from 1 (softmax) through 1.5 (entmax15) to 2 (sparsemax); larger alpha, "
-        "sparser y (the Tsallis entropy's alpha; Correia et al. learn it per attention head in "
-        "(1, 2]).  Beyond 2 y = u^(1/(alpha - 1)) makes an element a hair inside the support "
-        "visible, and its results are not yet guaranteed: refused"
+        "the entmax order, from 1 (softmax) through 1.5 (entmax15) and 2 (sparsemax) to 8; larger "
+        "alpha, sparser y (the Tsallis entropy's alpha; Correia et al. learn it per attention head "
+        "in (1, 2]).  At most 8: beyond 2, y = u^(1/(alpha - 1)) makes an element a hair inside "
+        "the support visible, and deciding which elements are inside takes up to 1100 (alpha - 1) "
+        "bits"
     ),
 )
 
@@ -499,6 +500,13 @@ class _EntmaxExact(Exact):
             self.a = [z - self.t0 for z in self.z]  # exact
         self.rational = _rational_entmax(x, alpha)
         self.floor = _precision_floor(self.z)
+        # The support: decided once (see _decide_support), at the precision from which an element
+        # within 2^-prec |t| of its edge counts as outside it: its y = u^(1/(alpha - 1)) is then
+        # below 2^-1100, under every format's smallest subnormal, and so is its share of sum y = 1
+        # (for alpha > 2 an element a hair inside is visible: y = 0.4 at alpha 100 for u = 2^-117).
+        self.edge_bits = min(int(1100 * (alpha - 1.0)) + 64, correct.MAX_BITS)
+        self.members: list[bool] | None = None
+        self.undecided = False
         self.delta = mpfr(0)
         self.prec = 0
         self._cache: dict[str, Any] = {}
@@ -511,13 +519,17 @@ class _EntmaxExact(Exact):
         p = self._p()
         lo = mpfr(-1) - self.t0  # f(lo) >= 0
         hi = -((mpfr(1) / self.n) ** (1 / p)) - self.t0  # f(hi) <= 0
+        # Once the support is known, the sum is over it alone, and t stays below its every input.
+        members = self.members if self.members is not None else [True] * self.n
+        if self.members is not None:
+            hi = min([hi, *(a for a, member in zip(self.a, members, strict=True) if member)])
         d = self.delta if lo <= self.delta <= hi else (lo + hi) / 2
         tolerance = gmpy2.exp2(-(self.prec + 32)) * abs(self.t0)
         for _ in range(NEWTON_STEPS + 2 * self.prec.bit_length()):
             checkpoint()  # a long vector takes a while an iteration: a stopped request stops here
             f, slope = mpfr(-1), mpfr(0)
-            for a in self.a:
-                if a > d:
+            for a, member in zip(self.a, members, strict=True):
+                if member and a > d:
                     u = a - d
                     f += u**p
                     slope += p * u ** (p - 1)
@@ -540,15 +552,41 @@ class _EntmaxExact(Exact):
         # the same at two precisions in a row, which Ziv's strategy would take for settled.
         self.prec = max(prec, self.floor)
         self._cache = {}
+        if self.members is None:
+            self._decide_support()
         with vector_rounded.wide(self.prec + 64):
             self._solve()
             self._pieces()
 
+    def _decide_support(self) -> None:
+        """Which elements are on the support, once: t solved at rising precision until no element
+        lies within 2^-prec |t| of the edge, or up to edge_bits, where those that do count as
+        outside (an element exactly on it, as at alpha = 3 with x = [0, -1/4, -9/32], is outside
+        at every precision).  The values are then worked out at the precision Ziv's strategy asks
+        for, over that support: an edge element never sends the whole vector to edge_bits."""
+        asked = self.prec
+        while True:
+            with vector_rounded.wide(self.prec + 64):
+                self._solve()
+                edge = abs(self.t0) * gmpy2.exp2(-self.prec)
+                gaps = [a - self.delta for a in self.a]
+            if self.prec >= self.edge_bits or all(abs(gap) > edge for gap in gaps):
+                least = abs(self.t0) * gmpy2.exp2(-self.edge_bits)
+                self.members = [gap > least for gap in gaps]
+                break
+            self.prec *= 2
+        self.prec = asked
+
     def _pieces(self) -> None:
-        """log u, y, s, their sums and the support, from delta."""
+        """log u, y, s, their sums, from delta over the support.  An element of it that this
+        precision cannot tell from its edge (u a hair above 0) leaves the vector undecided."""
+        assert self.members is not None
         p = self._p()
         edge = abs(self.t0) * gmpy2.exp2(-self.prec)
-        self.inside = [a - self.delta > edge for a in self.a]
+        self.inside = self.members
+        self.undecided = any(
+            member and a - self.delta <= edge for a, member in zip(self.a, self.members, strict=True)
+        )
         self.log_u = [
             _log_gap(a, self.delta) if inside else mpfr(0)
             for a, inside in zip(self.a, self.inside, strict=True)
@@ -568,13 +606,15 @@ class _EntmaxExact(Exact):
     def value(self, i: int) -> Any:
         if self.rational is not None:
             return self.rational[0][i]
-        return self.y[i]
+        return None if self.undecided else self.y[i]
 
     def jacobian(self, i: int, j: int) -> Any:
         if self.rational is not None and self.rational[1] is not None:
             return _rational_jacobian(*self.rational, i, j)  # type: ignore[arg-type]
         if self.rational is not None and i == j and sum(1 for v in self.rational[0] if v) == 1:
             return mpq(0)  # one element alone
+        if self.undecided:
+            return None
         if not (self.inside[i] and self.inside[j]):
             return mpfr(0)
         with vector_rounded.wide(self.prec + 64):  # the vector's own precision (see at)
@@ -610,6 +650,8 @@ class _EntmaxExact(Exact):
         assert self.g is not None
         if self.rational is not None and self.rational[1] is not None:
             return _rational_vjp(self.rational[0], self.rational[1], self.g, j)
+        if self.undecided:
+            return None
         if not self.inside[j] or self._g_flat(self.g[j]):
             return mpfr(0)
         with gmpy2.context(gmpy2.get_context(), precision=vector_rounded.EXACT_BITS):
@@ -648,12 +690,16 @@ class _EntmaxExact(Exact):
         return d
 
     def param(self, name: str, i: int) -> Any:
+        if self.undecided:
+            return None
         if self.flat or not self.inside[i]:
             return mpfr(0)
         return self._dalpha()[i]
 
     def param_sum(self, name: str) -> Any:
         assert self.g is not None
+        if self.undecided:
+            return None
         if self.flat or self._g_flat():
             return mpfr(0)
         d = self._dalpha()
@@ -747,6 +793,7 @@ class _Entmax15Exact(_EntmaxExact):
                 self.exact_total = self.exact_total + member
         self.exact_g = None if g is None else [Surd(mpq(v), 0, self.dd) for v in g]
         super().__init__(x, 1.5, g)
+        self.members = [s is not None for s in self.exact_s]  # the support, exactly
         self.mean, self.d = mean, d
 
     def _solve(self) -> None:
@@ -934,7 +981,7 @@ register(
             r"\frac{\partial y}{\partial \alpha} = \frac{y - \tilde y}{(\alpha - 1)^2} - "
             r"\frac{y \log y - \tilde y \sum_k y_k \log y_k}{\alpha - 1}, \; \tilde y = \frac{s}{\sum_k s_k}"
         ),
-        range="[0, 1], summing to 1 along the axis; exact zeros for 1 < alpha <= 2",
+        range="[0, 1], summing to 1 along the axis; exact zeros for alpha > 1",
         kinks=(_EDGE,),
         typical_use=("multiclass_output",),
         notes=(
@@ -942,9 +989,9 @@ register(
             "Newton's method and every result is correctly rounded all the same.",
             "dy/dalpha lets alpha be learned (adaptively sparse attention); at alpha = 1 it is the "
             "limit y_i (sum_k y_k log^2 y_k - log^2 y_i) / 2.",
-            "alpha is at most 2: beyond it y = u^(1/(alpha - 1)) makes an element a hair inside the "
-            "support visible (and the Jacobian unbounded next to its edge), and correctly rounded "
-            "results there are not yet guaranteed.",
+            "alpha is at most 8: beyond 2, y = u^(1/(alpha - 1)) makes an element a hair inside the "
+            "support visible, and the exact route decides which elements are inside to about "
+            "1100 (alpha - 1) bits (an element closer to the edge has y below 2^-1100).",
         ),
         aliases=("Entmax", "EntmaxAlpha", "entmax_bisect", "EntmaxBisect"),
         reference="Peters, Niculae and Martins (2019); Correia, Niculae and Martins, Adaptively sparse transformers (2019)",
