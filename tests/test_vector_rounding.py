@@ -814,3 +814,70 @@ async def test_inputs_a_hair_apart_give_small_results_not_zeros(
         if quantity == "vjp" and x[0] != 1.0:
             assert np.count_nonzero(want) >= 2, want  # the case's point: results of order d^k, not 0
         assert_all_right(name, quantity, results)
+
+
+@pytest.mark.parametrize(
+    ("name", "x", "g", "t", "quantity"),
+    [
+        # Found by an independent oracle.  Second- and third-order cancellation: the exact route's
+        # sums, shared by two working precisions, made a VJP of 8.3e-102 come back as 9.5e-82 (the
+        # same rounding error at both, so they agreed).
+        ("softmax", [0.0, 1e-50, 2e-50, 1.0], [-1.0, 2.0, -1.0, 0.0], 1.0, "vjp"),
+        ("log_softmax", [1e-50, -1e-50, 0.0], [1.0, 1.0, 1.0], 3.0, "vjp"),
+        ("softmin", [0.0, 1e-50, 2e-50, 0.0], [-1.0, 2.0, -1.0, 0.0], 3.0, "vjp"),
+        ("softmax", [1e-70, -1e-70, 0.0], [1.0, 1.0, 1.0], 1.0, "dydT"),
+        ("log_softmax", [1e-70, -1e-70, 0.0], [1.0, 1.0, 1.0], 1.0, "dydT"),
+        # 2^-1075 (a midpoint of float64's subnormals) and e^-2500 more: the products were formed at
+        # fewer bits than Z carries, and the VJP came back 0.
+        ("log_softmax", [0.0, -5000.0], [1.5e-323, -5e-324], 2.0, "vjp"),
+    ],
+)  # fmt: skip
+async def test_cancellation_and_midpoints_the_oracle_found(
+    client: httpx.AsyncClient, name: str, x: list[float], g: list[float], t: float, quantity: str
+) -> None:
+    results = await answers(client, name, quantity, every_format(x, g, t, jacobian=False))
+    assert "float64" in results
+    assert_all_right(name, quantity, results)
+
+
+@pytest.mark.parametrize(
+    ("x", "g", "t", "quantity"),
+    [
+        ([1.8189894035458565e-12, -25000.0], None, 1.0, "value"),
+        ([1.8189894035458565e-12, -25000.0], None, 1.0, "dydT"),
+        ([9.094947017729282e-13, -12000.0, -12000.000000000004], [0.0, 1.0, 1.0], 0.5, "grad_params"),
+    ],
+)
+async def test_log_softmax_just_off_a_midpoint_rounds_to_its_side(
+    client: httpx.AsyncClient, x: list[float], g: list[float] | None, t: float, quantity: str
+) -> None:
+    # Found by an independent oracle: y_1 = q_1 - log(1 + e^q_1) with q_1 = -25000 - 2^-39 exactly
+    # halfway between two floats, and below it by e^-25000 (too little for any working precision):
+    # it was rounded to even, as if it were the midpoint.  Each quantity here is a rational r (the
+    # midpoint) plus a part of known sign far below r's last bit, so its rounding is r's neighbour
+    # on that side.
+    fx = [Fraction(v) for v in x]
+    top, tt = max(fx), Fraction(t)
+    if quantity == "value":
+        r, side = (fx[1] - top) / tt, -1  # minus log(1 + e^q) > 0
+    elif quantity == "dydT":
+        r, side = -(fx[1] - top) / tt**2, -1  # dy/dT = -(q_1 - mean) / T, and mean < 0
+    else:
+        assert g is not None
+        moment = sum((Fraction(gi) * (xi - top) for gi, xi in zip(g, fx, strict=True)), Fraction(0))
+        r, side = -moment / tt**2, -1  # plus G mean / T < 0
+    tiny = Fraction(1, 2**2000)
+    below, above = rounding.round_to(r - tiny, "float64"), rounding.round_to(r + tiny, "float64")
+    assert below != above  # r is a midpoint: the case's point
+    body: dict[str, Any] = {"activation": "log_softmax", "x": x, "params": {"temperature": t}}
+    if quantity == "value":
+        r_ = await client.post("/activate", json=body)
+        got = r_.json()["y"][1]
+    elif quantity == "dydT":
+        r_ = await client.post("/derivative", json=body | {"wrt": "params"})
+        got = r_.json()["dydparams"]["temperature"][1]
+    else:
+        r_ = await client.post("/derivative", json=body | {"wrt": "params", "grad": g})
+        got = r_.json()["grad_params"]["temperature"]
+    assert r_.status_code == 200, r_.text
+    assert got == (below if side < 0 else above)

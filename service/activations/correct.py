@@ -147,6 +147,7 @@ def ziv(compute: Callable[[int], Any], fmt: Format) -> float:
     prec = fmt.precision + 64
     previous: tuple[float, bool] | None = None
     while True:
+        checkpoint()
         with gmpy2.context(gmpy2.get_context(), precision=prec) as context:
             context.clear_flags()
             value = compute(prec)
@@ -205,6 +206,7 @@ def ziv_many(compute: Callable[[int], list[Callable[[], Any]]], count: int, fmt:
             for k in range(count):
                 if k in done:
                     continue
+                checkpoint()  # a long vector's elements take a while: a stopped request stops here
                 value = elements[k]()
                 if value is None:  # see ziv: undecided at this precision
                     if prec >= MAX_BITS:

@@ -329,10 +329,20 @@ def _fsum(terms: Iterator[Any]) -> Any:
     for term in terms:
         chunk.append(term)
         if len(chunk) == SUM_CHUNK:
+            checkpoint()
             parts.append(gmpy2.fsum(chunk))
             chunk = []
     parts.append(gmpy2.fsum(chunk))
     return gmpy2.fsum(parts)
+
+
+def _plus_tiny(r: Any, t: Any) -> Any:
+    """r + t where t may lie far below r's last bit: never r itself for t != 0 (r, a rational rounded
+    once, may be exactly a midpoint of a format, and the true value lies off it on t's side)."""
+    total = r + t
+    if total == r and not gmpy2.is_zero(t):
+        return gmpy2.next_above(r) if t > 0 else gmpy2.next_below(r)
+    return total
 
 
 #: The exact route keeps the e^q of vectors up to this long (for the precision in use).
@@ -399,14 +409,15 @@ class _SoftmaxExact(Exact):
         return None if gmpy2.is_zero(value) and self.prec < self.zero_bits else value
 
     def at(self, prec: int) -> None:
-        # The vector's sums are worked out when first needed, at twice this precision (plus guard
-        # bits): Ziv's next step (twice the precision) then takes them as they are, and each step
-        # costs the elements alone.
+        # The vector's sums are worked out again at each precision, when first needed, with guard
+        # bits: Ziv's strategy takes a result that two precisions agree on, and sums shared by two
+        # steps would make a result that cancellation leaves to their rounding errors (a VJP of
+        # order d^2 for inputs d apart) agree with itself.
         self.prec = prec
-        if self._cache and self.sum_prec >= prec + 32:
+        if self._cache and self.sum_prec == prec + 64:
             return
         self._cache = {}
-        self.sum_prec = 2 * prec + 32
+        self.sum_prec = prec + 64
         self.far = None
         with wide(prec + 32):
             # Where the next largest input is so far below that its e^q is beyond even MPFR's range
@@ -450,7 +461,12 @@ class _SoftmaxExact(Exact):
         if self.far is not None or not np.isfinite(self.hi).all():
             return [self._e(k) for k in range(self.n)]
         exp, add, t = gmpy2.exp, gmpy2.add, self.t
-        e = [exp(add(h, lo) / t) for h, lo in zip(self.hi.tolist(), self.lo.tolist(), strict=True)]
+        hi, lo = self.hi.tolist(), self.lo.tolist()
+        e: list[Any] = []
+        for start in range(0, self.n, SUM_CHUNK):
+            checkpoint()  # thousands of bits an e^q at high precision: a stopped request stops here
+            part = zip(hi[start : start + SUM_CHUNK], lo[start : start + SUM_CHUNK], strict=True)
+            e += [exp(add(h, low) / t) for h, low in part]
         for k in self.tops.tolist():
             e[k] = mpfr(1)
         return e
@@ -537,7 +553,7 @@ class _SoftmaxExact(Exact):
             return self.s(i)
         if self.n == 1:
             return mpfr(0)
-        return self.q(i) - self.lse
+        return _plus_tiny(self.q(i), -self.lse)
 
     def _complement(self, i: int) -> Any:
         """1 - s_i: the others' sum over the total."""
@@ -591,8 +607,9 @@ class _SoftmaxExact(Exact):
             # (g_j Z - e_j G) / (Z T), both products exact
             gj = mpfr(float(self.g[j]), 53)
             e = self.e(j)
-            with gmpy2.context(gmpy2.get_context(), precision=EXACT_BITS):
-                products = [gj * self.z, -e * self.big_g]  # exact
+            # exact: Z and e^q carry sum_prec bits, g_j 53 and G (an exact sum) up to EXACT_BITS
+            with gmpy2.context(gmpy2.get_context(), precision=self.sum_prec + EXACT_BITS + 64):
+                products = [gj * self.z, -e * self.big_g]
             return self._nonzero(self._out(gmpy2.fsum(products) / self.z))
         # s_j (g_j - sum_i g_i s_i) = s_j ((g_j - g_top) - sum_i s_i (g_i - g_top))
         with gmpy2.context(gmpy2.get_context(), precision=EXACT_BITS):
@@ -602,6 +619,11 @@ class _SoftmaxExact(Exact):
     def param(self, name: str, i: int) -> Any:
         if self.distinct == 1:
             return mpfr(0)  # every input equal: no dependence on T
+        if self.log:
+            # -q_i / T (one rounding of a rational) + mean / T
+            rational = -gmpy2.add(float(self.hi[i]), float(self.lo[i])) / (self.t * self.t)
+            if math.isfinite(self.hi[i]):
+                return self._nonzero(_plus_tiny(rational, self.mean / self.t))
         centred = self.q(i) - self.mean
         return self._nonzero(-(centred if self.log else self.s(i) * centred) / self.t)
 
@@ -636,6 +658,16 @@ class _SoftmaxExact(Exact):
         # sum_i g_i a_i (q_i - mean), a_i = s_i (softmax) or 1 (log_softmax).
         mean = self.mean
         g = self.g
+        if self.log:
+            # -(sum_i g_i d_i) / T^2 (a rational, rounded once) + G mean / T, d_i = x_i - max
+            top = mpq(self.m)
+            moment = sum(
+                (mpq(float(gi)) * (mpq(float(xi)) - top) for gi, xi in zip(g, self.x, strict=True) if gi),
+                mpq(0),
+            )
+            t = mpq(float(self.t))
+            with wide(self.prec + 32):
+                return self._nonzero(_plus_tiny(mpfr(-moment / (t * t)), self.big_g * mean / self.t))
         with wide(self.prec + 32):
             terms = (
                 float(g[i]) * (self.q(i) - mean) * (1 if self.log else self.s(i))
@@ -1165,6 +1197,7 @@ def summed(
     def total_at(prec: int) -> Any:
         parts = []
         for ex in exacts:
+            checkpoint()  # every vector's sums at each precision: a stopped request stops here
             ex.at(prec)
             with wide(prec + 64):
                 part = ex.param_sum(param)
