@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from . import activations, binary, codec
+from .activations.registry import MAX_CHANNELS
 from .problems import RequestError
 
 JSON_MEDIA_TYPE = "application/json"
@@ -194,11 +195,11 @@ def query_param(field: str, text: str) -> float | list[float]:
     (``numerator=0,0.5,0.3``)."""
     if "," not in text:
         return query_number(field, text, float)
-    parts = text.split(",")
-    if len(parts) > codec.MAX_KEYS:
+    if text.count(",") >= MAX_CHANNELS:
         raise RequestError.one(
-            422, field, f"has {len(parts)} numbers; an array parameter has at most {codec.MAX_KEYS}"
+            422, field, f"has {text.count(',') + 1} numbers; an array parameter has at most {MAX_CHANNELS:,}"
         )
+    parts = text.split(",")
     return [float(query_number(f"{field}[{k}]", part.strip(" "), float)) for k, part in enumerate(parts)]
 
 

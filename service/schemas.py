@@ -26,6 +26,7 @@ from pydantic_core import PydanticCustomError
 
 from . import activations
 from .activations import Activation
+from .activations.registry import MAX_CHANNELS
 from .codec import MAX_DEPTH
 
 NUMBER_ARRAY_REF = {"$ref": "#/components/schemas/NumberArray"}
@@ -66,7 +67,7 @@ def _param_value(value: Any) -> float | list[float]:
     if isinstance(value, list):
         if len(value) > MAX_PARAM_LENGTH:
             raise PydanticCustomError(
-                "param", f"has {len(value)} numbers; an array parameter takes at most {MAX_PARAM_LENGTH}"
+                "param", f"has {len(value)} numbers; an array parameter takes at most {MAX_PARAM_LENGTH:,}"
             )
         out = []
         for k, v in enumerate(value):
@@ -93,8 +94,9 @@ def _kind(v: Any) -> str:
     return type(v).__name__
 
 
-#: The most numbers an array parameter may be sent with (rational takes at most 9).
-MAX_PARAM_LENGTH = 64
+#: The most numbers an array parameter may be sent with (rational takes at most 9, prelu one a
+#: channel).
+MAX_PARAM_LENGTH = MAX_CHANNELS
 
 #: A parameter's value in a request.
 ParamValue = Annotated[

@@ -184,3 +184,76 @@ async def test_the_catalog_says_the_weight_can_be_per_channel(client: httpx.Asyn
     assert weight["channels"] is True
     assert weight["length"] is None  # a number by default: the scalar form
     assert not any(p["channels"] for e in entries.values() for p in e["params"] if e["name"] != "prelu")
+
+
+async def test_the_most_channels_pass_every_interface(client: httpx.AsyncClient) -> None:
+    # 4,096 channels through JSON, a .npy body's query string and the inference protocol (an
+    # array-parameter limit of 64 once stopped them all); 4,097 refused by name on each.
+    rng = np.random.default_rng(4096)
+    channels = 4096
+    x = rng.standard_normal((2, channels))
+    w = rng.integers(-16, 16, channels) / 16  # short decimals: the query string stays under 64 KiB
+    want = np.where(
+        x >= 0,
+        x,
+        [
+            [rounding.round_to(Fraction(a) * Fraction(b), "float64") for a, b in zip(row, w, strict=True)]
+            for row in x
+        ],
+    )
+    for weights, status in ((w, 200), (np.append(w, 0.5), 422)):
+        text = ",".join(repr(float(v)) for v in weights)
+        r = await client.post(
+            "/activate",
+            json={"activation": "prelu", "x": x.tolist(), "params": {"weight": weights.tolist()}, "axis": 1},
+        )
+        buf = io.BytesIO()
+        np.save(buf, x)
+        npy = await client.post(
+            f"/activate/npy?activation=prelu&axis=1&weight={text}",
+            content=buf.getvalue(),
+            headers={"content-type": "application/octet-stream", "accept": "application/json"},
+        )
+        body = {
+            "inputs": [{"name": "x", "shape": [2, channels], "datatype": "FP64", "data": x.ravel().tolist()}],
+            "parameters": {"weight": text, "axis": 1},
+        }
+        oip = await client.post("/v2/models/prelu/infer", json=body)
+        for answer, refused in ((r, 422), (npy, 422), (oip, 400)):  # the protocol's errors are 400s
+            assert answer.status_code == (status if status == 200 else refused), answer.text[:300]
+            if status != 200:
+                assert "weight" in answer.text
+                assert "4,096" in answer.text
+        if status == 200:
+            assert r.json()["y"] == want.tolist()
+            assert npy.json()["y"] == want.tolist()
+            assert oip.json()["outputs"][0]["data"] == want.ravel().tolist()
+
+
+@pytest.mark.parametrize(
+    ("axis", "weight", "extra", "field"),
+    [
+        (1, [1.0, 1.0, 10.0], {}, "y[1][2]"),
+        (0, [1.0, 10.0], {}, "y[1][2]"),
+        (
+            1,
+            [1.0, 1.0, 1.0],
+            {"wrt": "params", "grad": [[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]]},
+            "grad_params.weight[2]",
+        ),
+    ],
+)
+async def test_a_result_beyond_the_format_is_named_in_the_whole_of_x(
+    client: httpx.AsyncClient, axis: int, weight: list[float], extra: dict[str, Any], field: str
+) -> None:
+    # 10 * -1e308 overflows float64: the element (or the channel's sum, -1e308 - 1e308) is named
+    # where it is in x, not where it is in its channel's slice (y[1]).
+    body = {
+        "activation": "prelu",
+        "x": [[1.0, 1.0, -1e308 if extra else 1.0], [1.0, 1.0, -1e308]],
+        "params": {"weight": weight},
+        "axis": axis,
+    }
+    r = await client.post("/derivative" if extra else "/activate", json=body | extra)
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["field"] == field

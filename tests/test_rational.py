@@ -138,7 +138,7 @@ async def test_array_parameters_through_json(client: httpx.AsyncClient) -> None:
         ({"numerator": [1.0, "2"]}, "params.numerator", "must be a number"),
         ({"numerator": [1.0, True]}, "params.numerator", "must be a number"),
         ({"numerator": [1.0, [2.0]]}, "params.numerator", "must be a number"),
-        ({"numerator": [0.0] * 65}, "params.numerator", "at most 64"),
+        ({"numerator": [0.0] * 4097}, "params.numerator", "at most 4,096"),
         ({"denominator": {"b": 1}}, "params.denominator", "an array of numbers), not an object"),
     ],
 )

@@ -53,6 +53,7 @@ import contextvars
 import math
 import os
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -86,11 +87,22 @@ def _stacked(
     """fn of each channel (x, and ``arrays``, taken along the split's axis, with that channel's
     parameters), stacked back along the axis."""
     ax, per = split
-    parts = [
-        np.asarray(fn(np.take(x, c, axis=ax), pc, *(np.take(a, c, axis=ax) for a in arrays)))
-        for c, pc in enumerate(per)
-    ]
+    parts = []
+    for c, pc in enumerate(per):
+        try:
+            parts.append(
+                np.asarray(fn(np.take(x, c, axis=ax), pc, *(np.take(a, c, axis=ax) for a in arrays)))
+            )
+        except ResultOverflow as exc:
+            raise ResultOverflow(_in_channel(exc.field, ax, c), exc.reason) from None
     return np.stack(parts, axis=ax)
+
+
+def _in_channel(field: str, ax: int, c: int) -> str:
+    """A channel's element named in the whole of x: ``y[1]`` of channel 2 along axis 1 is ``y[1][2]``."""
+    name, _, rest = field.partition("[")
+    index = [int(i) for i in re.findall(r"\d+", rest)] if rest else []
+    return element(name, [*index[:ax], c, *index[ax:]])
 
 
 #: The most channels a per-channel parameter has (each is evaluated as a call of its own).
@@ -508,10 +520,14 @@ class Activation:
         split = self._channels(x, params, axis) if self.kind == "elementwise" else None
         if split is not None:
             ax, per = split
-            channels = [
-                self.parameter_vjp(np.take(x, c, axis=ax), np.take(g, c, axis=ax), pc, -1, dtype)
-                for c, pc in enumerate(per)
-            ]
+            channels = []
+            for c, pc in enumerate(per):
+                try:
+                    channels.append(
+                        self.parameter_vjp(np.take(x, c, axis=ax), np.take(g, c, axis=ax), pc, -1, dtype)
+                    )
+                except ResultOverflow as exc:  # one sum a channel: name the channel's
+                    raise ResultOverflow(f"{exc.field}[{c}]", exc.reason) from None
             return {p.name: [part[p.name] for part in channels] for p in self.learnable}
         if self.kind == "elementwise" and any(self._rounded("value", p.name) for p in self.learnable):
             fmt = _format(dtype)
