@@ -521,13 +521,12 @@ class Activation:
         if split is not None:
             ax, per = split
             channels = []
-            for c, pc in enumerate(per):
+            for channel, pc in enumerate(per):
+                xc, gc = np.take(x, channel, axis=ax), np.take(g, channel, axis=ax)
                 try:
-                    channels.append(
-                        self.parameter_vjp(np.take(x, c, axis=ax), np.take(g, c, axis=ax), pc, -1, dtype)
-                    )
+                    channels.append(self.parameter_vjp(xc, gc, pc, -1, dtype))
                 except ResultOverflow as exc:  # one sum a channel: name the channel's
-                    raise ResultOverflow(f"{exc.field}[{c}]", exc.reason) from None
+                    raise ResultOverflow(f"{exc.field}[{channel}]", exc.reason) from None
             return {p.name: [part[p.name] for part in channels] for p in self.learnable}
         if self.kind == "elementwise" and any(self._rounded("value", p.name) for p in self.learnable):
             fmt = _format(dtype)
