@@ -286,3 +286,46 @@ async def test_the_core_takes_16_bit_dtypes_as_the_api_does(name: str, fmt: str)
             json={"activation": name, "x": x.tolist(), "dtype": fmt, "wrt": "params", "grad": g.tolist()},
         )
         assert {k: float(np.float32(v)) for k, v in r.json()["grad_params"].items()} == sums
+
+
+@pytest.mark.parametrize("fmt_name", ["float16", "bfloat16"])
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [
+        ("prelu", {"weight": 1.5}),  # w x needs 12 bits: many products are exactly midpoints
+        ("prelu", {"weight": -0.3}),
+        ("gelu", {}),
+        ("softplus", {}),
+        ("mish", {}),
+        ("elu", {"alpha": 1.0}),
+        ("relu", {}),
+    ],
+)
+def test_16_bit_results_through_float64_agree_with_the_exact_tables(
+    name: str, params: dict[str, float], fmt_name: str
+) -> None:
+    # The core's 16-bit results come from its correctly rounded float64 ones, rounded again, except
+    # where the float64 result is exactly a midpoint of the format (correct.from_double); here every
+    # finite input of the format against the table the exact definitions give, bit for bit (signs of
+    # zeros and overflows included).
+    entry = activations.get(name)
+    fmt = correct.FORMATS[fmt_name]
+    bound = entry.bind(params)
+    x = correct.finite_inputs(fmt)
+    x = x[np.abs(x) < 1e4]  # (results beyond the format are refused, at their first element)
+    dtype = fmt.numpy
+    quantities = {
+        "value": lambda: entry.value(x, bound, dtype=dtype),
+        "derivative": lambda: entry.jacobian(x, bound, dtype=dtype),
+    }
+    for quantity, core in quantities.items():
+        got = np.asarray(core(), np.float64)
+        want = correct.sixteen_bit(entry, quantity, x, bound, fmt)  # the table, exactly
+        assert np.array_equal(np.signbit(got), np.signbit(want)), quantity
+        bad = np.flatnonzero(got != want)
+        assert not bad.size, (quantity, x[bad[:5]].tolist(), got[bad[:5]].tolist(), want[bad[:5]].tolist())
+    g = np.resize(np.array([1.0, -2.5, 0.375, 3.0]), x.shape)
+    got = np.asarray(entry.vector_jacobian_product(x, g, bound, dtype=dtype), np.float64)
+    want = correct.scaled(entry, "derivative", x, g, bound, fmt)
+    assert np.array_equal(got, want)
+    assert np.array_equal(np.signbit(got), np.signbit(want))

@@ -286,6 +286,7 @@ def elementwise(
     evaluated once per distinct input; ``inf`` where a result exceeds the format."""
     fn = function_of(entry, quantity, param)
     unique, inverse = np.unique(np.asarray(x, dtype=np.float64), return_inverse=True)
+    _take_channel_budget(unique.size, fmt)
     results = np.array([correctly_rounded(fn, float(v), params, fmt) for v in unique], dtype=np.float64)
     return results[inverse].reshape(np.shape(x))
 
@@ -369,6 +370,38 @@ def _lookup(
 #: Above this many distinct inputs, a whole table is computed (and kept) instead.
 TABLE_FROM = 4096
 
+#: What is left of a per-channel request's exact evaluations in the 16-bit formats (see per_channel).
+_channel_budget: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
+    "channel_budget", default=None
+)
+
+
+@contextmanager
+def per_channel(elements: int) -> Iterator[None]:
+    """A per-channel request of ``elements``: each channel's 16-bit results are worked out for its
+    own distinct inputs (a table of every input for each channel's own weight is 1.2 s of work that
+    no other request shares), and all of them together within EXACT_FLOOR + EXACT_SHARE of the
+    elements: 64 fresh weights over 4,200 distinct float16 inputs each was 83 s of a worker."""
+    token = _channel_budget.set([EXACT_FLOOR + int(EXACT_SHARE * elements)])
+    try:
+        yield
+    finally:
+        _channel_budget.reset(token)
+
+
+def _take_channel_budget(count: int, fmt: Format) -> None:
+    left = _channel_budget.get()
+    if left is None:
+        return
+    left[0] -= count
+    if left[0] < 0:
+        limit = f"{EXACT_FLOOR:,} + {EXACT_SHARE:.0%} of the elements"
+        raise ActivationError(
+            "params",
+            f"a per-channel parameter in {fmt.name} takes each channel's distinct inputs one by one, "
+            f"at most {limit} a request in all: send fewer channels or distinct values a request",
+        )
+
 
 def sixteen_bit(
     entry: Activation,
@@ -381,10 +414,56 @@ def sixteen_bit(
     """``quantity`` at every element of ``x`` (values of a 16-bit format, as float64), correctly rounded:
     from the function's table when the array has many distinct inputs, else input by input."""
     function_of(entry, quantity, param)  # refuses vector functions
-    if np.unique(x).size <= TABLE_FROM:
+    if np.unique(x).size <= TABLE_FROM or _channel_budget.get() is not None:
+        # (a channel of a per-channel request: its own inputs only, never a table an own weight)
         return elementwise(entry, quantity, x, params, fmt, param)
     bits = np.asarray(x, dtype=np.float64).astype(fmt.numpy).view(np.uint16)
     return _lookup(entry.name, quantity, param, tuple(sorted(params.items())), fmt.name)[bits]
+
+
+def from_double(
+    entry: Activation,
+    quantity: str,
+    x: Array,
+    g: Array | None,
+    r64: Array,
+    params: Mapping[str, float],
+    fmt: Format,
+    param: str | None = None,
+) -> Array:
+    """16-bit results from the correctly rounded float64 ones ``r64`` of the same x (and g): a
+    midpoint of ``fmt`` is a float64 number, so none lies strictly between a true value v and
+    RN64(v), and RN(RN64(v)) = RN(v) unless RN64(v) is itself a midpoint; those few (exact ties
+    among them) from the exact definitions.  A table or an evaluation a distinct input otherwise."""
+    r = round_to(r64, fmt)
+    with np.errstate(invalid="ignore"):
+        below = round_to(np.nextafter(r64, -np.inf), fmt)
+        above = round_to(np.nextafter(r64, np.inf), fmt)
+        ties = np.flatnonzero((below != above) & (r != r64) & np.isfinite(r64))
+    if ties.size:
+        flat = r.reshape(-1)
+        xs = np.ravel(x)[ties]
+        if g is None:
+            flat[ties] = elementwise(entry, quantity, xs, params, fmt, param)
+        else:
+            flat[ties] = scaled(entry, quantity, xs, np.ravel(g)[ties], params, fmt)
+    return r
+
+
+def summed_through_double(
+    entry: Activation, param: str, x: Array, g: Array, params: Mapping[str, float], fmt: Format
+) -> float:
+    """sum(g * dy/dparam) rounded once to a 16-bit format, from its correctly rounded float64 value
+    (see from_double), exactly where that is a midpoint of ``fmt``."""
+    if np.size(x) > EXACT_FLOOR:  # (float64's sum is rounded from its bound beyond: exactly here)
+        return summed(entry, param, x, g, params, fmt)
+    total = rounded_sum(entry, param, x, g, params, "float64")
+    r = float(round_to(np.asarray(total), fmt))
+    below = float(round_to(np.asarray(np.nextafter(total, -np.inf)), fmt))
+    above = float(round_to(np.asarray(np.nextafter(total, np.inf)), fmt))
+    if below != above and r != total and math.isfinite(total):
+        return summed(entry, param, x, g, params, fmt)
+    return r
 
 
 def scaled(
@@ -394,6 +473,7 @@ def scaled(
     elementwise function: one rounding of the exact product, not of a rounded derivative)."""
     fn = function_of(entry, quantity)
     pairs, inverse = np.unique(np.stack([np.ravel(x), np.ravel(g)], axis=1), axis=0, return_inverse=True)
+    _take_channel_budget(len(pairs), fmt)
     out = np.empty(len(pairs))
     for i, (xi, gi) in enumerate(pairs):
         checkpoint()
@@ -421,6 +501,7 @@ def summed(
     """sum(g * dy/dparam), correctly rounded: the exact sum of the exact products, rounded once."""
     fn = function_of(entry, "value", param)
     unique, inverse = np.unique(np.ravel(x), return_inverse=True)
+    _take_channel_budget(unique.size, fmt)
     weights = np.ravel(g)
     index = np.ravel(inverse)
     args = exact_args(params)

@@ -88,13 +88,14 @@ def _stacked(
     parameters), stacked back along the axis."""
     ax, per = split
     parts = []
-    for c, pc in enumerate(per):
-        try:
-            parts.append(
-                np.asarray(fn(np.take(x, c, axis=ax), pc, *(np.take(a, c, axis=ax) for a in arrays)))
-            )
-        except ResultOverflow as exc:
-            raise ResultOverflow(_in_channel(exc.field, ax, c), exc.reason) from None
+    with _ROUNDING.per_channel(int(np.size(x))):
+        for c, pc in enumerate(per):
+            try:
+                parts.append(
+                    np.asarray(fn(np.take(x, c, axis=ax), pc, *(np.take(a, c, axis=ax) for a in arrays)))
+                )
+            except ResultOverflow as exc:
+                raise ResultOverflow(_in_channel(exc.field, ax, c), exc.reason) from None
     return np.stack(parts, axis=ax)
 
 
@@ -521,12 +522,13 @@ class Activation:
         if split is not None:
             ax, per = split
             channels = []
-            for channel, pc in enumerate(per):
-                xc, gc = np.take(x, channel, axis=ax), np.take(g, channel, axis=ax)
-                try:
-                    channels.append(self.parameter_vjp(xc, gc, pc, -1, dtype))
-                except ResultOverflow as exc:  # one sum a channel: name the channel's
-                    raise ResultOverflow(f"{exc.field}[{channel}]", exc.reason) from None
+            with _ROUNDING.per_channel(int(np.size(x))):
+                for channel, pc in enumerate(per):
+                    xc, gc = np.take(x, channel, axis=ax), np.take(g, channel, axis=ax)
+                    try:
+                        channels.append(self.parameter_vjp(xc, gc, pc, -1, dtype))
+                    except ResultOverflow as exc:  # one sum a channel: name the channel's
+                        raise ResultOverflow(f"{exc.field}[{channel}]", exc.reason) from None
             return {p.name: [part[p.name] for part in channels] for p in self.learnable}
         if self.kind == "elementwise" and any(self._rounded("value", p.name) for p in self.learnable):
             fmt = _format(dtype)
@@ -537,7 +539,7 @@ class Activation:
                     if fmt in ("float16", "bfloat16"):
                         form = _ROUNDING.FORMATS[fmt]
                         x16, g16 = (_ROUNDING.round_to(np.asarray(a, np.float64), form) for a in (x, g))
-                        total = _ROUNDING.summed(self, c, x16, g16, params, form)
+                        total = _ROUNDING.summed_through_double(self, c, x16, g16, params, form)
                     else:
                         total = _ROUNDING.rounded_sum(self, c, x, g, params, fmt)
                     totals.append(float(_finite(np.asarray(total), f"grad_params.{c}", dtype)))
@@ -647,16 +649,20 @@ class Activation:
         """An elementwise quantity (times g), block by block: correctly rounded where the entry has
         a fast definition of it, else from the NumPy function ``fn``."""
         fmt = _format(dtype)
+        route = self._rounded(quantity, param)
         if fmt in ("float16", "bfloat16") and _ROUNDING is not None:
-            # From the exact definitions, x (and g) rounded to the format once, as the API does.
+            # x (and g) rounded to the format once, as the API does; the results from the correctly
+            # rounded float64 ones where there are (see correct.from_double), else exactly.
             form = _ROUNDING.FORMATS[fmt]
             x16 = _ROUNDING.round_to(np.asarray(x, np.float64), form)
+            g16 = None if g is None else _ROUNDING.round_to(np.asarray(g, np.float64), form)
             with _ROUNDING.exact_budget(int(x.size)):
-                if g is None:
+                if route is not None:
+                    r64 = self._elementwise(quantity, fn, x16, params, np.float64, g16, param)
+                    return _ROUNDING.from_double(self, quantity, x16, g16, r64, params, form, param)
+                if g16 is None:
                     return _ROUNDING.sixteen_bit(self, quantity, x16, params, form, param)
-                g16 = _ROUNDING.round_to(np.asarray(g, np.float64), form)
                 return _ROUNDING.scaled(self, quantity, x16, g16, params, form)
-        route = self._rounded(quantity, param)
         if route is None:
             assert fn is not None
             assert g is None
