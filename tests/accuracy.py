@@ -126,9 +126,8 @@ ALT_PARAMS: Mapping[str, Mapping[str, float]] = {
     "gumbel_softmax": {"temperature": 0.5, "seed": 12345.0},
     "entmax": {"alpha": 1.25},
 }
-#: Further parameter sets, each a row of its own (entmax beyond alpha 2, where y = u^(1/(alpha - 1))
-#: makes elements next to the support's edge visible).
-MORE_PARAMS: Mapping[str, tuple[Mapping[str, float], ...]] = {"entmax": ({"alpha": 4.0},)}
+#: Further parameter sets, each a row of its own.
+MORE_PARAMS: Mapping[str, tuple[Mapping[str, float], ...]] = {}
 ABSOLUTE_NEAR_ZERO = {"sparsemax"}
 
 

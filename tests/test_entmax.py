@@ -17,12 +17,13 @@ import numpy as np
 import pytest
 
 from service import activations
+from service.activations.entmax import ENTMAX
 from service.app import create_app
 from service.settings import Settings
 from tests import reference, rounding
 from tests.conftest import asgi_client
 
-ALPHAS = (1.0, 1.25, 1.5, 1.7, 2.0, 2.5, 4.0, 8.0)
+ALPHAS = (1.0, 1.25, 1.5, 1.7, 2.0)
 FORMATS = ("float64", "float32", "float16", "bfloat16")
 NUMPY = {"float64": np.float64, "float32": np.float32, "float16": np.float16, "bfloat16": ml_dtypes.bfloat16}
 
@@ -172,7 +173,7 @@ def test_exact_zeros_off_the_support_and_a_flat_support() -> None:
 
 
 async def test_alpha_out_of_range_is_a_422_naming_it(client: httpx.AsyncClient) -> None:
-    for alpha in (0.5, 8.000000000000002, 16.0, 100.0, -1.0):
+    for alpha in (0.5, 2.0000000000000004, 3.0, 100.0, -1.0):
         r = await client.post(
             "/activate", json={"activation": "entmax", "x": [1, 2], "params": {"alpha": alpha}}
         )
@@ -214,16 +215,6 @@ async def test_alpha_next_to_one_with_a_dominant_element(client: httpx.AsyncClie
         ([1e-100, -1e-100, 0.0], [0.0, 0.5, -0.5], 1.5, "float64", ("dydalpha", "vjp")),
         ([1e-100, 0.0, -1e-100], [0.0, 0.5, -0.5], 1.25, "float64", ("dydalpha", "vjp")),
         ([1e-100, -1e-100, 0.0], [0.0, 0.5, -0.5], 1.0, "float64", ("dydalpha", "grad_params")),
-        # beyond alpha 2 an element a hair inside the support's edge has a visible y = u^(1/(alpha - 1))
-        # (the oracle found y = 0 for 3.3e-13 at alpha 4 and 1.1e-4 at alpha 10, when alpha > 2 was
-        # first offered): the exact route goes on until no element is within its resolution of the edge
-        ([0.33333333333299997, 0.0, -1.0], [0.75, -1.25, 0.5], 4.0, "float64", ("value", "jacobian", "vjp", "dydalpha", "grad_params")),
-        ([0.0, -0.1999999999998], [0.75, -1.25], 6.0, "float64", ("value", "vjp", "dydalpha")),
-        ([0.19999979436397552, 0.0, -0.6000000238418579], [0.75, -1.25, 2.0], 6.0, "float32", ("value", "jacobian", "vjp")),
-        ([0.11099999999999999, 0.0], [0.75, -1.25], 8.0, "float64", ("value", "jacobian", "vjp", "dydalpha")),
-        ([0.10986328125, 0.0], [0.75, -1.25], 8.0, "float16", ("value", "vjp", "dydalpha")),
-        # an element exactly on the edge at alpha 3 (sqrt(9/16) + sqrt(1/16) = 1): y = (3/4, 1/4, 0)
-        ([0.0, -0.25, -0.28125], [1.0, -2.0, 0.5], 3.0, "float64", ("value", "jacobian", "vjp", "dydalpha", "grad_params")),
         # a support of equal inputs: y = 1/k exactly, and s = 16^(-1/4) = 1/2 makes every Jacobian
         # entry and VJP rational (midpoints among them: decided exactly, not chased to 16,384 bits)
         ([0.3] * 16 + [-9.0], [0.5 + k / 64 for k in range(17)], 1.75, "float16", ("value", "jacobian", "vjp")),
@@ -259,3 +250,22 @@ async def test_cases_an_independent_oracle_found(
             assert r.status_code == 200, r.text
             got = r.json()[field]
         assert _bits(read(got, fmt)) == _bits(expected("entmax", quantity, x, g, alpha, fmt)), quantity
+
+
+@pytest.mark.parametrize(
+    ("x", "alpha"), [([0.0, -0.3333333333333333], 4.0), ([0.0, -0.14285714285714285], 8.0)]
+)
+def test_the_threshold_is_bisected_where_newtons_steps_run_out(x: list[float], alpha: float) -> None:
+    # An element 2^-167 inside the support's edge bends sum y sharply: Newton's steps overshot and
+    # fell back to bisection until they ran out, short of the edge, and the element came back
+    # y = 0 where the truth is 1.85e-17 (found by an independent oracle at alpha 4 and 8, which the
+    # service refuses; the exact route's solver is the same for every alpha, so it is tested here).
+    g = [1.0, 0.0]
+    xs, gs = np.array([x]), np.array([g])
+    got = {
+        "value": ENTMAX.compute("value", xs, {"alpha": alpha}, "float64")[0],
+        "vjp": ENTMAX.compute("vjp", xs, {"alpha": alpha}, "float64", g=gs)[0],
+    }
+    for quantity, values in got.items():
+        assert _bits(values) == _bits(expected("entmax", quantity, x, g, alpha, "float64")), quantity
+    assert got["value"][1] > 0

@@ -44,13 +44,12 @@ ALPHA = Param(
     name="alpha",
     default=1.5,
     minimum=1.0,
-    maximum=8.0,
+    maximum=2.0,
     description=(
-        "the entmax order, from 1 (softmax) through 1.5 (entmax15) and 2 (sparsemax) to 8; larger "
-        "alpha, sparser y (the Tsallis entropy's alpha; Correia et al. learn it per attention head "
-        "in (1, 2]).  At most 8: beyond 2, y = u^(1/(alpha - 1)) makes an element a hair inside "
-        "the support visible, and deciding which elements are inside takes up to 1100 (alpha - 1) "
-        "bits"
+        "the entmax order, from 1 (softmax) through 1.5 (entmax15) to 2 (sparsemax); larger alpha, "
+        "sparser y (the Tsallis entropy's alpha; Correia et al. learn it per attention head in "
+        "(1, 2]).  Beyond 2 y = u^(1/(alpha - 1)) makes an element a hair inside the support "
+        "visible, and its results are not yet guaranteed: refused"
     ),
 )
 
@@ -545,6 +544,20 @@ class _EntmaxExact(Exact):
                 break
             step = d + correction if correction is not None else (lo + hi) / 2
             d = step if lo <= step <= hi else (lo + hi) / 2
+        else:
+            # Newton's steps ran out (an element entering the support bends the sum sharply):
+            # bisection of the bracket, which the steps kept, to the tolerance.
+            while hi - lo > tolerance:
+                checkpoint()
+                d = (lo + hi) / 2
+                f = gmpy2.fsum(
+                    [(a - d) ** p for a, member in zip(self.a, members, strict=True) if member and a > d]
+                )
+                if f - 1 >= 0:
+                    lo = d
+                else:
+                    hi = d
+            d = (lo + hi) / 2
         self.delta = d
 
     def at(self, prec: int) -> None:
@@ -981,7 +994,7 @@ register(
             r"\frac{\partial y}{\partial \alpha} = \frac{y - \tilde y}{(\alpha - 1)^2} - "
             r"\frac{y \log y - \tilde y \sum_k y_k \log y_k}{\alpha - 1}, \; \tilde y = \frac{s}{\sum_k s_k}"
         ),
-        range="[0, 1], summing to 1 along the axis; exact zeros for alpha > 1",
+        range="[0, 1], summing to 1 along the axis; exact zeros for 1 < alpha <= 2",
         kinks=(_EDGE,),
         typical_use=("multiclass_output",),
         notes=(
@@ -989,9 +1002,8 @@ register(
             "Newton's method and every result is correctly rounded all the same.",
             "dy/dalpha lets alpha be learned (adaptively sparse attention); at alpha = 1 it is the "
             "limit y_i (sum_k y_k log^2 y_k - log^2 y_i) / 2.",
-            "alpha is at most 8: beyond 2, y = u^(1/(alpha - 1)) makes an element a hair inside the "
-            "support visible, and the exact route decides which elements are inside to about "
-            "1100 (alpha - 1) bits (an element closer to the edge has y below 2^-1100).",
+            "alpha is at most 2: beyond it y = u^(1/(alpha - 1)) makes an element a hair inside the "
+            "support visible, and correctly rounded results there are not yet guaranteed.",
         ),
         aliases=("Entmax", "EntmaxAlpha", "entmax_bisect", "EntmaxBisect"),
         reference="Peters, Niculae and Martins (2019); Correia, Niculae and Martins, Adaptively sparse transformers (2019)",

@@ -409,15 +409,16 @@ class _SoftmaxExact(Exact):
         return None if gmpy2.is_zero(value) and self.prec < self.zero_bits else value
 
     def at(self, prec: int) -> None:
-        # The vector's sums are worked out again at each precision, when first needed, with guard
-        # bits: Ziv's strategy takes a result that two precisions agree on, and sums shared by two
-        # steps would make a result that cancellation leaves to their rounding errors (a VJP of
-        # order d^2 for inputs d apart) agree with itself.
+        # The vector's sums are worked out when first needed, at twice this precision (plus guard
+        # bits), and kept while they carry at least that much: Ziv's strategy takes a result that
+        # two precisions agree on, and sums carrying no more than the second of them would make a
+        # result that cancellation leaves to their rounding errors (a VJP of order d^2 for inputs
+        # d apart) agree with itself.  Sums from a higher precision serve the next elements.
         self.prec = prec
-        if self._cache and self.sum_prec == prec + 64:
+        if self._cache and self.sum_prec >= 2 * prec + 32:
             return
         self._cache = {}
-        self.sum_prec = prec + 64
+        self.sum_prec = 2 * prec + 32
         self.far = None
         with wide(prec + 32):
             # Where the next largest input is so far below that its e^q is beyond even MPFR's range
