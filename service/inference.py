@@ -238,6 +238,11 @@ def parse(
         if key in _PROTOCOL_PARAMETERS:
             continue
         declared = next((p for p in entry.params if p.name == key), None)
+        if declared is None:  # whatever its value: the name is what is wrong
+            expected = ", ".join(p.name for p in entry.params) or "none"
+            raise RequestError.one(
+                400, f"parameters.{key[:100]}", f"unknown parameter for {entry.name}; expected: {expected}"
+            )
         if (
             isinstance(value, str)
             and declared is not None

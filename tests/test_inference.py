@@ -862,3 +862,16 @@ def test_bf16_json_tensors(base: str) -> None:
         timeout=30,
     ).json()["y"]
     assert y["data"] == want
+
+
+@pytest.mark.parametrize("value", ["0.1,0.2,0.3", "1", 1.0, True])
+def test_an_unknown_parameter_is_named_as_unknown_whatever_its_value(base: str, value: Any) -> None:
+    # A string sent for a parameter the model does not have was answered "must be a number ... got a
+    # string": the name is what is wrong, as the JSON API says.
+    body = {
+        "inputs": [{"name": "x", "shape": [3], "datatype": "FP64", "data": [1.0, 2.0, 3.0]}],
+        "parameters": {"weight": value},
+    }
+    r = httpx.post(f"{base}/v2/models/softmax/infer", json=body, timeout=10)
+    assert r.status_code == 400, r.text
+    assert "parameters.weight: unknown parameter for softmax; expected: temperature" in r.json()["error"]
