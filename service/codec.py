@@ -557,9 +557,7 @@ def to_array(value: Any, field: str, dtype: type = np.float64) -> Array:
         _check_nested(value, field, 0)
         arr = np.array(value, dtype=np.float64)
     else:
-        raise RequestError.one(
-            422, field, f"must be a number or a nested list of numbers, not {_kind(value)}"
-        )
+        raise RequestError.one(422, field, f"must be a number or a nested list of numbers, not {kind(value)}")
     if (index := first_non_finite(arr)) is not None:
         raise RequestError.one(422, element(field, index), "is not a finite number")
     if dtype is not np.float64:
@@ -600,11 +598,12 @@ def _check_nested(value: list[Any], field: str, depth: int) -> None:
                 422, f"{field}[{i}]", "is a list beside numbers at the same level: x must be rectangular"
             )
         if type(item) not in _NUMBER_TYPES and not isinstance(item, list):
-            raise RequestError.one(422, f"{field}[{i}]", f"must be a number, not {_kind(item)}")
+            raise RequestError.one(422, f"{field}[{i}]", f"must be a number, not {kind(item)}")
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _kind(value: Any) -> str:
+def kind(value: Any) -> str:
+    """What a JSON value is, for an error message."""
     if value is None:
         return "null"
     if isinstance(value, bool):

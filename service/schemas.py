@@ -27,7 +27,7 @@ from pydantic_core import PydanticCustomError
 from . import activations
 from .activations import Activation
 from .activations.registry import MAX_CHANNELS
-from .codec import MAX_DEPTH
+from .codec import MAX_DEPTH, kind
 
 NUMBER_ARRAY_REF = {"$ref": "#/components/schemas/NumberArray"}
 
@@ -56,7 +56,7 @@ def _param_value(value: Any) -> float | list[float]:
     def number(v: Any, inside: bool = False) -> float:
         if isinstance(v, bool) or not isinstance(v, int | float):
             wanted = "a number" if inside else "a number (or, for an array parameter, an array of numbers)"
-            raise PydanticCustomError("param", f"must be {wanted}, not {_kind(v)}")
+            raise PydanticCustomError("param", f"must be {wanted}, not {_described(v)}")
         if not math.isfinite(v):
             raise PydanticCustomError("param", "must be a finite number")
         if isinstance(v, int) and abs(v) > 2**53:
@@ -79,19 +79,10 @@ def _param_value(value: Any) -> float | list[float]:
     return number(value)
 
 
-def _kind(v: Any) -> str:
-    """What a JSON value is, for an error message."""
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "a boolean (true/false)"
-    if isinstance(v, str):
-        return "a string (write the number without quotes)"
-    if isinstance(v, dict):
-        return "an object"
-    if isinstance(v, list):
-        return "an array"
-    return type(v).__name__
+def _described(v: Any) -> str:
+    """What a parameter's value is (codec.kind), with the usual mistake's remedy."""
+    hint = {bool: " (true/false)", str: " (write the number without quotes)"}.get(type(v), "")
+    return kind(v) + hint
 
 
 #: The most numbers an array parameter may be sent with (rational takes at most 9, prelu one a

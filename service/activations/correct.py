@@ -436,10 +436,7 @@ def from_double(
     RN64(v), and RN(RN64(v)) = RN(v) unless RN64(v) is itself a midpoint; those few (exact ties
     among them) from the exact definitions.  A table or an evaluation a distinct input otherwise."""
     r = round_to(r64, fmt)
-    with np.errstate(invalid="ignore"):
-        below = round_to(np.nextafter(r64, -np.inf), fmt)
-        above = round_to(np.nextafter(r64, np.inf), fmt)
-        ties = np.flatnonzero((below != above) & (r != r64) & np.isfinite(r64))
+    ties = np.flatnonzero(_midpoints(r64, r, fmt))
     if ties.size:
         flat = r.reshape(-1)
         xs = np.ravel(x)[ties]
@@ -457,13 +454,20 @@ def summed_through_double(
     (see from_double), exactly where that is a midpoint of ``fmt``."""
     if np.size(x) > EXACT_FLOOR:  # (float64's sum is rounded from its bound beyond: exactly here)
         return summed(entry, param, x, g, params, fmt)
-    total = rounded_sum(entry, param, x, g, params, "float64")
-    r = float(round_to(np.asarray(total), fmt))
-    below = float(round_to(np.asarray(np.nextafter(total, -np.inf)), fmt))
-    above = float(round_to(np.asarray(np.nextafter(total, np.inf)), fmt))
-    if below != above and r != total and math.isfinite(total):
+    total = np.asarray(rounded_sum(entry, param, x, g, params, "float64"))
+    r = round_to(total, fmt)
+    if _midpoints(total, r, fmt):
         return summed(entry, param, x, g, params, fmt)
-    return r
+    return float(r)
+
+
+def _midpoints(r64: Array, r: Array, fmt: Format) -> Array:
+    """Where float64 values ``r64`` (rounded to ``fmt``: ``r``) are exactly midpoints of ``fmt``:
+    their float64 neighbours round to different numbers of it."""
+    with np.errstate(invalid="ignore"):
+        below = round_to(np.nextafter(r64, -np.inf), fmt)
+        above = round_to(np.nextafter(r64, np.inf), fmt)
+        return np.asarray((below != above) & (r != r64) & np.isfinite(r64))
 
 
 def scaled(
