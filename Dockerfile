@@ -3,6 +3,12 @@
 FROM python:3.12-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
+# A C compiler for the core's compiled first tier (service/activations/_kernel*.c); the final
+# stage gets only the built module. Debian's packages of the base image's release.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/*
 # Dependencies first: this layer is reused until the lock file changes.
 COPY deploy/requirements.lock ./
 RUN python -m venv /opt/venv \

@@ -41,7 +41,7 @@ import ml_dtypes
 import numpy as np
 from gmpy2 import mpfr
 
-from . import registry
+from . import compiled, registry
 from .bounded import B, decide, two_prod
 from .registry import (
     Activation,
@@ -618,30 +618,63 @@ def rounded(
         y = np.asarray(exact_numpy(np.asarray(x, np.float64), **params), np.float64)
         y = y + 0.0  # an exact 0 is +0 (-0 + 0 = +0)
         return y if g is None else _exact_products(y, g, entry, quantity, x, params, fmt_name, param)
-    fmt = FORMATS[fmt_name]
-    work = _WORKING[fmt_name]
     flat = np.ravel(x)
     gflat = None if g is None else np.ravel(g)
     out = np.empty(flat.size)
     for start in range(0, flat.size, FAST_CHUNK):
         checkpoint()
         xs = flat[start : start + FAST_CHUNK]
-        with np.errstate(all="ignore"):
-            b = fn(B.exact(xs, work), **params)
-            if gflat is not None:
-                b = b * B.exact(gflat[start : start + FAST_CHUNK], work)
-            b = b.folded()
-            b = B(*np.broadcast_arrays(b.v, b.e, np.empty(xs.shape, work))[:2])
-            r, sure = decide(b, fmt.numpy)
-        unsure = np.flatnonzero(~sure)
-        if unsure.size:
-            budget = _budget.get()
-            if budget is not None:
-                budget.take(int(unsure.size))
-            fill = _exact_in_order(entry, quantity, xs, gflat, start, unsure, params, fmt, param)
-            r[unsure] = fill
+        gs = None if gflat is None else gflat[start : start + FAST_CHUNK]
+        # The compiled tier first, where it has the function: it decides nearly every element;
+        # the bounded long double route takes the rest, and MPFR what that leaves.
+        first = (
+            None
+            if gs is not None or param is not None
+            else compiled.values(entry.name, quantity, xs, params, fmt_name)
+        )
+        if first is None:
+            r = _bounded(fn, entry, quantity, xs, gflat, start, None, params, fmt_name, param)
+        else:
+            r, decided = first
+            todo = np.flatnonzero(~decided)
+            if todo.size:
+                r[todo] = _bounded(fn, entry, quantity, xs, gflat, start, todo, params, fmt_name, param)
         out[start : start + xs.size] = r
     return out.reshape(np.shape(x))
+
+
+def _bounded(
+    fn: Callable[..., B],
+    entry: Activation,
+    quantity: str,
+    xs: Array,
+    gflat: Array | None,
+    start: int,
+    at: np.ndarray[Any, Any] | None,
+    params: Mapping[str, float],
+    fmt_name: str,
+    param: str | None,
+) -> Array:
+    """The results at xs[at] (all of xs where at is None; g from gflat[start:]): the bounded
+    evaluation in the working precision, and the exact definitions where it cannot decide."""
+    fmt, work = FORMATS[fmt_name], _WORKING[fmt_name]
+    sub = xs if at is None else xs[at]
+    with np.errstate(all="ignore"):
+        b = fn(B.exact(sub, work), **params)
+        if gflat is not None:
+            gs = gflat[start : start + xs.size]
+            b = b * B.exact(gs if at is None else gs[at], work)
+        b = b.folded()
+        b = B(*np.broadcast_arrays(b.v, b.e, np.empty(sub.shape, work))[:2])
+        r, sure = decide(b, fmt.numpy)
+    unsure = np.flatnonzero(~sure)
+    if unsure.size:
+        budget = _budget.get()
+        if budget is not None:
+            budget.take(int(unsure.size))
+        where = unsure if at is None else at[unsure]
+        r[unsure] = _exact_in_order(entry, quantity, xs, gflat, start, where, params, fmt, param)
+    return r
 
 
 def _exact_products(

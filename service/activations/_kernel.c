@@ -1,0 +1,146 @@
+/* The compiled first tier of the correctly rounded core.
+ *
+ * Each function is evaluated in double-double arithmetic (a value h + l carrying about 106
+ * bits) with a running bound e on its absolute error, as service/activations/bounded.py does
+ * in long double: every operation adds its own rounding error to the errors it inherits,
+ * propagated through the operation's derivative.  Where the whole interval [v - e, v + e]
+ * rounds to one number of the target format (float64 or float32), that number is the
+ * correctly rounded result and the element is marked sure; the others (a few in a million)
+ * are left to the slower routes, which decide them (bounded long double, then MPFR).
+ *
+ * Nothing depends on the CPU beyond IEEE double arithmetic rounded to nearest: no x87, and
+ * the build turns contraction into fused multiply-adds off.  The code (_kernel_body.h) is
+ * compiled twice: _kernel_fma.c takes the exact remainder of a product with a fused
+ * multiply-add where the CPU has one, _kernel_plain.c by Dekker's splitting; both remainders
+ * are exact, so a sure result is the same on every machine, and equal to what the slower
+ * routes give.
+ *
+ * The tables (2^(j/256) in double-double, ln 2 / 256 in three parts, the published constants)
+ * are computed by the Python side with MPFR and handed over once by init().
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include "_kernel.h"
+
+double TBL_H[256], TBL_L[256];
+double L1, L2, L3, INV_L;
+double K_1702_H, K_1702_L, K_SCALE_H, K_SCALE_L, K_SA_H, K_SA_L;
+double K_GT_H, K_GT_L, K_A_H, K_A_L, K_SIXTH_H, K_SIXTH_L;
+double UEXP; /* a margin on exp's own bound, set by init() */
+static int ready = 0;
+static int use_fma = 0;
+
+/* -- Python interface ------------------------------------------------------------------------ */
+
+static PyObject *k_init(PyObject *self, PyObject *args) {
+    Py_buffer t;
+    if (!PyArg_ParseTuple(args, "y*", &t)) return NULL;
+    if (t.len != (Py_ssize_t)(sizeof(double) * (512 + 17))) {
+        PyBuffer_Release(&t);
+        PyErr_SetString(PyExc_ValueError, "init takes 529 doubles");
+        return NULL;
+    }
+    const double *c = (const double *)t.buf;
+    for (int j = 0; j < 256; j++) {
+        TBL_H[j] = c[2 * j];
+        TBL_L[j] = c[2 * j + 1];
+    }
+    c += 512;
+    L1 = c[0];
+    L2 = c[1];
+    L3 = c[2];
+    INV_L = c[3];
+    K_1702_H = c[4];
+    K_1702_L = c[5];
+    K_SCALE_H = c[6];
+    K_SCALE_L = c[7];
+    K_SA_H = c[8];
+    K_SA_L = c[9];
+    K_GT_H = c[10];
+    K_GT_L = c[11];
+    K_A_H = c[12];
+    K_A_L = c[13];
+    K_SIXTH_H = c[14];
+    K_SIXTH_L = c[15];
+    UEXP = c[16];
+    PyBuffer_Release(&t);
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    __builtin_cpu_init();
+    use_fma = __builtin_cpu_supports("fma") && __builtin_cpu_supports("avx2");
+#endif
+    ready = 1;
+    Py_RETURN_NONE;
+}
+
+/* evaluate(f, bits, x, params, out, sure): out[i] and sure[i] for every x[i] (float64 arrays of
+ * the same length, sure a uint8 array); returns how many are sure.  Runs without the GIL. */
+static PyObject *k_evaluate(PyObject *self, PyObject *args) {
+    int f, bits;
+    Py_buffer x, p, out, sure;
+    if (!ready) {
+        PyErr_SetString(PyExc_RuntimeError, "init() first");
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, "iiy*y*w*w*", &f, &bits, &x, &p, &out, &sure)) return NULL;
+    Py_ssize_t n = x.len / (Py_ssize_t)sizeof(double);
+    Py_ssize_t count = 0;
+    int ok = f >= 0 && f < F_COUNT && (bits == 53 || bits == 24) && out.len == x.len &&
+             sure.len == n && p.len >= (Py_ssize_t)(4 * sizeof(double));
+    if (ok) {
+        const double *xs = (const double *)x.buf;
+        const double *ps = (const double *)p.buf;
+        double *ys = (double *)out.buf;
+        unsigned char *ss = (unsigned char *)sure.buf;
+        Py_BEGIN_ALLOW_THREADS count = (use_fma ? run_fma : run_plain)(f, bits, xs, ps, ys, ss, n);
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&x);
+    PyBuffer_Release(&p);
+    PyBuffer_Release(&out);
+    PyBuffer_Release(&sure);
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "evaluate: bad arguments");
+        return NULL;
+    }
+    return PyLong_FromSsize_t(count);
+}
+
+/* exp_dd(x) -> (h, l, e): the double-double exp and its bound, for the tests. */
+static PyObject *k_exp(PyObject *self, PyObject *args) {
+    double h, l;
+    int fma_variant;
+    if (!PyArg_ParseTuple(args, "ddp", &h, &l, &fma_variant)) return NULL;
+    if (fma_variant && !use_fma) {
+        PyErr_SetString(PyExc_ValueError, "this CPU has no fused multiply-add");
+        return NULL;
+    }
+    double v[3];
+    (fma_variant ? exp_entry_fma : exp_entry_plain)(h, l, v);
+    return Py_BuildValue("ddd", v[0], v[1], v[2]);
+}
+
+/* variant(fma): use the fused multiply-add variant (where the CPU has it) or Dekker's; returns
+ * whether the variant in use is the fused one.  For the tests, which compare the two. */
+static PyObject *k_variant(PyObject *self, PyObject *args) {
+    int want;
+    if (!PyArg_ParseTuple(args, "p", &want)) return NULL;
+    int has = 0;
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    __builtin_cpu_init();
+    has = __builtin_cpu_supports("fma") && __builtin_cpu_supports("avx2");
+#endif
+    use_fma = want && has;
+    return PyBool_FromLong(use_fma);
+}
+
+static PyMethodDef methods[] = {
+    {"variant", k_variant, METH_VARARGS, "Choose the fused multiply-add variant or Dekker's."},
+    {"init", k_init, METH_VARARGS, "Set the tables and constants."},
+    {"evaluate", k_evaluate, METH_VARARGS, "Correctly rounded values where decided."},
+    {"exp_dd", k_exp, METH_VARARGS, "exp in double-double with its error bound."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kernel", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit__kernel(void) { return PyModule_Create(&module); }

@@ -1,0 +1,50 @@
+/* Shared by the compiled first tier's translation units (_kernel.c, _kernel_fma.c,
+ * _kernel_plain.c). */
+#ifndef ACTIVATION_KERNEL_H
+#define ACTIVATION_KERNEL_H
+
+#include <stddef.h>
+
+enum {
+    F_EXPONENTIAL,
+    F_SIGMOID,
+    F_TANH,
+    F_SILU,
+    F_QUICK_GELU,
+    F_SOFTPLUS,
+    F_LOG_SIGMOID,
+    F_ELU,
+    F_SELU,
+    F_CELU,
+    F_MISH,
+    F_GELU_TANH,
+    F_TANHSHRINK,
+    F_SOFTSIGN,
+    F_LEAKY_RELU,
+    F_RRELU,
+    F_SOFTSHRINK,
+    F_RELU_SQUARED,
+    F_HARD_SIGMOID,
+    F_HARD_SILU,
+    F_SQUAREPLUS,
+    F_SPARSE_PLUS,
+    F_SPARSE_SIGMOID,
+    F_STAR_RELU,
+    F_SMELU,
+    F_XIELU,
+    F_COUNT
+};
+
+/* The tables and constants, set once by init() in _kernel.c. */
+extern double TBL_H[256], TBL_L[256];
+extern double L1, L2, L3, INV_L;
+extern double K_1702_H, K_1702_L, K_SCALE_H, K_SCALE_L, K_SA_H, K_SA_L;
+extern double K_GT_H, K_GT_L, K_A_H, K_A_L, K_SIXTH_H, K_SIXTH_L;
+extern double UEXP;
+
+ptrdiff_t run_fma(int f, int bits, const double *xs, const double *ps, double *ys, unsigned char *ss, ptrdiff_t n);
+ptrdiff_t run_plain(int f, int bits, const double *xs, const double *ps, double *ys, unsigned char *ss, ptrdiff_t n);
+void exp_entry_fma(double h, double l, double *out);
+void exp_entry_plain(double h, double l, double *out);
+
+#endif

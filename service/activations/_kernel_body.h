@@ -1,0 +1,530 @@
+/* The double-double evaluation and the rounding test of the compiled first tier (see
+ * _kernel.c), W elements at a time in SIMD vectors (GCC's vector extensions).
+ *
+ * Included by _kernel_fma.c and _kernel_plain.c: the same code compiled twice, with the products'
+ * exact remainders taken by a fused multiply-add where the CPU has one (AVX2 and FMA), and by
+ * Dekker's splitting where it does not.  The two give the same bits: both remainders are exact,
+ * and every other operation is an IEEE double operation rounded to nearest (the build turns
+ * contraction into fused multiply-adds off).
+ *
+ * Before including: KERNEL_FMA (1 or 0), W (lanes) and RUN (the name of the entry point).
+ *
+ * A value is a double-double h + l with a bound e on its absolute error.  Every operation adds
+ * its own rounding error to the errors it inherits, propagated through its derivative; functions
+ * with two formulas (by the sign of x, say) evaluate the operands of both and select, lane by
+ * lane, so that no lane branches.
+ */
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "_kernel.h"
+
+#if KERNEL_FMA
+#include <immintrin.h>
+#endif
+
+typedef double vd __attribute__((vector_size(8 * W)));
+typedef long long vl __attribute__((vector_size(8 * W)));
+typedef float vf __attribute__((vector_size(4 * W)));
+typedef int vi __attribute__((vector_size(4 * W)));
+
+typedef struct {
+    vd h, l; /* the value h + l, |l| <= ulp(h) / 2 */
+    vd e;    /* a bound on |true value - (h + l)| */
+} V;
+
+/* Per-operation relative error of the double-double operations used here (each is below
+ * 2^-103 by the analyses of Joldes, Muller and Popescu 2017); 2^-100 leaves a margin. */
+#define U 0x1p-100
+/* Per-operation absolute error where parts underflow: a product's error term and the low
+ * parts' products lose their bits below 2^-1074 (sums of doubles are exact there). */
+#define T 0x1p-1072
+/* The largest |x| this tier takes; beyond it the slower routes answer. */
+#define BIG 0x1p200
+
+/* -- lanes ---------------------------------------------------------------------------------- */
+
+static inline vd splat(double c) { return (vd){0} + c; }
+
+static inline vd vabs(vd x) { return (vd)((vl)x & 0x7fffffffffffffffLL); }
+
+/* m ? a : b, lane by lane (m: all ones or all zeros). */
+static inline vd sel(vl m, vd a, vd b) { return (vd)((m & (vl)a) | (~m & (vl)b)); }
+
+static inline V selv(vl m, V a, V b) { return (V){sel(m, a.h, b.h), sel(m, a.l, b.l), sel(m, a.e, b.e)}; }
+
+static inline vd inf_where(vl m, vd a) { return sel(m, splat(INFINITY), a); }
+
+/* -- error-free transformations ---------------------------------------------------------- */
+
+static inline void two_sum(vd a, vd b, vd *s, vd *t) {
+    vd x = a + b, bb = x - a;
+    *t = (a - (x - bb)) + (b - bb);
+    *s = x;
+}
+
+static inline void fast_two_sum(vd a, vd b, vd *s, vd *t) {
+    vd x = a + b;
+    *t = b - (x - a);
+    *s = x;
+}
+
+static inline void two_prod(vd a, vd b, vd *p, vd *t) {
+    vd x = a * b;
+#if KERNEL_FMA
+    *t = (vd)_mm256_fmadd_pd((__m256d)a, (__m256d)b, (__m256d)-x);
+#else
+    vd c = 134217729.0 * a; /* Dekker's split, 2^27 + 1 */
+    vd ah = c - (c - a), al = a - ah;
+    vd d = 134217729.0 * b;
+    vd bh = d - (d - b), bl = b - bh;
+    *t = ((ah * bh - x) + ah * bl + al * bh) + al * bl;
+#endif
+    *p = x;
+}
+
+/* -- double-double values with bounds ---------------------------------------------------- */
+
+static inline V exact(vd x) { return (V){x, splat(0.0), splat(0.0)}; }
+
+static inline V constant(double h, double l) {
+    /* A published constant held as h + l: its own error is below 2^-106 |c|. */
+    return (V){splat(h), splat(l), splat(fabs(h) * 0x1p-105)};
+}
+
+static inline vd mag(V a) { return vabs(a.h) + vabs(a.l); }
+
+static inline V add(V a, V b) {
+    vd sh, sl, th, tl;
+    two_sum(a.h, b.h, &sh, &sl);
+    two_sum(a.l, b.l, &th, &tl);
+    sl += th;
+    fast_two_sum(sh, sl, &sh, &sl);
+    sl += tl;
+    fast_two_sum(sh, sl, &sh, &sl);
+    /* The sum of two doubles is exact (TwoSum): its bound stays the inputs'. */
+    vl exactly = (a.l == 0) & (b.l == 0);
+    return (V){sh, sl, a.e + b.e + sel(exactly, splat(0.0), U * vabs(sh))};
+}
+
+static inline V neg(V a) { return (V){-a.h, -a.l, a.e}; }
+
+static inline V sub(V a, V b) { return add(a, neg(b)); }
+
+static inline V add_d(V a, double b) { return add(a, exact(splat(b))); }
+
+static inline V mul(V a, V b) {
+    vd ph, pl;
+    two_prod(a.h, b.h, &ph, &pl);
+    pl += a.h * b.l + a.l * b.h;
+    fast_two_sum(ph, pl, &ph, &pl);
+    /* The product of two doubles is exact (its remainder is), but where the remainder
+     * underflows. */
+    vl exactly = (a.l == 0) & (b.l == 0) & ((vabs(ph) >= 0x1p-968) | (a.h == 0) | (b.h == 0));
+    vd e = a.e * mag(b) + b.e * mag(a) + a.e * b.e + sel(exactly, splat(0.0), U * vabs(ph) + T);
+    return (V){ph, pl, e};
+}
+
+/* a times a power of two p <= 1: exact but where the low part becomes subnormal. */
+static inline V scale2(V a, double p) {
+    vd l = a.l * p;
+    vl lost = (l != 0) & (vabs(l) < 0x1p-1021);
+    return (V){a.h * p, l, a.e * p + sel(lost, splat(T), splat(0.0))};
+}
+
+static inline V mul_d(V a, double b) { return mul(a, exact(splat(b))); }
+
+static inline V divide(V a, V b) {
+    /* q = a.h / b.h corrected once by the remainder a - q b (Joldes, Muller and Popescu's
+     * DWDivDW1: relative error below 3.5 2^-106); where |b| - b.e is not positive the bound is
+     * infinite. */
+    vd q1 = a.h / b.h;
+    V r = sub((V){a.h, a.l, splat(0.0)}, mul((V){b.h, b.l, splat(0.0)}, exact(q1)));
+    vd q2 = r.h / b.h;
+    vd qh, ql;
+    fast_two_sum(q1, q2, &qh, &ql);
+    vd below = vabs(b.h) - vabs(b.l) - b.e;
+    vd e = (a.e + (vabs(qh) + vabs(ql)) * b.e) / below;
+    return (V){qh, ql, inf_where(~(below > 0), e) + U * vabs(qh) + T};
+}
+
+static inline V sqrt_v(V a) {
+    /* a > 0: s = sqrt(h) and one Newton step in double-double. */
+    vd s;
+    for (int k = 0; k < W; k++) s[k] = sqrt(a.h[k]);
+    V s2 = mul(exact(s), exact(s));
+    V r = sub((V){a.h, a.l, splat(0.0)}, s2);
+    V q = add(exact(s), exact(r.h / (2 * s)));
+    vd below = a.h - vabs(a.l) - a.e;
+    vd root;
+    for (int k = 0; k < W; k++) root[k] = sqrt(below[k] > 0 ? below[k] : 0.0);
+    vd prop = inf_where(~(below > 0), a.e / (2 * root));
+    q.e = prop + U * vabs(q.h) + vabs(r.h) * vabs(r.h) / (s * s * s) + T;
+    return q;
+}
+
+/* -- exp ------------------------------------------------------------------------------------ */
+
+/* e^r - 1 for |r| <= ln 2 / 512 (about 1.36e-3), r = rh + rl: r + r^2/2 + ... */
+static inline V expm1_small(vd rh, vd rl) {
+    vd hh, hl, sh, sl;
+    two_prod(rh, 0.5 * rh, &hh, &hl); /* r^2 / 2, exact */
+    vd r2 = rh * rh;
+    vd q3 = r2 * rh *
+            (1.0 / 6 + rh * (1.0 / 24 + rh * (1.0 / 120 + rh * (1.0 / 720 + rh * (1.0 / 5040 + rh * (1.0 / 40320))))));
+    two_sum(rh, hh, &sh, &sl);
+    vd cross = rh * rl;
+    vd tail = sl + hl + rl + cross + q3;
+    vd parts = vabs(sl) + vabs(hl) + vabs(rl) + vabs(cross) + vabs(q3);
+    vd vh, vlo;
+    fast_two_sum(sh, tail, &vh, &vlo);
+    /* Rounding of q3 (its coefficients and Horner steps) and of the tail's sums, the terms
+     * left out (r^9/9!, and r_l^2/2 + r^2 r_l/2 from the low part), each well inside: */
+    vd r8 = r2 * r2 * r2 * r2;
+    vd e = 0x1p-49 * (vabs(q3) + parts) + r8 * vabs(rh) * (1.0 / 300000) + vabs(rl) * (vabs(rl) + r2) +
+           0x1p-104 * vabs(vh) + T;
+    return (V){vh, vlo, e};
+}
+
+static inline vd pow2(vl m) {
+    /* 2^m for -1022 <= m <= 1023. */
+    return (vd)((m + 1023) << 52);
+}
+
+/* e^a = 2^m 2^(j/256) e^r, |r| <= ln 2 / 512; *small: e^a - 1 where j = m = 0 (|a| below about
+ * 1.35e-3), accurate relative to itself, and *none: the lanes where it is not. */
+static inline V exp_parts(V a, V *small, vl *none) {
+    vl over = a.h > 709.0, under = a.h < -746.0;
+    vd ah = sel(over | under, splat(0.0), a.h);
+    vd al = sel(over | under, splat(0.0), a.l);
+    /* n = a.h 256 / ln 2 rounded to an integer (to nearest, by the 1.5 2^52 shift). */
+    vd shifted = ah * INV_L + 0x1.8p52;
+    vd n = shifted - 0x1.8p52;
+    vl N = ((vl)shifted & ((1LL << 52) - 1)) - (1LL << 51);
+    vl j = N & 255;
+    vl m = (N - j) >> 8;
+    vd r1 = ah - n * L1; /* exact: n L1 has at most 52 bits, and is within a factor 2 of ah */
+    vd th, tl, rh, rl;
+    two_prod(n, splat(L2), &th, &tl);
+    two_sum(r1, -th, &rh, &rl);
+    rl += al - tl - n * L3;
+    fast_two_sum(rh, rl, &rh, &rl);
+    V p = expm1_small(rh, rl);
+    /* Error of the reduction: n L3's rounding, the last sums, and L's own error. */
+    vd reduce = 0x1p-51 * (vabs(n * L3) + vabs(tl) + vabs(al)) + 0x1p-103 * vabs(rh) + 0x1p-140 * vabs(n);
+    vd tbh, tbl;
+    for (int k = 0; k < W; k++) {
+        tbh[k] = TBL_H[j[k]];
+        tbl[k] = TBL_L[j[k]];
+    }
+    V t = {tbh, tbl, splat(0.0)};
+    V v = add(t, mul(t, p)); /* 2^(j/256) (1 + p) */
+    vd e = v.e + tbh * (p.e + reduce) * 1.01 + tbh * 0x1p-105;
+    /* 2^m in two steps, each a normal power of two: exact but where the result is subnormal. */
+    vl m1 = m >> 1;
+    vd s1 = pow2(m1), s2 = pow2(m - m1);
+    vd vh = v.h * s1 * s2, vlo = v.l * s1 * s2;
+    e = e * s1 * s2 + 0x1p-1073;
+    fast_two_sum(vh, vlo, &vh, &vlo);
+    /* The argument's error: e^(a +- a.e) = e^a e^(+-a.e). */
+    vl wide = a.e > 0x1p-20;
+    vd amp = inf_where(wide, a.e * (1 + a.e));
+    vd out_e = e + UEXP * vabs(vh) + vabs(vh) * (1 + UEXP) * amp;
+    V result = {sel(over, splat(INFINITY), sel(under, splat(0.0), vh)), sel(over | under, splat(0.0), vlo),
+                sel(over, splat(INFINITY), sel(under, splat(0x1p-1074), out_e))}; /* e^a < 2^-1076 */
+    if (small) {
+        vd pamp = inf_where(wide, a.e * (1 + a.e) * (1 + vabs(p.h) * 1.01));
+        *small = (V){p.h, p.l, p.e + pamp + 0x1p-60 * p.e};
+        *none = (N != 0) | over | under;
+    }
+    return result;
+}
+
+static inline V exp_v(V a) { return exp_parts(a, NULL, NULL); }
+
+/* e^a - 1, accurate relative to the result near 0. */
+static inline V expm1_v(V a) {
+    V small;
+    vl none;
+    V e = exp_parts(a, &small, &none);
+    return selv(none, add_d(e, -1.0), small);
+}
+
+/* log(1 + t) for 0 <= t <= 1. */
+static inline V log1p_v(V t) {
+    /* Below 2^-8: t - t^2/2 + t^3 (1/3 - t/4 + ...), the tail in double, t^10/10 left out. */
+    vd x = t.h;
+    vd tail = x * x * x *
+              (1.0 / 3 - x * (1.0 / 4 - x * (1.0 / 5 - x * (1.0 / 6 - x * (1.0 / 7 - x * (1.0 / 8 - x * (1.0 / 9)))))));
+    V half = mul(t, mul_d(t, -0.5));
+    V series = add(add(t, half), exact(tail));
+    vd x2 = x * x;
+    series.e += 0x1p-50 * vabs(tail) + x2 * x2 * x2 * x2 * x2 * 0.11;
+    /* Above: w = 1 + t; y0 = log(w_h) in double; one Newton step y = y0 + w e^-y0 - 1. */
+    V w = add(exact(splat(1.0)), t);
+    vd y0;
+    for (int k = 0; k < W; k++) y0[k] = log(w.h[k]);
+    V z = exp_v(exact(-y0));
+    V c = add_d(mul(w, z), -1.0);
+    V newton = add(exact(y0), c);
+    /* Newton's step leaves c^2/2 (|c| <= 2^-50 with libm's log within a few ULP). */
+    newton.e += c.h * c.h + t.e;
+    return selv(t.h < 0x1p-8, series, newton);
+}
+
+/* -- the functions -------------------------------------------------------------------------- */
+
+static inline V absv(V z) { return selv(z.h < 0, neg(z), z); }
+
+static inline V sigmoid_v(V z) {
+    /* 1 / (1 + u) for z >= 0, u / (1 + u) below, u = e^-|z|. */
+    V u = exp_v(neg(absv(z)));
+    V num = selv(z.h >= 0, exact(splat(1.0)), u);
+    return divide(num, add_d(u, 1.0));
+}
+
+static inline V tanh_v(V z) {
+    /* tanh |z| = -m / (2 + m), m = e^-2|z| - 1; odd. */
+    V m = expm1_v(mul_d(absv(z), -2.0));
+    V t = divide(neg(m), add_d(m, 2.0));
+    return selv(z.h < 0, neg(t), t);
+}
+
+static inline V softplus_core(V z) {
+    /* log(1 + e^z) = max(z, 0) + log1p(e^-|z|). */
+    V l = log1p_v(exp_v(neg(absv(z))));
+    return selv(z.h > 0, add(z, l), l);
+}
+
+static inline V zero(void) { return exact(splat(0.0)); }
+
+/* The value of function f at x; params as the registry orders them.  *ok: the lanes this tier
+ * takes (the others are left to the slower routes). */
+static inline __attribute__((always_inline)) V value(int f, vd x0, const double *p, vl *ok) {
+    *ok = vabs(x0) <= BIG;
+    vd x = sel(*ok, x0, splat(0.0));
+    V X = exact(x);
+    vl positive = x > 0;
+    switch (f) {
+    case F_EXPONENTIAL:
+        return exp_v(X);
+    case F_SIGMOID:
+        return sigmoid_v(X);
+    case F_TANH:
+        return tanh_v(X);
+    case F_SILU:
+        return mul(X, sigmoid_v(mul_d(X, p[0])));
+    case F_QUICK_GELU:
+        return mul(X, sigmoid_v(mul(X, constant(K_1702_H, K_1702_L))));
+    case F_SOFTPLUS: {
+        /* log(1 + e^z) / beta, z = beta x; for z > 0, x + log1p(e^-z) / beta. */
+        double beta = p[0];
+        if (!(beta > 0)) *ok = *ok & 0;
+        V z = mul_d(X, beta);
+        V l = divide(log1p_v(exp_v(neg(absv(z)))), exact(splat(beta)));
+        return selv(z.h > 0, add(X, l), l);
+    }
+    case F_LOG_SIGMOID:
+        return neg(softplus_core(neg(X)));
+    case F_ELU:
+        return selv(positive, X, mul_d(expm1_v(selv(positive, zero(), X)), p[0]));
+    case F_SELU:
+        return selv(positive, mul(X, constant(K_SCALE_H, K_SCALE_L)),
+                    mul(expm1_v(selv(positive, zero(), X)), constant(K_SA_H, K_SA_L)));
+    case F_CELU: {
+        if (!(p[0] > 0)) *ok = *ok & 0;
+        V t = divide(selv(positive, zero(), X), exact(splat(p[0])));
+        return selv(positive, X, mul_d(expm1_v(t), p[0]));
+    }
+    case F_MISH: {
+        /* x tanh(softplus(x)) = x N / D with u = e^-|x|: for x <= 0, N = u (u + 2), D = N + 2;
+         * for x > 0, N = 1 + 2u, D = 1 + 2u + 2u^2. */
+        V u = exp_v(neg(absv(X)));
+        V n_neg = mul(u, add_d(u, 2.0));
+        V n_pos = add_d(mul_d(u, 2.0), 1.0);
+        V d_neg = add_d(n_neg, 2.0);
+        V d_pos = add(n_pos, mul_d(mul(u, u), 2.0));
+        return mul(X, divide(selv(positive, n_pos, n_neg), selv(positive, d_pos, d_neg)));
+    }
+    case F_GELU_TANH: {
+        /* x sigma(v), v = 2 sqrt(2/pi) (x + 0.044715 x^3). */
+        *ok = *ok & (vabs(x0) <= 0x1p40);
+        V xs = selv(vabs(x) <= 0x1p40, X, zero());
+        V x3 = mul(mul(xs, xs), xs);
+        V v = mul(add(xs, mul(x3, constant(K_A_H, K_A_L))), constant(K_GT_H, K_GT_L));
+        return mul(xs, sigmoid_v(v));
+    }
+    case F_TANHSHRINK:
+        return sub(X, tanh_v(X));
+    case F_SOFTSIGN:
+        return divide(X, add_d(exact(vabs(x)), 1.0));
+    case F_LEAKY_RELU: /* and prelu with one weight */
+        return selv(x < 0, mul_d(X, p[0]), exact(x + 0.0));
+    case F_RRELU: {
+        vd sh, sl;
+        two_sum(splat(p[0]), splat(p[1]), &sh, &sl); /* lower + upper, exact */
+        V slope = {0.5 * sh, 0.5 * sl, splat(fabs(p[0] + p[1]) < 0x1p-1000 ? T : 0.0)};
+        return selv(x < 0, mul(X, slope), exact(x + 0.0));
+    }
+    case F_SOFTSHRINK: {
+        vd lam = splat(p[0]);
+        return selv(x > lam, sub(X, exact(lam)), selv(x < -lam, add(X, exact(lam)), zero()));
+    }
+    case F_RELU_SQUARED:
+        return selv(positive, mul(X, X), zero());
+    case F_HARD_SIGMOID:
+        return selv(x <= -3, zero(), selv(x >= 3, exact(splat(1.0)), mul(add_d(X, 3.0), constant(K_SIXTH_H, K_SIXTH_L))));
+    case F_HARD_SILU:
+        return selv(x <= -3, zero(), selv(x >= 3, X, mul(mul(X, add_d(X, 3.0)), constant(K_SIXTH_H, K_SIXTH_L))));
+    case F_SPARSE_PLUS: {
+        V t = add_d(X, 1.0);
+        return selv(x <= -1, zero(), selv(x >= 1, X, scale2(mul(t, t), 0.25)));
+    }
+    case F_SPARSE_SIGMOID:
+        return selv(x <= -1, zero(), selv(x >= 1, exact(splat(1.0)), scale2(add_d(X, 1.0), 0.5)));
+    case F_STAR_RELU: /* s relu(x)^2 + b */
+        return selv(positive, add_d(mul_d(mul(X, X), p[0]), p[1]), exact(splat(p[1] + 0.0)));
+    case F_SMELU: {
+        /* 0 below -beta, x above beta, (x + beta)^2 / (4 beta) between. */
+        double beta = p[0];
+        if (!(beta > 0 && 4 * beta < INFINITY)) *ok = *ok & 0;
+        V t = add_d(X, beta);
+        V mid = divide(mul(t, t), exact(splat(4 * beta)));
+        return selv(x <= -beta, zero(), selv(x >= beta, X, mid));
+    }
+    case F_XIELU: {
+        /* alpha_p x^2 + beta x above 0; alpha_n expm1(eps) + (beta - alpha_n) x on [eps, 0];
+         * beta x + alpha_n (expm1(x) - x) below eps. */
+        double ap = p[0], an = p[1], beta = p[2], eps = p[3];
+        V above = mul(X, add_d(mul_d(X, ap), beta));
+        vd dh, dl;
+        two_sum(splat(beta), splat(-an), &dh, &dl); /* beta - alpha_n, exact */
+        V flat = add(mul(X, (V){dh, dl, splat(0.0)}), mul_d(expm1_v(exact(splat(eps))), an));
+        V low = selv(x < eps, X, exact(splat(eps - 1.0)));
+        V below = add(mul_d(low, beta), mul_d(sub(expm1_v(low), low), an));
+        return selv(positive, above, selv(x >= eps, flat, below));
+    }
+    case F_SQUAREPLUS: {
+        /* (x + s) / 2 for x >= 0, b / (2 (s - x)) below, s = sqrt(x^2 + b). */
+        double b = p[0];
+        *ok = *ok & (vabs(x0) <= 0x1p400);
+        if (!(b > 0)) *ok = *ok & 0;
+        V xs = selv(vabs(x) <= 0x1p400, X, zero());
+        V s = sqrt_v(add_d(mul(xs, xs), b > 0 ? b : 1.0));
+        V below = divide(exact(splat(b)), mul_d(sub(s, xs), 2.0));
+        return selv(x >= 0, scale2(add(xs, s), 0.5), below);
+    }
+    }
+    *ok = *ok & 0;
+    return zero();
+}
+
+/* -- the rounding test ---------------------------------------------------------------------- */
+
+/* Whether every number within v's bound rounds to the same number of the format (53 or 24
+ * bits of significand), lane by lane; that number in *r. */
+static inline __attribute__((always_inline)) vl decide(V v, int bits, vd *r) {
+    vd e = v.e * (1 + 0x1p-20);
+    vl finite = (e < INFINITY) & (vabs(v.h) < INFINITY);
+    /* An exact 0 is +0; the sign of a result that rounds to 0 is the slower routes'. */
+    vl exact_zero = (v.h == 0) & (v.l == 0) & (e == 0);
+    vl sure;
+    if (bits == 53) {
+        vd a = vabs(v.h);
+        vd d = sel(v.h < 0, -v.l, v.l); /* away from zero */
+        vl b = (vl)a;
+        vd up = (vd)(b + 1) - a;   /* the gap to the next number away from zero */
+        vd down = a - (vd)(b - 1); /* and toward it */
+        vl inside = finite & (a <= 0x1p1022) & (v.h != 0);
+        sure = inside & (2 * e < up - 2 * d) & (2 * e < down + 2 * d);
+        /* An exact h + l: h is h + l rounded to nearest, ties to even (the last operation of
+         * every value here is a rounded sum, h = fl(h + l)). */
+        sure |= inside & (e == 0);
+        *r = sel(exact_zero, splat(0.0), v.h);
+    } else {
+        /* f = h + l rounded to float32.  Rounding h alone rounds twice where h is exactly a
+         * midpoint of float32 and l is not 0: h is first moved one double ULP toward l. */
+        vl hb = (vl)v.h;
+        vl midpoint = ((hb & ((1LL << 29) - 1)) == (1LL << 28)) & (vabs(v.h) >= 0x1p-126) & (v.l != 0);
+        vl away = (v.l > 0) == (v.h > 0); /* l points away from zero: the magnitude grows */
+        vl delta = (away & 1) | ~away;    /* +1 or -1 on the magnitude's bits */
+        vf f = __builtin_convertvector((vd)(hb + (midpoint & delta)), vf);
+        vi fb = (vi)f & 0x7fffffff;
+        vd a = __builtin_convertvector((vf)fb, vd);
+        vd fd = __builtin_convertvector(f, vd);
+        vd dd = v.h - fd + v.l; /* v.h - f is exact */
+        vd d = sel(v.h < 0, -dd, dd);
+        e = (e + vabs(dd) * 0x1p-52) * (1 + 0x1p-20);
+        vd up = __builtin_convertvector((vf)(fb + 1), vd) - a;
+        vd down = a - __builtin_convertvector((vf)(fb - 1), vd);
+        vl inside = finite & (a <= 0x1p126) & (a != 0);
+        sure = inside & (2 * e < up - 2 * d) & (2 * e < down + 2 * d);
+        /* An exact h + l: f is it rounded to nearest, ties to even. */
+        sure |= inside & (v.e == 0) & ((v.l == 0) | (a >= 0x1p-126));
+        *r = sel(exact_zero, splat(0.0), fd);
+    }
+    return sure | (exact_zero & finite);
+}
+
+/* -- the loop ------------------------------------------------------------------------------- */
+
+/* One loop a function, with value() inlined into it. */
+#define LOOP(F)                                                                                           \
+    case F:                                                                                               \
+        for (ptrdiff_t i = 0; i < n; i += W) {                                                            \
+            vd x = {0}, r;                                                                                \
+            ptrdiff_t k = n - i < W ? n - i : W;                                                          \
+            memcpy(&x, xs + i, (size_t)k * sizeof(double));                                               \
+            vl ok;                                                                                        \
+            V v = value(F, x, ps, &ok);                                                                   \
+            vl s = decide(v, bits, &r) & ok;                                                              \
+            memcpy(ys + i, &r, (size_t)k * sizeof(double));                                               \
+            for (ptrdiff_t q = 0; q < k; q++) {                                                           \
+                ss[i + q] = (unsigned char)(s[q] != 0);                                                   \
+                count += s[q] != 0;                                                                       \
+            }                                                                                             \
+        }                                                                                                 \
+        break;
+
+ptrdiff_t RUN(int f, int bits, const double *xs, const double *ps, double *ys, unsigned char *ss, ptrdiff_t n) {
+    ptrdiff_t count = 0;
+    switch (f) {
+        LOOP(F_EXPONENTIAL)
+        LOOP(F_SIGMOID)
+        LOOP(F_TANH)
+        LOOP(F_SILU)
+        LOOP(F_QUICK_GELU)
+        LOOP(F_SOFTPLUS)
+        LOOP(F_LOG_SIGMOID)
+        LOOP(F_ELU)
+        LOOP(F_SELU)
+        LOOP(F_CELU)
+        LOOP(F_MISH)
+        LOOP(F_GELU_TANH)
+        LOOP(F_TANHSHRINK)
+        LOOP(F_SOFTSIGN)
+        LOOP(F_LEAKY_RELU)
+        LOOP(F_RRELU)
+        LOOP(F_SOFTSHRINK)
+        LOOP(F_RELU_SQUARED)
+        LOOP(F_HARD_SIGMOID)
+        LOOP(F_HARD_SILU)
+        LOOP(F_SQUAREPLUS)
+        LOOP(F_SPARSE_PLUS)
+        LOOP(F_SPARSE_SIGMOID)
+        LOOP(F_STAR_RELU)
+        LOOP(F_SMELU)
+        LOOP(F_XIELU)
+    }
+    return count;
+}
+
+/* e^(h + l) in lane 0, with its bound: for the tests. */
+void EXP_ENTRY(double h, double l, double *out) {
+    V v = exp_v((V){splat(h), splat(l), splat(0.0)});
+    out[0] = v.h[0];
+    out[1] = v.l[0];
+    out[2] = v.e[0];
+}

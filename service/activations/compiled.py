@@ -1,0 +1,157 @@
+"""The compiled first tier of the correctly rounded core (``_kernel.c``).
+
+For the functions it knows, the kernel evaluates each element in double-double arithmetic with a
+running error bound and decides, element by element, whether the bound proves the correctly
+rounded float64 or float32 result; :func:`correct.rounded` sends the rest (a few in a million)
+down the bounded long double route and then to MPFR, as it does without the kernel.  Results are
+therefore the same with or without it: only the time differs.
+
+The kernel is built when the package is installed (``pyproject.toml``, optional: without a C
+compiler the package installs without it).  Its tables are computed here, once, with MPFR:
+2^(j/256) and ln 2 / 256 to about 106 bits, and the published constants exactly as the exact
+definitions use them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from fractions import Fraction
+from typing import Any
+
+import gmpy2
+import numpy as np
+
+
+def _load() -> Any:
+    try:
+        return importlib.import_module("._kernel", __package__)
+    except ImportError:  # not built (no C compiler where the package was installed)
+        return None
+
+
+_kernel = _load()
+
+#: Function name -> (the kernel's number, its parameters in the kernel's order).
+_FUNCTIONS: dict[str, tuple[int, tuple[str, ...]]] = {
+    "exponential": (0, ()),
+    "sigmoid": (1, ()),
+    "tanh": (2, ()),
+    "silu": (3, ("beta",)),
+    "quick_gelu": (4, ()),
+    "softplus": (5, ("beta",)),
+    "log_sigmoid": (6, ()),
+    "elu": (7, ("alpha",)),
+    "selu": (8, ()),
+    "celu": (9, ("alpha",)),
+    "mish": (10, ()),
+    "gelu_tanh": (11, ()),
+    "tanhshrink": (12, ()),
+    "softsign": (13, ()),
+    "leaky_relu": (14, ("negative_slope",)),
+    "prelu": (14, ("weight",)),
+    "rrelu": (15, ("lower", "upper")),
+    "softshrink": (16, ("lambda",)),
+    "relu_squared": (17, ()),
+    "hard_sigmoid": (18, ()),
+    "hard_silu": (19, ()),
+    "squareplus": (20, ("b",)),
+    "sparse_plus": (21, ()),
+    "sparse_sigmoid": (22, ()),
+    "star_relu": (23, ("scale", "bias")),
+    "smelu": (24, ("beta",)),
+    "xielu": (25, ("alpha_p", "alpha_n", "beta", "eps")),
+}
+
+_BITS = {"float64": 53, "float32": 24}
+_enabled = _kernel is not None
+
+
+def _split(value: Any) -> tuple[float, float]:
+    """An MPFR number or a Fraction as hi + lo, each rounded to nearest."""
+    hi = float(value)
+    return hi, float(value - (Fraction(hi) if isinstance(value, Fraction) else gmpy2.mpfr(hi)))
+
+
+def _tables() -> np.ndarray[Any, Any]:
+    with gmpy2.context(gmpy2.get_context(), precision=320):
+        parts: list[float] = []
+        for j in range(256):
+            parts.extend(_split(gmpy2.exp2(gmpy2.mpfr(j) / 256)))
+        step = gmpy2.log(2) / 256
+        # ln 2 / 256 = L1 + L2 + L3: L1 has 33 significant bits, so n L1 is exact for |n| < 2^20.
+        l1 = float(gmpy2.rint(step * 2**41)) / 2**41
+        rest = step - l1
+        l2 = float(rest)
+        l3 = float(rest - l2)
+        inv = float(256 / gmpy2.log(2))
+        k = gmpy2.sqrt(8 / gmpy2.const_pi())  # 2 sqrt(2/pi), as the exact gelu_tanh takes it
+    scale, alpha = (
+        Fraction("1.0507009873554804934193349852946"),
+        Fraction("1.6732632423543772848170429916717"),
+    )
+    constants = [
+        l1,
+        l2,
+        l3,
+        inv,
+        *_split(Fraction("1.702")),
+        *_split(scale),
+        *_split(scale * alpha),
+        *_split(k),
+        *_split(Fraction("0.044715")),
+        *_split(Fraction(1, 6)),
+        2.0**-95,  # a margin on exp's own bound (the bound is worked out in the kernel)
+    ]
+    return np.array(parts + constants, dtype=np.float64)
+
+
+if _kernel is not None:
+    _kernel.init(_tables().tobytes())
+
+
+def available() -> bool:
+    return _kernel is not None
+
+
+def use(enabled: bool) -> bool:
+    """Turn the compiled tier on or off (for tests and benchmarks); returns the previous state."""
+    global _enabled
+    previous = _enabled
+    _enabled = enabled and _kernel is not None
+    return previous
+
+
+def values(
+    name: str, quantity: str, x: np.ndarray[Any, Any], params: Mapping[str, Any], fmt_name: str
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]] | None:
+    """(results, sure) for a float64 array ``x``, or None where the kernel does not have the
+    function, the quantity or these parameters."""
+    known = _FUNCTIONS.get(name)
+    if not _enabled or known is None or quantity != "value" or fmt_name not in _BITS:
+        return None
+    number, names = known
+    given = [params[p] for p in names]
+    if not all(isinstance(p, float | int) and not isinstance(p, bool) for p in given):
+        return None  # an array-valued parameter (prelu's weight per channel)
+    p = np.zeros(4)
+    p[: len(given)] = given
+    xs = np.ascontiguousarray(x, dtype=np.float64)
+    out = np.empty_like(xs)
+    sure = np.empty(xs.shape, dtype=np.uint8)
+    _kernel.evaluate(number, _BITS[fmt_name], xs, p, out, sure)
+    return out, sure.view(bool)
+
+
+def fused(wanted: bool) -> bool:
+    """Use the kernel's fused multiply-add variant (where the CPU has one) or its portable one
+    (Dekker's products); returns whether the fused one is in use.  For the tests."""
+    assert _kernel is not None
+    return bool(_kernel.variant(wanted))
+
+
+def exp_dd(hi: float, lo: float = 0.0, fma: bool = False) -> tuple[float, float, float]:
+    """The kernel's double-double e^(hi + lo) and its error bound (for the tests)."""
+    assert _kernel is not None
+    h, lo_, e = _kernel.exp_dd(hi, lo, fma)
+    return float(h), float(lo_), float(e)

@@ -1,0 +1,148 @@
+"""The compiled first tier (``service/activations/_kernel*.c``): built, bounded, and giving the
+same bits as the routes it stands in front of.
+
+``test_fast_rounding.py`` checks the core's values against the exact definitions with the kernel
+in use; here the kernel's own pieces are checked: its double-double exp against MPFR (the bound
+holds), both of its builds (fused multiply-add and Dekker's products) against the bounded long
+double route with the kernel off, bit for bit, and the share of elements it decides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import gmpy2
+import numpy as np
+import pytest
+from gmpy2 import mpfr
+
+from service import activations
+from service.activations import compiled, correct
+from service.activations.registry import ResultOverflow
+
+from .test_fast_rounding import _grid, _param_sets, _same
+
+NAMES = sorted(compiled._FUNCTIONS)
+FORMATS = {"float64": np.float64, "float32": np.float32}
+
+
+def test_the_kernel_is_built_where_the_tests_run() -> None:
+    # The extension is optional for installs without a C compiler; CI has one, and a build that
+    # failed quietly would leave every test below comparing the slow route with itself.
+    assert compiled.available()
+
+
+@pytest.fixture(params=[True, False], ids=["fused", "dekker"])
+def variant(request: pytest.FixtureRequest) -> Iterator[bool]:
+    fused = compiled.fused(request.param)
+    if request.param and not fused:
+        compiled.fused(False)
+        pytest.skip("this CPU has no fused multiply-add: the Dekker build is the one in use")
+    yield fused
+    compiled.fused(True)
+
+
+def _exp_points() -> np.ndarray[Any, Any]:
+    rng = np.random.default_rng(5)
+    return np.concatenate(
+        [
+            rng.uniform(-746, 709.5, 3000),
+            rng.normal(0, 3, 3000),
+            rng.uniform(-1.4e-3, 1.4e-3, 500),  # the table's first entry: e^r itself
+            rng.uniform(-745.2, -708, 1000),  # subnormal results
+            np.ldexp(rng.uniform(-1, 1, 500), rng.integers(-1074, -10, 500)),
+            np.array([0.0, -0.0, 709.78, -745.13, -745.14, -708.39, 1e-300, 2.0**-1074]),
+        ]
+    )
+
+
+def test_exp_lies_within_its_bound(variant: bool) -> None:
+    with gmpy2.context(gmpy2.get_context(), precision=300):
+        for x in _exp_points():
+            for lo in (0.0, float(x) * 2.0**-60):  # a double-double argument as well
+                h, low, e = compiled.exp_dd(float(x), lo, variant)
+                true = gmpy2.exp(mpfr(float(x)) + mpfr(lo))
+                assert abs(mpfr(h) + mpfr(low) - true) <= e, (x, lo)
+
+
+def test_exp_bound_is_tight_enough_to_decide() -> None:
+    # About 2^-90 relative for ordinary arguments (the rounding test of float64 needs < 2^-53).
+    for x in (-30.0, -1.0, 0.25, 3.0, 80.0):
+        h, _, e = compiled.exp_dd(x)
+        assert e < abs(h) * 2.0**-75
+
+
+def _params(name: str) -> Iterator[dict[str, Any]]:
+    yield from _param_sets(activations.get(name))
+
+
+@pytest.mark.parametrize("fmt_name", list(FORMATS))
+@pytest.mark.parametrize("name", NAMES)
+def test_the_kernel_gives_the_bits_of_the_route_without_it(name: str, fmt_name: str, variant: bool) -> None:
+    entry, dtype = activations.get(name), FORMATS[fmt_name]
+    for k, params in enumerate(_params(name)):
+        x = _grid(hash((name, fmt_name, k, "compiled")) % 2**32, dtype, 400).astype(dtype)
+        results = []
+        for on in (True, False):
+            previous = compiled.use(on)
+            try:
+                results.append(np.asarray(entry.value(x, params, -1, dtype), np.float64))
+            except ResultOverflow as error:
+                results.append(str(error))
+            finally:
+                compiled.use(previous)
+        with_kernel, without = results
+        if isinstance(without, str):
+            assert with_kernel == without  # the same element named
+            continue
+        assert isinstance(with_kernel, np.ndarray)
+        wrong = np.flatnonzero(~_same(with_kernel, without))
+        assert not wrong.size, [(x[i], with_kernel[i], without[i]) for i in wrong[:5]]
+
+
+@pytest.mark.parametrize("fmt_name", list(FORMATS))
+@pytest.mark.parametrize("name", NAMES)
+def test_the_kernel_decides_nearly_every_ordinary_element(name: str, fmt_name: str) -> None:
+    entry = activations.get(name)
+    x = np.random.default_rng(3).normal(0, 3, 20000).astype(FORMATS[fmt_name]).astype(np.float64)
+    decided = compiled.values(name, "value", x, entry.bind({}), fmt_name)
+    assert decided is not None
+    # hard_sigmoid's (x + 3)/6 lands exactly on a midpoint of the format for about 1 input in 40
+    # between -3 and 3 (where x + 3 is a multiple of 3 in its last place): a bound cannot tell a
+    # tie from a near-tie, so those go to the slower routes, which round them exactly.
+    floor = 0.97 if name == "hard_sigmoid" else 0.999
+    assert decided[1].mean() > floor, decided[1].mean()
+
+
+def test_what_the_kernel_decides_is_the_exact_definition_rounded() -> None:
+    # Straight against MPFR (Ziv's strategy on the exact definitions), on points the grids above
+    # do not stress: a spread of magnitudes for every function.
+    rng = np.random.default_rng(8)
+    x = rng.choice([-1.0, 1.0], 60) * 10.0 ** rng.uniform(-8, 2.5, 60)
+    for name in NAMES:
+        entry = activations.get(name)
+        params = entry.bind({})
+        for fmt_name in FORMATS:
+            fmt = correct.FORMATS[fmt_name]
+            xs = x.astype(FORMATS[fmt_name]).astype(np.float64)
+            decided = compiled.values(name, "value", xs, params, fmt_name)
+            assert decided is not None
+            got, sure = decided
+            want = correct.elementwise(entry, "value", xs[sure], params, fmt)
+            assert _same(got[sure], want).all(), name
+
+
+def test_what_the_kernel_does_not_take() -> None:
+    x = np.array([1.0, -2.0])
+    assert compiled.values("gelu", "value", x, {}, "float64") is None  # no erf in the kernel
+    assert compiled.values("sigmoid", "derivative", x, {}, "float64") is None
+    assert compiled.values("sigmoid", "value", x, {}, "float16") is None
+    weight = activations.get("prelu").bind({"weight": [0.1, 0.2]})
+    assert compiled.values("prelu", "value", x, weight, "float64") is None  # one weight a channel
+    # Beyond 2^200 the kernel leaves the element to the slower routes.
+    _, sure = compiled.values("sigmoid", "value", np.array([2.0**201, -(2.0**201), 3.0]), {}, "float64") or (
+        0,
+        0,
+    )
+    assert list(sure) == [False, False, True]
