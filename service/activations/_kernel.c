@@ -72,26 +72,27 @@ static PyObject *k_init(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-/* evaluate(f, bits, x, params, out, sure): out[i] and sure[i] for every x[i] (float64 arrays of
+/* evaluate(f, quantity, bits, x, params, out, sure): the value (quantity 0) or the derivative
+ * (1, where the function has it: elsewhere nothing is sure) out[i] and sure[i] for every x[i] (float64 arrays of
  * the same length, sure a uint8 array); returns how many are sure.  Runs without the GIL. */
 static PyObject *k_evaluate(PyObject *self, PyObject *args) {
-    int f, bits;
+    int f, quantity, bits;
     Py_buffer x, p, out, sure;
     if (!ready) {
         PyErr_SetString(PyExc_RuntimeError, "init() first");
         return NULL;
     }
-    if (!PyArg_ParseTuple(args, "iiy*y*w*w*", &f, &bits, &x, &p, &out, &sure)) return NULL;
+    if (!PyArg_ParseTuple(args, "iiiy*y*w*w*", &f, &quantity, &bits, &x, &p, &out, &sure)) return NULL;
     Py_ssize_t n = x.len / (Py_ssize_t)sizeof(double);
     Py_ssize_t count = 0;
-    int ok = f >= 0 && f < F_COUNT && (bits == 53 || bits == 24) && out.len == x.len &&
+    int ok = f >= 0 && f < F_COUNT && (quantity == 0 || quantity == 1) && (bits == 53 || bits == 24) && out.len == x.len &&
              sure.len == n && p.len >= (Py_ssize_t)(4 * sizeof(double));
     if (ok) {
         const double *xs = (const double *)x.buf;
         const double *ps = (const double *)p.buf;
         double *ys = (double *)out.buf;
         unsigned char *ss = (unsigned char *)sure.buf;
-        Py_BEGIN_ALLOW_THREADS count = (use_fma ? run_fma : run_plain)(f, bits, xs, ps, ys, ss, n);
+        Py_BEGIN_ALLOW_THREADS count = (use_fma ? run_fma : run_plain)(f, quantity, bits, xs, ps, ys, ss, n);
         Py_END_ALLOW_THREADS
     }
     PyBuffer_Release(&x);

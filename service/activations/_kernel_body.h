@@ -150,6 +150,22 @@ static inline V divide(V a, V b) {
     return (V){qh, ql, inf_where(~(below > 0), e) + U * vabs(qh) + T};
 }
 
+/* a / b for exact a and b (their bounds 0) where the quotient may be exactly a midpoint of the
+ * format (a rational function's value): two corrections, and a bound of 0 where the second
+ * remainder is 0 (the quotient is then exactly h + l, and the rounding test rounds it, ties to
+ * even). */
+static inline V divide_exact(V a, V b) {
+    vd q1 = a.h / b.h;
+    V r = sub(a, mul(b, exact(q1)));
+    vd q2 = r.h / b.h;
+    V r2 = sub(r, mul(b, exact(q2)));
+    vd qh, ql;
+    fast_two_sum(q1, q2, &qh, &ql);
+    V q = divide(a, b);
+    vl whole = (a.e == 0) & (b.e == 0) & (r2.h == 0) & (r2.l == 0) & (b.l == 0);
+    return selv(whole, (V){qh, ql, splat(0.0)}, q);
+}
+
 static inline V sqrt_v(V a) {
     /* a > 0: s = sqrt(h) and one Newton step in double-double. */
     vd s;
@@ -375,7 +391,7 @@ static inline __attribute__((always_inline)) V value(int f, vd x0, const double 
     case F_RELU_SQUARED:
         return selv(positive, mul(X, X), zero());
     case F_HARD_SIGMOID:
-        return selv(x <= -3, zero(), selv(x >= 3, exact(splat(1.0)), mul(add_d(X, 3.0), constant(K_SIXTH_H, K_SIXTH_L))));
+        return selv(x <= -3, zero(), selv(x >= 3, exact(splat(1.0)), divide_exact(add_d(X, 3.0), exact(splat(6.0)))));
     case F_HARD_SILU:
         return selv(x <= -3, zero(), selv(x >= 3, X, mul(mul(X, add_d(X, 3.0)), constant(K_SIXTH_H, K_SIXTH_L))));
     case F_SPARSE_PLUS: {
@@ -416,6 +432,131 @@ static inline __attribute__((always_inline)) V value(int f, vd x0, const double 
         V below = divide(exact(splat(b)), mul_d(sub(s, xs), 2.0));
         return selv(x >= 0, scale2(add(xs, s), 0.5), below);
     }
+    }
+    *ok = *ok & 0;
+    return zero();
+}
+
+/* f'(x) for the functions whose derivative this tier has; *ok as for value(). */
+static inline __attribute__((always_inline)) V derivative(int f, vd x0, const double *p, vl *ok) {
+    *ok = vabs(x0) <= BIG;
+    vd x = sel(*ok, x0, splat(0.0));
+    V X = exact(x);
+    vl positive = x > 0;
+    V one = exact(splat(1.0));
+    switch (f) {
+    case F_EXPONENTIAL:
+        return exp_v(X);
+    case F_SIGMOID:
+    case F_LOG_SIGMOID: {
+        /* sigma(x) sigma(-x) = u / (1 + u)^2, u = e^-|x|; log_sigmoid' = sigma(-x). */
+        V u = exp_v(neg(absv(X)));
+        V d = add_d(u, 1.0);
+        if (f == F_SIGMOID) return divide(u, mul(d, d));
+        return divide(selv(positive, u, one), d);
+    }
+    case F_TANH: {
+        /* sech^2 x = 4u / (1 + u)^2, u = e^-2|x|. */
+        V u = exp_v(mul_d(absv(X), -2.0));
+        V d = add_d(u, 1.0);
+        return divide(u, scale2(mul(d, d), 0.25));
+    }
+    case F_SILU:
+    case F_QUICK_GELU:
+    case F_SOFTPLUS: {
+        /* z = k x; sigma(z) + z sigma(z) sigma(-z) (silu, quick_gelu); sigma(z) (softplus). */
+        V z = f == F_QUICK_GELU ? mul(X, constant(K_1702_H, K_1702_L)) : mul_d(X, p[0]);
+        if (f == F_SOFTPLUS && !(p[0] > 0)) *ok = *ok & 0;
+        V u = exp_v(neg(absv(z)));
+        V d = add_d(u, 1.0);
+        vl up = z.h >= 0;
+        V s = divide(selv(up, one, u), d);
+        if (f == F_SOFTPLUS) return s;
+        V t = divide(selv(up, u, one), d);
+        return add(s, mul(z, mul(s, t)));
+    }
+    case F_ELU:
+        return selv(positive, one, mul_d(exp_v(selv(positive, zero(), X)), p[0]));
+    case F_SELU:
+        return selv(positive, constant(K_SCALE_H, K_SCALE_L), mul(exp_v(selv(positive, zero(), X)), constant(K_SA_H, K_SA_L)));
+    case F_CELU: {
+        if (!(p[0] > 0)) *ok = *ok & 0;
+        V t = divide(selv(positive, zero(), X), exact(splat(p[0])));
+        return selv(positive, one, exp_v(t));
+    }
+    case F_SOFTSIGN: {
+        V d = add_d(exact(vabs(x)), 1.0);
+        return divide(one, mul(d, d));
+    }
+    case F_TANHSHRINK: {
+        V t = tanh_v(X);
+        return mul(t, t);
+    }
+    case F_MISH: {
+        /* mish' = t + x sech^2(sp) sigma(x), t = tanh(softplus(x)), with u = e^-|x|:
+         * x <= 0: t = n / (n + 2), 1 - t = 2 / (n + 2), n = u (u + 2);
+         * x > 0: t = (1 + 2u) / D, 1 - t = 2u^2 / D, D = 1 + 2u + 2u^2;  sech^2 = (1 - t)(1 + t). */
+        V u = exp_v(neg(absv(X)));
+        V n = mul(u, add_d(u, 2.0));
+        V num = selv(positive, add_d(mul_d(u, 2.0), 1.0), n);
+        V den = selv(positive, add(add_d(mul_d(u, 2.0), 1.0), mul_d(mul(u, u), 2.0)), add_d(n, 2.0));
+        V rest = selv(positive, mul_d(mul(u, u), 2.0), exact(splat(2.0)));
+        V t = divide(num, den);
+        V m = divide(rest, den); /* 1 - t */
+        V sech2 = mul(m, add_d(t, 1.0));
+        V sig = divide(selv(positive, one, u), add_d(u, 1.0));
+        return add(t, mul(X, mul(sech2, sig)));
+    }
+    case F_GELU_TANH: {
+        /* sigma(v) + x sigma(v) sigma(-v) v', v = K (x + a x^3), v' = K (1 + 3 a x^2). */
+        *ok = *ok & (vabs(x0) <= 0x1p40);
+        V xs = selv(vabs(x) <= 0x1p40, X, zero());
+        V x2 = mul(xs, xs);
+        V a = constant(K_A_H, K_A_L), k = constant(K_GT_H, K_GT_L);
+        V v = mul(add(xs, mul(mul(x2, xs), a)), k);
+        V dv = mul(add_d(mul_d(mul(x2, a), 3.0), 1.0), k);
+        V u = exp_v(neg(absv(v)));
+        V d = add_d(u, 1.0);
+        vl up = v.h >= 0;
+        V s = divide(selv(up, one, u), d);
+        V t = divide(selv(up, u, one), d);
+        return add(s, mul(mul(xs, dv), mul(s, t)));
+    }
+    case F_SQUAREPLUS: {
+        /* (1 + x/s) / 2 for x >= 0, b / (2 s (s - x)) below. */
+        double b = p[0];
+        *ok = *ok & (vabs(x0) <= 0x1p400);
+        if (!(b > 0)) *ok = *ok & 0;
+        V xs = selv(vabs(x) <= 0x1p400, X, zero());
+        V s = sqrt_v(add_d(mul(xs, xs), b > 0 ? b : 1.0));
+        V above = scale2(add_d(divide(xs, s), 1.0), 0.5);
+        V below = divide(exact(splat(b)), mul_d(mul(s, sub(s, xs)), 2.0));
+        return selv(x >= 0, above, below);
+    }
+    case F_XIELU: {
+        /* 2 alpha_p x + beta above 0; beta - alpha_n on [eps, 0]; beta + alpha_n expm1(x) below. */
+        double ap = p[0], an = p[1], beta = p[2], eps = p[3];
+        V above = add_d(mul_d(X, 2 * ap), beta);
+        if (!(fabs(2 * ap) < INFINITY)) *ok = *ok & 0;
+        vd dh, dl;
+        two_sum(splat(beta), splat(-an), &dh, &dl);
+        V flat = {dh, dl, splat(0.0)};
+        V low = selv(x < eps, X, exact(splat(eps - 1.0)));
+        V below = add_d(mul_d(expm1_v(low), an), beta);
+        return selv(positive, above, selv(x >= eps, flat, below));
+    }
+    case F_SMELU: {
+        double beta = p[0];
+        if (!(beta > 0 && 2 * beta < INFINITY)) *ok = *ok & 0;
+        V mid = divide_exact(add_d(X, beta), exact(splat(2 * beta)));
+        return selv(x <= -beta, zero(), selv(x >= beta, one, mid));
+    }
+    case F_SPARSE_PLUS:
+        return selv(x <= -1, zero(), selv(x >= 1, one, scale2(add_d(X, 1.0), 0.5)));
+    case F_HARD_SILU:
+        return selv(x <= -3, zero(), selv(x >= 3, one, divide_exact(add_d(mul_d(X, 2.0), 3.0), exact(splat(6.0)))));
+    case F_STAR_RELU:
+        return selv(positive, mul_d(X, 2 * p[0]), zero());
     }
     *ok = *ok & 0;
     return zero();
@@ -471,14 +612,14 @@ static inline __attribute__((always_inline)) vl decide(V v, int bits, vd *r) {
 /* -- the loop ------------------------------------------------------------------------------- */
 
 /* One loop a function, with value() inlined into it. */
-#define LOOP(F)                                                                                           \
+#define LOOP(F, FN)                                                                                       \
     case F:                                                                                               \
         for (ptrdiff_t i = 0; i < n; i += W) {                                                            \
             vd x = {0}, r;                                                                                \
             ptrdiff_t k = n - i < W ? n - i : W;                                                          \
             memcpy(&x, xs + i, (size_t)k * sizeof(double));                                               \
             vl ok;                                                                                        \
-            V v = value(F, x, ps, &ok);                                                                   \
+            V v = FN(F, x, ps, &ok);                                                                      \
             vl s = decide(v, bits, &r) & ok;                                                              \
             memcpy(ys + i, &r, (size_t)k * sizeof(double));                                               \
             for (ptrdiff_t q = 0; q < k; q++) {                                                           \
@@ -488,35 +629,63 @@ static inline __attribute__((always_inline)) vl decide(V v, int bits, vd *r) {
         }                                                                                                 \
         break;
 
-ptrdiff_t RUN(int f, int bits, const double *xs, const double *ps, double *ys, unsigned char *ss, ptrdiff_t n) {
+ptrdiff_t RUN(int f, int quantity, int bits, const double *xs, const double *ps, double *ys, unsigned char *ss,
+            ptrdiff_t n) {
     ptrdiff_t count = 0;
-    switch (f) {
-        LOOP(F_EXPONENTIAL)
-        LOOP(F_SIGMOID)
-        LOOP(F_TANH)
-        LOOP(F_SILU)
-        LOOP(F_QUICK_GELU)
-        LOOP(F_SOFTPLUS)
-        LOOP(F_LOG_SIGMOID)
-        LOOP(F_ELU)
-        LOOP(F_SELU)
-        LOOP(F_CELU)
-        LOOP(F_MISH)
-        LOOP(F_GELU_TANH)
-        LOOP(F_TANHSHRINK)
-        LOOP(F_SOFTSIGN)
-        LOOP(F_LEAKY_RELU)
-        LOOP(F_RRELU)
-        LOOP(F_SOFTSHRINK)
-        LOOP(F_RELU_SQUARED)
-        LOOP(F_HARD_SIGMOID)
-        LOOP(F_HARD_SILU)
-        LOOP(F_SQUAREPLUS)
-        LOOP(F_SPARSE_PLUS)
-        LOOP(F_SPARSE_SIGMOID)
-        LOOP(F_STAR_RELU)
-        LOOP(F_SMELU)
-        LOOP(F_XIELU)
+    if (quantity == 0) {
+        switch (f) {
+            LOOP(F_EXPONENTIAL, value)
+            LOOP(F_SIGMOID, value)
+            LOOP(F_TANH, value)
+            LOOP(F_SILU, value)
+            LOOP(F_QUICK_GELU, value)
+            LOOP(F_SOFTPLUS, value)
+            LOOP(F_LOG_SIGMOID, value)
+            LOOP(F_ELU, value)
+            LOOP(F_SELU, value)
+            LOOP(F_CELU, value)
+            LOOP(F_MISH, value)
+            LOOP(F_GELU_TANH, value)
+            LOOP(F_TANHSHRINK, value)
+            LOOP(F_SOFTSIGN, value)
+            LOOP(F_LEAKY_RELU, value)
+            LOOP(F_RRELU, value)
+            LOOP(F_SOFTSHRINK, value)
+            LOOP(F_RELU_SQUARED, value)
+            LOOP(F_HARD_SIGMOID, value)
+            LOOP(F_HARD_SILU, value)
+            LOOP(F_SQUAREPLUS, value)
+            LOOP(F_SPARSE_PLUS, value)
+            LOOP(F_SPARSE_SIGMOID, value)
+            LOOP(F_STAR_RELU, value)
+            LOOP(F_SMELU, value)
+            LOOP(F_XIELU, value)
+        }
+    } else {
+        switch (f) {
+            LOOP(F_EXPONENTIAL, derivative)
+            LOOP(F_SIGMOID, derivative)
+            LOOP(F_TANH, derivative)
+            LOOP(F_SILU, derivative)
+            LOOP(F_QUICK_GELU, derivative)
+            LOOP(F_SOFTPLUS, derivative)
+            LOOP(F_LOG_SIGMOID, derivative)
+            LOOP(F_ELU, derivative)
+            LOOP(F_SELU, derivative)
+            LOOP(F_CELU, derivative)
+            LOOP(F_MISH, derivative)
+            LOOP(F_GELU_TANH, derivative)
+            LOOP(F_TANHSHRINK, derivative)
+            LOOP(F_SOFTSIGN, derivative)
+            LOOP(F_HARD_SILU, derivative)
+            LOOP(F_SQUAREPLUS, derivative)
+            LOOP(F_SPARSE_PLUS, derivative)
+            LOOP(F_STAR_RELU, derivative)
+            LOOP(F_SMELU, derivative)
+            LOOP(F_XIELU, derivative)
+        default:
+            for (ptrdiff_t i = 0; i < n; i++) ss[i] = 0;
+        }
     }
     return count;
 }

@@ -63,6 +63,18 @@ _FUNCTIONS: dict[str, tuple[int, tuple[str, ...]]] = {
     "xielu": (25, ("alpha_p", "alpha_n", "beta", "eps")),
 }
 
+#: The functions whose derivative the kernel has too (the others' derivatives are exact in NumPy,
+#: or left to the bounded route).
+_DERIVATIVES = frozenset(_FUNCTIONS) - {
+    "leaky_relu",
+    "prelu",
+    "rrelu",
+    "softshrink",
+    "relu_squared",
+    "hard_sigmoid",
+    "sparse_sigmoid",
+}
+_QUANTITIES = {"value": 0, "derivative": 1}
 _BITS = {"float64": 53, "float32": 24}
 _enabled = _kernel is not None
 
@@ -128,7 +140,9 @@ def values(
     """(results, sure) for a float64 array ``x``, or None where the kernel does not have the
     function, the quantity or these parameters."""
     known = _FUNCTIONS.get(name)
-    if not _enabled or known is None or quantity != "value" or fmt_name not in _BITS:
+    if not _enabled or known is None or quantity not in _QUANTITIES or fmt_name not in _BITS:
+        return None
+    if quantity == "derivative" and name not in _DERIVATIVES:
         return None
     number, names = known
     given = [params[p] for p in names]
@@ -139,7 +153,7 @@ def values(
     xs = np.ascontiguousarray(x, dtype=np.float64)
     out = np.empty_like(xs)
     sure = np.empty(xs.shape, dtype=np.uint8)
-    _kernel.evaluate(number, _BITS[fmt_name], xs, p, out, sure)
+    _kernel.evaluate(number, _QUANTITIES[quantity], _BITS[fmt_name], xs, p, out, sure)
     return out, sure.view(bool)
 
 
