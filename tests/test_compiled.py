@@ -148,7 +148,8 @@ def test_what_the_kernel_decides_is_the_exact_definition_rounded() -> None:
             for quantity in ("value", "derivative"):
                 decided = compiled.values(name, quantity, xs, params, fmt_name)
                 if decided is None:
-                    assert quantity == "derivative" and name not in compiled._DERIVATIVES
+                    assert quantity == "derivative"
+                    assert name not in compiled._DERIVATIVES
                     continue
                 got, sure = decided
                 want = correct.elementwise(entry, quantity, xs[sure], params, fmt)
