@@ -170,3 +170,91 @@ def test_what_the_kernel_does_not_take() -> None:
         0,
     )
     assert list(sure) == [False, False, True]
+
+
+@pytest.mark.parametrize("fmt_name", list(FORMATS))
+@pytest.mark.parametrize("name", sorted(compiled._DERIVATIVES))
+def test_vector_jacobian_products_through_the_kernel_are_the_same_bits(
+    name: str, fmt_name: str, variant: bool
+) -> None:
+    # g f'(x), the double-double product rounded once: the kernel's, and the route's without it.
+    entry, dtype = activations.get(name), FORMATS[fmt_name]
+    rng = np.random.default_rng(17)
+    params = entry.bind({})
+    x = np.concatenate([_grid(23, dtype, 200), _at_the_kinks(np.float64)]).astype(dtype)
+    g = (rng.choice([-1.0, 1.0], x.size) * 10.0 ** rng.uniform(-20, 20, x.size)).astype(dtype)
+    g[::9] = 0.0
+    results = []
+    for on in (True, False):
+        previous = compiled.use(on)
+        try:
+            results.append(np.asarray(entry.vector_jacobian_product(x, g, params, -1, dtype), np.float64))
+        except ResultOverflow as error:
+            results.append(str(error))
+        finally:
+            compiled.use(previous)
+    with_kernel, without = results
+    if isinstance(without, str):
+        assert with_kernel == without
+        return
+    assert isinstance(with_kernel, np.ndarray)
+    wrong = np.flatnonzero(~_same(with_kernel, without))
+    assert not wrong.size, [(x[i], g[i], with_kernel[i], without[i]) for i in wrong[:5]]
+
+
+VECTORS = [
+    ("softmax", {}),
+    ("softmax", {"temperature": 0.37}),
+    ("log_softmax", {}),
+    ("log_softmax", {"temperature": 3.3}),
+    ("softmin", {"temperature": 2.0}),
+    ("gumbel_softmax", {"seed": 3}),
+    ("glu", {}),
+    ("swiglu", {"gate_half": 1}),
+    ("reglu", {}),
+    ("geglu_tanh", {}),
+]
+
+
+def _vectors(seed: int) -> dict[str, np.ndarray[Any, Any]]:
+    rng = np.random.default_rng(seed)
+    return {
+        "ordinary": rng.normal(0, 3, (60, 16)),
+        "wide": rng.normal(0, 300, (30, 12)),  # e^q below the subnormals
+        "ties": np.round(rng.normal(0, 2, (40, 8))),
+        "a hair apart": rng.normal(0, 1e-9, (20, 10)),
+        "every scale": rng.choice([-1, 1], (30, 8)) * 10.0 ** rng.uniform(-300, 3, (30, 8)),
+        "long": rng.normal(0, 3, (1, 3000)),
+    }
+
+
+@pytest.mark.parametrize("fmt_name", list(FORMATS))
+@pytest.mark.parametrize(("name", "params"), VECTORS, ids=lambda v: str(v))
+def test_vector_values_through_the_kernel_are_the_same_bits(
+    name: str, params: dict[str, Any], fmt_name: str, variant: bool
+) -> None:
+    entry, dtype = activations.get(name), FORMATS[fmt_name]
+    bound = entry.bind(params)
+    for case, x in _vectors(29).items():
+        xs = x.astype(dtype)
+        results = []
+        for on in (True, False):
+            previous = compiled.use(on)
+            try:
+                results.append(np.asarray(entry.value(xs, bound, -1, dtype), np.float64))
+            finally:
+                compiled.use(previous)
+        with_kernel, without = results
+        wrong = np.argwhere(~_same(with_kernel, without))
+        assert not wrong.size, (
+            case,
+            [(tuple(i), with_kernel[tuple(i)], without[tuple(i)]) for i in wrong[:5]],
+        )
+
+
+def test_the_softmax_kernel_decides_nearly_every_ordinary_vector() -> None:
+    x = np.random.default_rng(4).normal(0, 3, (1000, 100))
+    for log in (False, True):
+        decided = compiled.softmax(x, 1.0, log, False, "float64")
+        assert decided is not None
+        assert np.all(decided[1], axis=-1).mean() > 0.999

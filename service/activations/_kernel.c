@@ -72,35 +72,82 @@ static PyObject *k_init(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-/* evaluate(f, quantity, bits, x, params, out, sure): the value (quantity 0) or the derivative
- * (1, where the function has it: elsewhere nothing is sure) out[i] and sure[i] for every x[i] (float64 arrays of
- * the same length, sure a uint8 array); returns how many are sure.  Runs without the GIL. */
+/* evaluate(f, quantity, bits, x, g, params, out, sure): the value (quantity 0) or the derivative
+ * (1, where the function has it: elsewhere nothing is sure), times g[i] where g is not None, in
+ * out[i], and whether it is decided in sure[i], for every x[i] (float64 arrays of one length,
+ * sure a uint8 array); returns how many are sure.  Runs without the GIL. */
 static PyObject *k_evaluate(PyObject *self, PyObject *args) {
     int f, quantity, bits;
-    Py_buffer x, p, out, sure;
+    Py_buffer x, p, out, sure, g = {0};
+    PyObject *g_object;
     if (!ready) {
         PyErr_SetString(PyExc_RuntimeError, "init() first");
         return NULL;
     }
-    if (!PyArg_ParseTuple(args, "iiiy*y*w*w*", &f, &quantity, &bits, &x, &p, &out, &sure)) return NULL;
+    if (!PyArg_ParseTuple(args, "iiiy*Oy*w*w*", &f, &quantity, &bits, &x, &g_object, &p, &out, &sure)) return NULL;
+    int has_g = g_object != Py_None;
+    if (has_g && PyObject_GetBuffer(g_object, &g, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&x);
+        PyBuffer_Release(&p);
+        PyBuffer_Release(&out);
+        PyBuffer_Release(&sure);
+        return NULL;
+    }
     Py_ssize_t n = x.len / (Py_ssize_t)sizeof(double);
     Py_ssize_t count = 0;
-    int ok = f >= 0 && f < F_COUNT && (quantity == 0 || quantity == 1) && (bits == 53 || bits == 24) && out.len == x.len &&
-             sure.len == n && p.len >= (Py_ssize_t)(4 * sizeof(double));
+    int ok = f >= 0 && f < F_COUNT && (quantity == 0 || quantity == 1) && (bits == 53 || bits == 24) &&
+             out.len == x.len && sure.len == n && p.len >= (Py_ssize_t)(4 * sizeof(double)) &&
+             (!has_g || g.len == x.len);
     if (ok) {
         const double *xs = (const double *)x.buf;
+        const double *gs = has_g ? (const double *)g.buf : NULL;
         const double *ps = (const double *)p.buf;
         double *ys = (double *)out.buf;
         unsigned char *ss = (unsigned char *)sure.buf;
-        Py_BEGIN_ALLOW_THREADS count = (use_fma ? run_fma : run_plain)(f, quantity, bits, xs, ps, ys, ss, n);
+        Py_BEGIN_ALLOW_THREADS count = (use_fma ? run_fma : run_plain)(f, quantity, bits, xs, gs, ps, ys, ss, n);
         Py_END_ALLOW_THREADS
     }
     PyBuffer_Release(&x);
     PyBuffer_Release(&p);
     PyBuffer_Release(&out);
     PyBuffer_Release(&sure);
+    if (has_g) PyBuffer_Release(&g);
     if (!ok) {
         PyErr_SetString(PyExc_ValueError, "evaluate: bad arguments");
+        return NULL;
+    }
+    return PyLong_FromSsize_t(count);
+}
+
+/* softmax(log, bits, x, n, temperature, out, sure): softmax (log false) or log_softmax of each
+ * row of n of x; out and sure as for evaluate.  Runs without the GIL. */
+static PyObject *k_softmax(PyObject *self, PyObject *args) {
+    int log_form, bits;
+    Py_ssize_t n;
+    double temperature;
+    Py_buffer x, out, sure;
+    if (!ready) {
+        PyErr_SetString(PyExc_RuntimeError, "init() first");
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, "piy*ndw*w*", &log_form, &bits, &x, &n, &temperature, &out, &sure)) return NULL;
+    Py_ssize_t size = x.len / (Py_ssize_t)sizeof(double);
+    Py_ssize_t count = 0;
+    int ok = (bits == 53 || bits == 24) && n > 0 && size % n == 0 && out.len == x.len && sure.len == size &&
+             temperature > 0 && isfinite(temperature);
+    if (ok) {
+        const double *xs = (const double *)x.buf;
+        double *ys = (double *)out.buf;
+        unsigned char *ss = (unsigned char *)sure.buf;
+        Py_BEGIN_ALLOW_THREADS count =
+            (use_fma ? softmax_fma : softmax_plain)(log_form, bits, xs, size / n, n, temperature, ys, ss);
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&x);
+    PyBuffer_Release(&out);
+    PyBuffer_Release(&sure);
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "softmax: bad arguments");
         return NULL;
     }
     return PyLong_FromSsize_t(count);
@@ -138,6 +185,7 @@ static PyMethodDef methods[] = {
     {"variant", k_variant, METH_VARARGS, "Choose the fused multiply-add variant or Dekker's."},
     {"init", k_init, METH_VARARGS, "Set the tables and constants."},
     {"evaluate", k_evaluate, METH_VARARGS, "Correctly rounded values where decided."},
+    {"softmax", k_softmax, METH_VARARGS, "Correctly rounded softmax or log_softmax rows where decided."},
     {"exp_dd", k_exp, METH_VARARGS, "exp in double-double with its error bound."},
     {NULL, NULL, 0, NULL},
 };

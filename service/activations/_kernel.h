@@ -42,8 +42,14 @@ extern double K_1702_H, K_1702_L, K_SCALE_H, K_SCALE_L, K_SA_H, K_SA_L;
 extern double K_GT_H, K_GT_L, K_A_H, K_A_L, K_SIXTH_H, K_SIXTH_L;
 extern double UEXP;
 
-ptrdiff_t run_fma(int f, int quantity, int bits, const double *xs, const double *ps, double *ys, unsigned char *ss, ptrdiff_t n);
-ptrdiff_t run_plain(int f, int quantity, int bits, const double *xs, const double *ps, double *ys, unsigned char *ss, ptrdiff_t n);
+ptrdiff_t run_fma(int f, int quantity, int bits, const double *xs, const double *gs, const double *ps, double *ys,
+                  unsigned char *ss, ptrdiff_t n);
+ptrdiff_t run_plain(int f, int quantity, int bits, const double *xs, const double *gs, const double *ps, double *ys,
+                    unsigned char *ss, ptrdiff_t n);
+ptrdiff_t softmax_fma(int log_form, int bits, const double *xs, ptrdiff_t rows, ptrdiff_t n, double temperature,
+                      double *ys, unsigned char *ss);
+ptrdiff_t softmax_plain(int log_form, int bits, const double *xs, ptrdiff_t rows, ptrdiff_t n, double temperature,
+                        double *ys, unsigned char *ss);
 void exp_entry_fma(double h, double l, double *out);
 void exp_entry_plain(double h, double l, double *out);
 

@@ -123,7 +123,10 @@ static inline V mul(V a, V b) {
     /* The product of two doubles is exact (its remainder is), but where the remainder
      * underflows. */
     vl exactly = (a.l == 0) & (b.l == 0) & ((vabs(ph) >= 0x1p-968) | (a.h == 0) | (b.h == 0));
-    vd e = a.e * mag(b) + b.e * mag(a) + a.e * b.e + sel(exactly, splat(0.0), U * vabs(ph) + T);
+    /* The propagated error is at least the smallest subnormal where an input has any: the
+     * products below can underflow to 0, which would make an inexact 0 look exact. */
+    vd floor = sel((a.e > 0) | (b.e > 0), splat(0x1p-1074), splat(0.0));
+    vd e = a.e * mag(b) + b.e * mag(a) + a.e * b.e + floor + sel(exactly, splat(0.0), U * vabs(ph) + T);
     return (V){ph, pl, e};
 }
 
@@ -131,7 +134,8 @@ static inline V mul(V a, V b) {
 static inline V scale2(V a, double p) {
     vd l = a.l * p;
     vl lost = (l != 0) & (vabs(l) < 0x1p-1021);
-    return (V){a.h * p, l, a.e * p + sel(lost, splat(T), splat(0.0))};
+    vd floor = sel(a.e > 0, splat(0x1p-1074), splat(0.0)); /* (as in mul) */
+    return (V){a.h * p, l, a.e * p + floor + sel(lost, splat(T), splat(0.0))};
 }
 
 static inline V mul_d(V a, double b) { return mul(a, exact(splat(b))); }
@@ -611,15 +615,21 @@ static inline __attribute__((always_inline)) vl decide(V v, int bits, vd *r) {
 
 /* -- the loop ------------------------------------------------------------------------------- */
 
-/* One loop a function, with value() inlined into it. */
+/* One loop a function, with value() inlined into it; where gs is given, the result is
+ * gs[i] times the quantity (a vector-Jacobian product, or a gated unit's a * act(b)), the
+ * double-double product rounded once. */
 #define LOOP(F, FN)                                                                                       \
     case F:                                                                                               \
         for (ptrdiff_t i = 0; i < n; i += W) {                                                            \
-            vd x = {0}, r;                                                                                \
+            vd x = {0}, g = {0}, r;                                                                       \
             ptrdiff_t k = n - i < W ? n - i : W;                                                          \
             memcpy(&x, xs + i, (size_t)k * sizeof(double));                                               \
             vl ok;                                                                                        \
             V v = FN(F, x, ps, &ok);                                                                      \
+            if (gs) {                                                                                     \
+                memcpy(&g, gs + i, (size_t)k * sizeof(double));                                           \
+                v = mul(exact(g), v);                                                                     \
+            }                                                                                             \
             vl s = decide(v, bits, &r) & ok;                                                              \
             memcpy(ys + i, &r, (size_t)k * sizeof(double));                                               \
             for (ptrdiff_t q = 0; q < k; q++) {                                                           \
@@ -629,8 +639,8 @@ static inline __attribute__((always_inline)) vl decide(V v, int bits, vd *r) {
         }                                                                                                 \
         break;
 
-ptrdiff_t RUN(int f, int quantity, int bits, const double *xs, const double *ps, double *ys, unsigned char *ss,
-            ptrdiff_t n) {
+ptrdiff_t RUN(int f, int quantity, int bits, const double *xs, const double *gs, const double *ps, double *ys,
+            unsigned char *ss, ptrdiff_t n) {
     ptrdiff_t count = 0;
     if (quantity == 0) {
         switch (f) {
@@ -685,6 +695,71 @@ ptrdiff_t RUN(int f, int quantity, int bits, const double *xs, const double *ps,
             LOOP(F_XIELU, derivative)
         default:
             for (ptrdiff_t i = 0; i < n; i++) ss[i] = 0;
+        }
+    }
+    return count;
+}
+
+/* -- the softmax family, a row at a time --------------------------------------------------- */
+
+/* The lanes of a vector value added into one (lane 0 of the result, splat). */
+static inline V lanes_sum(V a) {
+    V t = {splat(a.h[0]), splat(a.l[0]), splat(a.e[0])};
+    for (int k = 1; k < W; k++) t = add(t, (V){splat(a.h[k]), splat(a.l[k]), splat(a.e[k])});
+    return t;
+}
+
+/* softmax (log = 0) or log_softmax (log = 1) of each row of n, at temperature T: q = (x - max)/T,
+ * y = e^q / (1 + S) or q - log1p(S), S the sum of e^q over the row but for one of its largest
+ * elements (whose e^q is exactly 1).  ys and ss as for RUN; returns how many are sure. */
+ptrdiff_t SOFTMAX(int log_form, int bits, const double *xs, ptrdiff_t rows, ptrdiff_t n, double temperature, double *ys,
+                  unsigned char *ss) {
+    ptrdiff_t count = 0;
+    int scaled = temperature != 1.0;
+    for (ptrdiff_t row = 0; row < rows; row++) {
+        const double *x = xs + row * n;
+        double top = x[0];
+        ptrdiff_t at = 0;
+        for (ptrdiff_t i = 1; i < n; i++)
+            if (x[i] > top) {
+                top = x[i];
+                at = i;
+            }
+        /* Pass 1: S. */
+        V acc = zero();
+        for (ptrdiff_t i = 0; i < n; i += W) {
+            vd v = splat(top);
+            ptrdiff_t k = n - i < W ? n - i : W;
+            memcpy(&v, x + i, (size_t)k * sizeof(double));
+            vd dh, dl;
+            two_sum(v, splat(-top), &dh, &dl); /* x - max, exact */
+            V q = {dh, dl, splat(0.0)};
+            if (scaled) q = divide(q, exact(splat(temperature)));
+            V e = exp_v(q);
+            /* Lanes past the row's end and the largest element itself count 0. */
+            vl skip = (vl){0};
+            for (int lane = 0; lane < W; lane++) skip[lane] = (i + lane >= n || i + lane == at) ? -1 : 0;
+            acc = add(acc, selv(skip, zero(), e));
+        }
+        V S = lanes_sum(acc);
+        V Z = add_d(S, 1.0);
+        V L = log_form ? log1p_v(S) : zero();
+        /* Pass 2: the results. */
+        for (ptrdiff_t i = 0; i < n; i += W) {
+            vd v = splat(top), r;
+            ptrdiff_t k = n - i < W ? n - i : W;
+            memcpy(&v, x + i, (size_t)k * sizeof(double));
+            vd dh, dl;
+            two_sum(v, splat(-top), &dh, &dl);
+            V q = {dh, dl, splat(0.0)};
+            if (scaled) q = divide(q, exact(splat(temperature)));
+            V y = log_form ? sub(q, L) : divide(exp_v(q), Z);
+            vl s = decide(y, bits, &r);
+            memcpy(ys + row * n + i, &r, (size_t)k * sizeof(double));
+            for (ptrdiff_t lane = 0; lane < k; lane++) {
+                ss[row * n + i + lane] = (unsigned char)(s[lane] != 0);
+                count += s[lane] != 0;
+            }
         }
     }
     return count;

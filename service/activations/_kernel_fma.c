@@ -8,5 +8,6 @@
 #endif
 #define W 4
 #define RUN run_fma
+#define SOFTMAX softmax_fma
 #define EXP_ENTRY exp_entry_fma
 #include "_kernel_body.h"

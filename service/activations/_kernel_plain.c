@@ -2,5 +2,6 @@
 #define KERNEL_FMA 0
 #define W 2
 #define RUN run_plain
+#define SOFTMAX softmax_plain
 #define EXP_ENTRY exp_entry_plain
 #include "_kernel_body.h"

@@ -135,10 +135,15 @@ def use(enabled: bool) -> bool:
 
 
 def values(
-    name: str, quantity: str, x: np.ndarray[Any, Any], params: Mapping[str, Any], fmt_name: str
+    name: str,
+    quantity: str,
+    x: np.ndarray[Any, Any],
+    params: Mapping[str, Any],
+    fmt_name: str,
+    g: np.ndarray[Any, Any] | None = None,
 ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]] | None:
-    """(results, sure) for a float64 array ``x``, or None where the kernel does not have the
-    function, the quantity or these parameters."""
+    """(results, sure) for a float64 array ``x`` (times ``g``, elementwise, where given), or None
+    where the kernel does not have the function, the quantity or these parameters."""
     known = _FUNCTIONS.get(name)
     if not _enabled or known is None or quantity not in _QUANTITIES or fmt_name not in _BITS:
         return None
@@ -151,9 +156,24 @@ def values(
     p = np.zeros(4)
     p[: len(given)] = given
     xs = np.ascontiguousarray(x, dtype=np.float64)
+    gs = None if g is None else np.ascontiguousarray(np.broadcast_to(g, xs.shape), dtype=np.float64)
     out = np.empty_like(xs)
     sure = np.empty(xs.shape, dtype=np.uint8)
-    _kernel.evaluate(number, _QUANTITIES[quantity], _BITS[fmt_name], xs, p, out, sure)
+    _kernel.evaluate(number, _QUANTITIES[quantity], _BITS[fmt_name], xs, gs, p, out, sure)
+    return out, sure.view(bool)
+
+
+def softmax(
+    x: np.ndarray[Any, Any], temperature: float, log: bool, negate: bool, fmt_name: str
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]] | None:
+    """(results, sure) of softmax (log_softmax where ``log``; of -x where ``negate``: softmin)
+    along the last axis of a 2-d float64 array, or None where the kernel cannot."""
+    if not _enabled or fmt_name not in _BITS or x.ndim != 2 or x.shape[1] == 0:
+        return None
+    xs = np.ascontiguousarray(-x if negate else x, dtype=np.float64)
+    out = np.empty_like(xs)
+    sure = np.empty(xs.shape, dtype=np.uint8)
+    _kernel.softmax(log, _BITS[fmt_name], xs, xs.shape[1], float(temperature), out, sure)
     return out, sure.view(bool)
 
 

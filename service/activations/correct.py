@@ -627,11 +627,7 @@ def rounded(
         gs = None if gflat is None else gflat[start : start + FAST_CHUNK]
         # The compiled tier first, where it has the function: it decides nearly every element;
         # the bounded long double route takes the rest, and MPFR what that leaves.
-        first = (
-            None
-            if gs is not None or param is not None
-            else compiled.values(entry.name, quantity, xs, params, fmt_name)
-        )
+        first = None if param is not None else compiled.values(entry.name, quantity, xs, params, fmt_name, gs)
         if first is None:
             r = _bounded(fn, entry, quantity, xs, gflat, start, None, params, fmt_name, param)
         else:

@@ -27,6 +27,7 @@ are decided from its own bounds, or worked out from its own inputs.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ import gmpy2
 import numpy as np
 from gmpy2 import mpfr, mpq
 
-from . import correct
+from . import compiled, correct
 from .bounded import B, decide, exp, log1p, two_prod, unit
 from .registry import Activation, ActivationError, Array, checkpoint, get
 
@@ -198,6 +199,9 @@ class VectorRounding:
     #: (rows, columns) -> keys equal where two Jacobian entries are the same quantity (worked out
     #: once), or None
     jacobian_key: Callable[[Any, Any], Any] | None = None
+    #: The compiled first tier of the values: (x (rows, n) float64, params, format name) ->
+    #: (results, sure) or None (:mod:`.compiled`); rows it leaves undecided go the routes above
+    first: Callable[..., tuple[Array, Array] | None] | None = None
 
     def compute(self, *args: Any, **kwargs: Any) -> Any:
         return compute(self, *args, **kwargs)
@@ -693,6 +697,7 @@ def softmax_rounding(log: bool = False, negate: bool = False) -> VectorRounding:
         bounded=lambda x, params, work, g=None: _SoftmaxBounded(x, params["temperature"], work, log, negate),
         exact=lambda x, params, g=None: _SoftmaxExact(x, params, g, log, negate),
         jacobian_key=_log_softmax_key if log else _softmax_key,
+        first=lambda x, params, fmt_name: compiled.softmax(x, params["temperature"], log, negate, fmt_name),
     )
 
 
@@ -819,7 +824,17 @@ def gated(act_name: str) -> VectorRounding:
     def exact(x: Sequence[float], params: Mapping[str, float], g: Sequence[float] | None = None) -> Exact:
         return _GatedExact(get(act_name), x, params.get("gate_half", 2.0), g)
 
-    return VectorRounding(bounded=bounded, exact=exact)
+    def first(x: Array, params: Mapping[str, float], fmt_name: str) -> tuple[Array, Array] | None:
+        # a * act(b) is act(b) times g = a, as an elementwise vector-Jacobian product is.
+        lin, gate = gate_columns(x.shape[-1] // 2, params.get("gate_half", 2.0))
+        name, act_params = (
+            ("leaky_relu", {"negative_slope": 0.0})
+            if act_name == "relu"
+            else (act_name, get(act_name).bind())
+        )
+        return compiled.values(name, "value", x[:, gate], act_params, fmt_name, x[:, lin])
+
+    return VectorRounding(bounded=bounded, exact=exact, first=first)
 
 
 # -- sparsemax -------------------------------------------------------------------------------------
@@ -1035,6 +1050,17 @@ def compute(
     m = output_length if output_length is not None else n
     flat = np.asarray(x, np.float64).reshape(-1, n)
     rows = flat.shape[0]
+    if quantity == "value" and rounding.first is not None and rows:
+        decided = rounding.first(flat, params, fmt_name)
+        if decided is not None:
+            # The compiled tier decided these; a vector with an element it left goes the routes
+            # below whole (its exact sums serve all its elements).
+            result, sure = decided
+            pending = np.flatnonzero(~np.all(sure, axis=-1))
+            if pending.size:
+                rest = dataclasses.replace(rounding, first=None)
+                result[pending] = compute(rest, quantity, flat[pending], params, fmt_name, output_length=m)
+            return result.reshape((*x.shape[:-1], result.shape[-1]))
     gflat = None if g is None else np.asarray(g, np.float64).reshape(rows, -1)
     if quantity == "jacobian":
         if out is None:
