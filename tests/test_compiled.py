@@ -3,7 +3,7 @@ same bits as the routes it stands in front of.
 
 ``test_fast_rounding.py`` checks the core's values against the exact definitions with the kernel
 in use; here the kernel's own pieces are checked: its double-double exp against MPFR (the bound
-holds), both of its builds (fused multiply-add and Dekker's products) against the bounded long
+holds), each of its builds (AVX-512, AVX2, and Dekker's products on any CPU) against the bounded long
 double route with the kernel off, bit for bit, and the share of elements it decides.
 """
 
@@ -36,14 +36,15 @@ def test_the_kernel_is_built_where_the_tests_run() -> None:
     assert compiled.available()
 
 
-@pytest.fixture(params=[True, False], ids=["fused", "dekker"])
-def variant(request: pytest.FixtureRequest) -> Iterator[bool]:
-    fused = compiled.fused(request.param)
-    if request.param and not fused:
-        compiled.fused(False)
-        pytest.skip("this CPU has no fused multiply-add: the Dekker build is the one in use")
-    yield fused
-    compiled.fused(True)
+@pytest.fixture(params=list(compiled.BUILDS))
+def variant(request: pytest.FixtureRequest) -> Iterator[str]:
+    best = compiled.build("avx512")
+    used = compiled.build(request.param)
+    if used != request.param:
+        compiled.build(best)
+        pytest.skip(f"this CPU has not the {request.param} build's instructions (it uses {used})")
+    yield used
+    compiled.build(best)
 
 
 def _exp_points() -> np.ndarray[Any, Any]:
@@ -60,7 +61,7 @@ def _exp_points() -> np.ndarray[Any, Any]:
     )
 
 
-def test_exp_lies_within_its_bound(variant: bool) -> None:
+def test_exp_lies_within_its_bound(variant: str) -> None:
     with gmpy2.context(gmpy2.get_context(), precision=300):
         for x in _exp_points():
             for lo in (0.0, float(x) * 2.0**-60):  # a double-double argument as well
@@ -95,7 +96,7 @@ def _through(quantity: str, entry: activations.Activation, x: Any, params: Any, 
 @pytest.mark.parametrize("fmt_name", list(FORMATS))
 @pytest.mark.parametrize(("name", "quantity"), QUANTITIES)
 def test_the_kernel_gives_the_bits_of_the_route_without_it(
-    name: str, quantity: str, fmt_name: str, variant: bool
+    name: str, quantity: str, fmt_name: str, variant: str
 ) -> None:
     entry, dtype = activations.get(name), FORMATS[fmt_name]
     for k, params in enumerate(_params(name)):
@@ -175,7 +176,7 @@ def test_what_the_kernel_does_not_take() -> None:
 @pytest.mark.parametrize("fmt_name", list(FORMATS))
 @pytest.mark.parametrize("name", sorted(compiled._DERIVATIVES))
 def test_vector_jacobian_products_through_the_kernel_are_the_same_bits(
-    name: str, fmt_name: str, variant: bool
+    name: str, fmt_name: str, variant: str
 ) -> None:
     # g f'(x), the double-double product rounded once: the kernel's, and the route's without it.
     entry, dtype = activations.get(name), FORMATS[fmt_name]
@@ -231,7 +232,7 @@ def _vectors(seed: int) -> dict[str, np.ndarray[Any, Any]]:
 @pytest.mark.parametrize("fmt_name", list(FORMATS))
 @pytest.mark.parametrize(("name", "params"), VECTORS, ids=lambda v: str(v))
 def test_vector_values_through_the_kernel_are_the_same_bits(
-    name: str, params: dict[str, Any], fmt_name: str, variant: bool
+    name: str, params: dict[str, Any], fmt_name: str, variant: str
 ) -> None:
     entry, dtype = activations.get(name), FORMATS[fmt_name]
     bound = entry.bind(params)

@@ -28,7 +28,19 @@ double K_1702_H, K_1702_L, K_SCALE_H, K_SCALE_L, K_SA_H, K_SA_L;
 double K_GT_H, K_GT_L, K_A_H, K_A_L, K_SIXTH_H, K_SIXTH_L;
 double UEXP; /* a margin on exp's own bound, set by init() */
 static int ready = 0;
-static int use_fma = 0;
+/* The build in use: 0 Dekker's products, two lanes (any CPU); 1 AVX2 and fused multiply-adds,
+ * four lanes; 2 AVX-512, eight lanes. */
+static int level = 0;
+
+static int best_level(void) {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("fma"))
+        return 2;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 1;
+#endif
+    return 0;
+}
 
 /* -- Python interface ------------------------------------------------------------------------ */
 
@@ -64,10 +76,7 @@ static PyObject *k_init(PyObject *self, PyObject *args) {
     K_SIXTH_L = c[15];
     UEXP = c[16];
     PyBuffer_Release(&t);
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-    __builtin_cpu_init();
-    use_fma = __builtin_cpu_supports("fma") && __builtin_cpu_supports("avx2");
-#endif
+    level = best_level();
     ready = 1;
     Py_RETURN_NONE;
 }
@@ -104,7 +113,9 @@ static PyObject *k_evaluate(PyObject *self, PyObject *args) {
         const double *ps = (const double *)p.buf;
         double *ys = (double *)out.buf;
         unsigned char *ss = (unsigned char *)sure.buf;
-        Py_BEGIN_ALLOW_THREADS count = (use_fma ? run_fma : run_plain)(f, quantity, bits, xs, gs, ps, ys, ss, n);
+        Py_BEGIN_ALLOW_THREADS count = (level == 2   ? run_avx512
+                                           : level == 1 ? run_fma
+                                                        : run_plain)(f, quantity, bits, xs, gs, ps, ys, ss, n);
         Py_END_ALLOW_THREADS
     }
     PyBuffer_Release(&x);
@@ -140,7 +151,9 @@ static PyObject *k_softmax(PyObject *self, PyObject *args) {
         double *ys = (double *)out.buf;
         unsigned char *ss = (unsigned char *)sure.buf;
         Py_BEGIN_ALLOW_THREADS count =
-            (use_fma ? softmax_fma : softmax_plain)(log_form, bits, xs, size / n, n, temperature, ys, ss);
+            (level == 2   ? softmax_avx512
+             : level == 1 ? softmax_fma
+                          : softmax_plain)(log_form, bits, xs, size / n, n, temperature, ys, ss);
         Py_END_ALLOW_THREADS
     }
     PyBuffer_Release(&x);
@@ -156,33 +169,29 @@ static PyObject *k_softmax(PyObject *self, PyObject *args) {
 /* exp_dd(x) -> (h, l, e): the double-double exp and its bound, for the tests. */
 static PyObject *k_exp(PyObject *self, PyObject *args) {
     double h, l;
-    int fma_variant;
-    if (!PyArg_ParseTuple(args, "ddp", &h, &l, &fma_variant)) return NULL;
-    if (fma_variant && !use_fma) {
-        PyErr_SetString(PyExc_ValueError, "this CPU has no fused multiply-add");
+    int which;
+    if (!PyArg_ParseTuple(args, "ddi", &h, &l, &which)) return NULL;
+    if (which < 0 || which > best_level()) {
+        PyErr_SetString(PyExc_ValueError, "this CPU has not that build");
         return NULL;
     }
     double v[3];
-    (fma_variant ? exp_entry_fma : exp_entry_plain)(h, l, v);
+    (which == 2 ? exp_entry_avx512 : which == 1 ? exp_entry_fma : exp_entry_plain)(h, l, v);
     return Py_BuildValue("ddd", v[0], v[1], v[2]);
 }
 
-/* variant(fma): use the fused multiply-add variant (where the CPU has it) or Dekker's; returns
- * whether the variant in use is the fused one.  For the tests, which compare the two. */
+/* variant(level): use the build of that level (0 Dekker's, 1 AVX2, 2 AVX-512), or the best the
+ * CPU has below it; returns the level in use.  For the tests, which compare them. */
 static PyObject *k_variant(PyObject *self, PyObject *args) {
     int want;
-    if (!PyArg_ParseTuple(args, "p", &want)) return NULL;
-    int has = 0;
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-    __builtin_cpu_init();
-    has = __builtin_cpu_supports("fma") && __builtin_cpu_supports("avx2");
-#endif
-    use_fma = want && has;
-    return PyBool_FromLong(use_fma);
+    if (!PyArg_ParseTuple(args, "i", &want)) return NULL;
+    int best = best_level();
+    level = want < best ? (want < 0 ? 0 : want) : best;
+    return PyLong_FromLong(level);
 }
 
 static PyMethodDef methods[] = {
-    {"variant", k_variant, METH_VARARGS, "Choose the fused multiply-add variant or Dekker's."},
+    {"variant", k_variant, METH_VARARGS, "Choose the build: 0 Dekker's, 1 AVX2, 2 AVX-512."},
     {"init", k_init, METH_VARARGS, "Set the tables and constants."},
     {"evaluate", k_evaluate, METH_VARARGS, "Correctly rounded values where decided."},
     {"softmax", k_softmax, METH_VARARGS, "Correctly rounded softmax or log_softmax rows where decided."},

@@ -51,6 +51,11 @@ ptrdiff_t softmax_fma(int log_form, int bits, const double *xs, ptrdiff_t rows, 
 ptrdiff_t softmax_plain(int log_form, int bits, const double *xs, ptrdiff_t rows, ptrdiff_t n, double temperature,
                         double *ys, unsigned char *ss);
 void exp_entry_fma(double h, double l, double *out);
+void exp_entry_avx512(double h, double l, double *out);
+ptrdiff_t run_avx512(int f, int quantity, int bits, const double *xs, const double *gs, const double *ps, double *ys,
+                     unsigned char *ss, ptrdiff_t n);
+ptrdiff_t softmax_avx512(int log_form, int bits, const double *xs, ptrdiff_t rows, ptrdiff_t n, double temperature,
+                         double *ys, unsigned char *ss);
 void exp_entry_plain(double h, double l, double *out);
 
 #endif

@@ -1,9 +1,9 @@
 /* The double-double evaluation and the rounding test of the compiled first tier (see
  * _kernel.c), W elements at a time in SIMD vectors (GCC's vector extensions).
  *
- * Included by _kernel_fma.c and _kernel_plain.c: the same code compiled twice, with the products'
- * exact remainders taken by a fused multiply-add where the CPU has one (AVX2 and FMA), and by
- * Dekker's splitting where it does not.  The two give the same bits: both remainders are exact,
+ * Included by _kernel_avx512.c, _kernel_fma.c and _kernel_plain.c: the same code compiled three
+ * times, with the products' exact remainders taken by a fused multiply-add where the CPU has one
+ * (AVX-512, eight lanes, or AVX2, four), and by Dekker's splitting where it does not (two).  The two give the same bits: both remainders are exact,
  * and every other operation is an IEEE double operation rounded to nearest (the build turns
  * contraction into fused multiply-adds off).
  *
@@ -73,7 +73,9 @@ static inline void fast_two_sum(vd a, vd b, vd *s, vd *t) {
 
 static inline void two_prod(vd a, vd b, vd *p, vd *t) {
     vd x = a * b;
-#if KERNEL_FMA
+#if KERNEL_FMA && W == 8
+    *t = (vd)_mm512_fmadd_pd((__m512d)a, (__m512d)b, (__m512d)-x);
+#elif KERNEL_FMA
     *t = (vd)_mm256_fmadd_pd((__m256d)a, (__m256d)b, (__m256d)-x);
 #else
     vd c = 134217729.0 * a; /* Dekker's split, 2^27 + 1 */

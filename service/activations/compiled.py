@@ -177,15 +177,21 @@ def softmax(
     return out, sure.view(bool)
 
 
-def fused(wanted: bool) -> bool:
-    """Use the kernel's fused multiply-add variant (where the CPU has one) or its portable one
-    (Dekker's products); returns whether the fused one is in use.  For the tests."""
+#: The kernel's builds: Dekker's products in two lanes (any CPU), AVX2 and fused multiply-adds in
+#: four, AVX-512 in eight.
+BUILDS = {"dekker": 0, "avx2": 1, "avx512": 2}
+
+
+def build(name: str) -> str:
+    """Use that build of the kernel, or the best the CPU has below it; returns the one in use.
+    (For the tests, which compare them: the process starts with the best.)"""
     assert _kernel is not None
-    return bool(_kernel.variant(wanted))
+    level = int(_kernel.variant(BUILDS[name]))
+    return next(k for k, v in BUILDS.items() if v == level)
 
 
-def exp_dd(hi: float, lo: float = 0.0, fma: bool = False) -> tuple[float, float, float]:
+def exp_dd(hi: float, lo: float = 0.0, build: str = "dekker") -> tuple[float, float, float]:
     """The kernel's double-double e^(hi + lo) and its error bound (for the tests)."""
     assert _kernel is not None
-    h, lo_, e = _kernel.exp_dd(hi, lo, fma)
-    return float(h), float(lo_), float(e)
+    h, low, e = _kernel.exp_dd(hi, lo, BUILDS[build])
+    return float(h), float(low), float(e)

@@ -3,8 +3,9 @@
 Three columns per function and format, side by side in one run (medians of --repeat runs,
 interleaved so that the machine's noise falls on all alike):
 
-* ``rounded``: the service's core today, correctly rounded (bounded long double evaluation and
-  the exact route for the elements it cannot decide), with every core (``set_threads``);
+* ``rounded``: the service's core today, correctly rounded (the compiled first tier where it has
+  the function, then bounded long double evaluation and the exact route for the elements they
+  cannot decide), with every core (``set_threads``);
 * ``numpy``: the previous NumPy core, the same functions in float64 without the rounding test
   (``Activation.forward``, in the same blocks and threads), which is a few ULP off;
 * ``torch``: PyTorch's CPU kernel on one thread (torch is used here only; install it with
@@ -14,8 +15,9 @@ interleaved so that the machine's noise falls on all alike):
 
 Vector functions take the elements as rows of --width (1000: a batch of 1000 vectors of 1000).
 
-The last lines give the ratio rounded / numpy (median over the functions, and the largest) and
-the share of elements that went to the exact route.
+The last two columns: the share of elements the compiled first tier leaves undecided (of vectors,
+for a vector function; 100% where it does not have the function), and the share that goes on to
+MPFR; the last lines the ratio rounded / numpy (median over the functions, and the largest).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from service import activations
-from service.activations import bounded, correct, registry, vector_rounded
+from service.activations import bounded, compiled, correct, registry, vector_rounded
 
 
 def _torch_functions() -> dict[str, Callable[[Any], Any]]:
@@ -83,17 +85,29 @@ def _time(fn: Callable[[], Any]) -> float:
     return time.perf_counter() - start
 
 
-def _exact_share(entry: activations.Activation, x: np.ndarray[Any, Any], fmt: str) -> float:
+def _shares(entry: activations.Activation, x: np.ndarray[Any, Any], fmt: str) -> tuple[float, float]:
+    """(the share of elements the compiled tier leaves undecided, the share that goes on to MPFR):
+    for a vector function, shares of whole vectors."""
+    params = entry.bind({})
     if entry.kind == "vector":
-        state = entry.fast.bounded(x[:200], entry.bind({}), np.longdouble)
+        rows = x[:200]
+        first = entry.fast.first(rows, params, fmt) if entry.fast.first is not None else None
+        left = np.ones(rows.shape[0], bool) if first is None else ~np.all(first[1], axis=-1)
+        if not left.any():
+            return 0.0, 0.0
+        state = entry.fast.bounded(rows[left], params, np.longdouble)
         with np.errstate(all="ignore"):
             sure = [vector_rounded.decide_in(b, correct.FORMATS[fmt])[1] for _, b in state.value()]
-        return float(1 - np.mean(np.concatenate([np.ravel(s) for s in sure])))
+        exact = ~np.all(np.concatenate(sure, axis=-1), axis=-1)
+        return float(np.mean(left)), float(np.sum(exact) / rows.shape[0])
+    xs = np.ascontiguousarray(x[:200_000])
+    first = compiled.values(entry.name, "value", xs, params, fmt)
+    left = np.ones(xs.size, bool) if first is None else ~first[1]
     fn = correct.bounded_of(entry, "value")
     with np.errstate(all="ignore"):
-        b = fn(bounded.B.exact(x[:200_000], np.longdouble), **entry.bind({}))
+        b = fn(bounded.B.exact(xs[left], np.longdouble), **params)
         _, sure = bounded.decide(b, correct.FORMATS[fmt].numpy)
-    return float(1 - np.mean(sure))
+    return float(np.mean(left)), float(np.sum(~np.asarray(sure)) / xs.size)
 
 
 def _timings(
@@ -147,7 +161,8 @@ def main() -> None:
         f"{args.elements:,} elements of N(0, 3^2); medians of {args.repeat}; threads: {registry.get_threads()}"
     )
     print(
-        f"{'function':14s} {'dtype':8s} {'rounded':>9s} {'numpy':>9s} {'torch':>9s} {'r/numpy':>8s} {'r/torch':>8s} {'exact':>7s}"
+        f"{'function':14s} {'dtype':8s} {'rounded':>9s} {'numpy':>9s} {'torch':>9s} {'r/numpy':>8s} {'r/torch':>8s} "
+        f"{'left':>8s} {'exact':>8s}"
     )
     ratios: dict[str, list[float]] = {"float64": [], "float32": []}
     for entry in activations.entries():
@@ -165,10 +180,10 @@ def main() -> None:
             r, n = statistics.median(rounded_t), statistics.median(numpy_t)
             t = statistics.median(torch_t) if torch_t else float("nan")
             ratios[name].append(r / n)
-            share = _exact_share(entry, x.astype(np.float64), name)
+            left, exact = _shares(entry, x.astype(np.float64), name)
             print(
                 f"{entry.name:14s} {name:8s} {r * 1e3:7.1f}ms {n * 1e3:7.1f}ms {t * 1e3:7.1f}ms "
-                f"{r / n:8.2f} {r / t:8.2f} {share * 100:6.2f}%"
+                f"{r / n:8.2f} {r / t:8.2f} {left * 100:7.4f}% {exact * 100:7.4f}%"
             )
     for name, values in ratios.items():
         if values:
