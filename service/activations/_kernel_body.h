@@ -610,6 +610,9 @@ static inline __attribute__((always_inline)) vl decide(V v, int bits, vd *r) {
         sure = inside & (2 * e < up - 2 * d) & (2 * e < down + 2 * d);
         /* An exact h + l: f is it rounded to nearest, ties to even. */
         sure |= inside & (v.e == 0) & ((v.l == 0) | (a >= 0x1p-126));
+        /* A result whose whole interval lies strictly between 0 and half the smallest subnormal,
+         * on one side of 0: a zero of that sign (f, h rounded, has it). */
+        sure |= finite & (vabs(v.h) - e > 0) & (vabs(v.h) + e < 0x1p-150);
         *r = sel(exact_zero, splat(0.0), fd);
     }
     return sure | (exact_zero & finite);
