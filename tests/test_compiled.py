@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import gmpy2
+import ml_dtypes
 import numpy as np
 import pytest
 from gmpy2 import mpfr
@@ -229,23 +230,32 @@ def _vectors(seed: int) -> dict[str, np.ndarray[Any, Any]]:
     }
 
 
-@pytest.mark.parametrize("fmt_name", list(FORMATS))
+#: The 16-bit formats take the kernel's float64 values, rounded again where that is not a midpoint.
+WITH_16_BIT = {**FORMATS, "float16": np.float16, "bfloat16": ml_dtypes.bfloat16}
+
+
+@pytest.mark.parametrize("fmt_name", list(WITH_16_BIT))
 @pytest.mark.parametrize(("name", "params"), VECTORS, ids=lambda v: str(v))
 def test_vector_values_through_the_kernel_are_the_same_bits(
     name: str, params: dict[str, Any], fmt_name: str, variant: str
 ) -> None:
-    entry, dtype = activations.get(name), FORMATS[fmt_name]
+    entry, dtype = activations.get(name), WITH_16_BIT[fmt_name]
     bound = entry.bind(params)
     for case, x in _vectors(29).items():
         xs = x.astype(dtype)
-        results = []
+        results: list[Any] = []
         for on in (True, False):
             previous = compiled.use(on)
             try:
-                results.append(np.asarray(entry.value(xs, bound, -1, dtype), np.float64))
+                results.append(np.asarray(entry.value(xs, bound, -1, dtype)).astype(np.float64))
+            except ResultOverflow as error:  # (the gated units of every scale, in float16)
+                results.append(str(error))
             finally:
                 compiled.use(previous)
         with_kernel, without = results
+        if isinstance(without, str):
+            assert with_kernel == without
+            continue
         wrong = np.argwhere(~_same(with_kernel, without))
         assert not wrong.size, (
             case,

@@ -436,7 +436,7 @@ def from_double(
     RN64(v), and RN(RN64(v)) = RN(v) unless RN64(v) is itself a midpoint; those few (exact ties
     among them) from the exact definitions.  A table or an evaluation a distinct input otherwise."""
     r = round_to(r64, fmt)
-    ties = np.flatnonzero(_midpoints(r64, r, fmt))
+    ties = np.flatnonzero(midpoints(r64, r, fmt))
     if ties.size:
         flat = r.reshape(-1)
         xs = np.ravel(x)[ties]
@@ -456,12 +456,12 @@ def summed_through_double(
         return summed(entry, param, x, g, params, fmt)
     total = np.asarray(rounded_sum(entry, param, x, g, params, "float64"))
     r = round_to(total, fmt)
-    if _midpoints(total, r, fmt):
+    if midpoints(total, r, fmt):
         return summed(entry, param, x, g, params, fmt)
     return float(r)
 
 
-def _midpoints(r64: Array, r: Array, fmt: Format) -> Array:
+def midpoints(r64: Array, r: Array, fmt: Format) -> Array:
     """Where float64 values ``r64`` (rounded to ``fmt``: ``r``) are exactly midpoints of ``fmt``:
     their float64 neighbours round to different numbers of it."""
     with np.errstate(invalid="ignore"):

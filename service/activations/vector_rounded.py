@@ -1051,11 +1051,18 @@ def compute(
     flat = np.asarray(x, np.float64).reshape(-1, n)
     rows = flat.shape[0]
     if quantity == "value" and rounding.first is not None and rows:
-        decided = rounding.first(flat, params, fmt_name)
+        # The 16-bit formats from the correctly rounded float64 values (correct.from_double):
+        # the same but where a float64 value is itself a midpoint of the format.
+        through = fmt.precision < 24
+        decided = rounding.first(flat, params, "float64" if through else fmt_name)
         if decided is not None:
             # The compiled tier decided these; a vector with an element it left goes the routes
             # below whole (its exact sums serve all its elements).
             result, sure = decided
+            if through:
+                rounded = correct.round_to(result, fmt)
+                sure = sure & ~np.asarray(correct.midpoints(result, rounded, fmt), bool)
+                result = rounded
             pending = np.flatnonzero(~np.all(sure, axis=-1))
             if pending.size:
                 rest = dataclasses.replace(rounding, first=None)
