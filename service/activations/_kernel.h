@@ -32,6 +32,7 @@ enum {
     F_STAR_RELU,
     F_SMELU,
     F_XIELU,
+    F_RATIONAL,
     F_COUNT
 };
 

@@ -416,6 +416,19 @@ static inline __attribute__((always_inline)) V value(int f, vd x0, const double 
         V mid = divide(mul(t, t), exact(splat(4 * beta)));
         return selv(x <= -beta, zero(), selv(x >= beta, X, mid));
     }
+    case F_RATIONAL: {
+        /* P(x) / (1 + |B(x)|), Horner's rule: p = (count of a, count of b, a_0 .. a_m, b_1 .. b_n). */
+        int na = (int)p[0], nb = (int)p[1];
+        const double *a = p + 2, *b = p + 2 + na;
+        *ok = *ok & (vabs(x0) <= 0x1p100);
+        V xs = selv(vabs(x) <= 0x1p100, X, zero());
+        V num = exact(splat(a[na - 1]));
+        for (int i = na - 2; i >= 0; i--) num = add_d(mul(num, xs), a[i]);
+        V den = exact(splat(b[nb - 1]));
+        for (int i = nb - 2; i >= 0; i--) den = add_d(mul(den, xs), b[i]);
+        den = mul(den, xs); /* B(x) = x (b_1 + b_2 x + ...) */
+        return divide(num, add_d(absv(den), 1.0));
+    }
     case F_XIELU: {
         /* alpha_p x^2 + beta x above 0; alpha_n expm1(eps) + (beta - alpha_n) x on [eps, 0];
          * beta x + alpha_n (expm1(x) - x) below eps. */
@@ -675,6 +688,7 @@ ptrdiff_t RUN(int f, int quantity, int bits, const double *xs, const double *gs,
             LOOP(F_STAR_RELU, value)
             LOOP(F_SMELU, value)
             LOOP(F_XIELU, value)
+            LOOP(F_RATIONAL, value)
         }
     } else {
         switch (f) {

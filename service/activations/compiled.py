@@ -61,11 +61,13 @@ _FUNCTIONS: dict[str, tuple[int, tuple[str, ...]]] = {
     "star_relu": (23, ("scale", "bias")),
     "smelu": (24, ("beta",)),
     "xielu": (25, ("alpha_p", "alpha_n", "beta", "eps")),
+    "rational": (26, ("numerator", "denominator")),
 }
 
 #: The functions whose derivative the kernel has too (the others' derivatives are exact in NumPy,
 #: or left to the bounded route).
 _DERIVATIVES = frozenset(_FUNCTIONS) - {
+    "rational",
     "leaky_relu",
     "prelu",
     "rrelu",
@@ -150,17 +152,28 @@ def values(
     if quantity == "derivative" and name not in _DERIVATIVES:
         return None
     number, names = known
-    given = [params[p] for p in names]
-    if not all(isinstance(p, float | int) and not isinstance(p, bool) for p in given):
-        return None  # an array-valued parameter (prelu's weight per channel)
-    p = np.zeros(4)
-    p[: len(given)] = given
+    p = _packed(name, [params[p] for p in names])
+    if p is None:
+        return None
     xs = np.ascontiguousarray(x, dtype=np.float64)
     gs = None if g is None else np.ascontiguousarray(np.broadcast_to(g, xs.shape), dtype=np.float64)
     out = np.empty_like(xs)
     sure = np.empty(xs.shape, dtype=np.uint8)
     _kernel.evaluate(number, _QUANTITIES[quantity], _BITS[fmt_name], xs, gs, p, out, sure)
     return out, sure.view(bool)
+
+
+def _packed(name: str, given: list[Any]) -> np.ndarray[Any, Any] | None:
+    """The parameters as the kernel takes them: numbers in order (at least 4); rational's two
+    coefficient arrays as (their lengths, the numerator's, the denominator's)."""
+    if name == "rational":
+        numerator, denominator = (tuple(float(v) for v in c) for c in given)
+        return np.array([len(numerator), len(denominator), *numerator, *denominator], dtype=np.float64)
+    if not all(isinstance(p, float | int) and not isinstance(p, bool) for p in given):
+        return None  # an array-valued parameter (prelu's weight per channel)
+    p = np.zeros(4)
+    p[: len(given)] = given
+    return p
 
 
 def softmax(
