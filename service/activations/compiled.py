@@ -2,9 +2,12 @@
 
 For the functions it knows, the kernel evaluates each element in double-double arithmetic with a
 running error bound and decides, element by element, whether the bound proves the correctly
-rounded float64 or float32 result; :func:`correct.rounded` sends the rest (a few in a million)
-down the bounded long double route and then to MPFR, as it does without the kernel.  Results are
-therefore the same with or without it: only the time differs.
+rounded float64 or float32 result: elementwise values and first derivatives, and their products
+with g (:func:`values`, called by :func:`correct.rounded`), and the values of the softmax family
+row by row (:func:`softmax`, called by :mod:`.vector_rounded`, which also takes the gated units'
+a * act(b) from :func:`values`).  The callers send the rest (a few in a million) down the bounded
+long double route and then to MPFR, as they do without the kernel.  Results are therefore the
+same with or without it: only the time differs.
 
 The kernel is built when the package is installed (``pyproject.toml``, optional: without a C
 compiler the package installs without it).  Its tables are computed here, once, with MPFR:
@@ -21,6 +24,8 @@ from typing import Any
 
 import gmpy2
 import numpy as np
+
+from . import smooth
 
 
 def _load() -> Any:
@@ -100,20 +105,17 @@ def _tables() -> np.ndarray[Any, Any]:
         l3 = float(rest - l2)
         inv = float(256 / gmpy2.log(2))
         k = gmpy2.sqrt(8 / gmpy2.const_pi())  # 2 sqrt(2/pi), as the exact gelu_tanh takes it
-    scale, alpha = (
-        Fraction("1.0507009873554804934193349852946"),
-        Fraction("1.6732632423543772848170429916717"),
-    )
+    scale, alpha = Fraction(smooth.SELU_SCALE_DIGITS), Fraction(smooth.SELU_ALPHA_DIGITS)
     constants = [
         l1,
         l2,
         l3,
         inv,
-        *_split(Fraction("1.702")),
+        *smooth.QUICK_GELU_BETA,
         *_split(scale),
         *_split(scale * alpha),
         *_split(k),
-        *_split(Fraction("0.044715")),
+        *smooth.GELU_TANH_A,
         *_split(Fraction(1, 6)),
         2.0**-95,  # a margin on exp's own bound (the bound is worked out in the kernel)
     ]

@@ -235,26 +235,26 @@ register(
 )
 
 #: The published constants, exactly (Klambauer et al. 2017): built at the working precision.
-_SELU_ALPHA_DIGITS = "1.6732632423543772848170429916717"
-_SELU_SCALE_DIGITS = "1.0507009873554804934193349852946"
+SELU_ALPHA_DIGITS = "1.6732632423543772848170429916717"
+SELU_SCALE_DIGITS = "1.0507009873554804934193349852946"
 
 
 def _selu_scale_alpha() -> mpfr:
-    return mpfr(_SELU_SCALE_DIGITS) * mpfr(_SELU_ALPHA_DIGITS)
+    return mpfr(SELU_SCALE_DIGITS) * mpfr(SELU_ALPHA_DIGITS)
 
 
 def _selu_exact(x: mpfr) -> mpfr:
     # lambda alpha is not a short binary number: no result lies structurally close to a midpoint.
     with _at():
         if x > 0:
-            return mpfr(_SELU_SCALE_DIGITS) * x
+            return mpfr(SELU_SCALE_DIGITS) * x
         return _selu_scale_alpha() * gmpy2.expm1(x)
 
 
 def _selu_exact_derivative(x: mpfr) -> mpfr:
     with _at():
         if x > 0:
-            return mpfr(_SELU_SCALE_DIGITS)
+            return mpfr(SELU_SCALE_DIGITS)
         return _selu_scale_alpha() * _exp_neg(-x)
 
 
@@ -266,8 +266,8 @@ def _selu_exact_second(x: mpfr) -> mpfr:
 
 
 def _selu_fast_constants(x: bd.B) -> tuple[bd.B, bd.B]:
-    scale = bd.constant(_SELU_SCALE_DIGITS, x)
-    return scale, scale * bd.constant(_SELU_ALPHA_DIGITS, x)
+    scale = bd.constant(SELU_SCALE_DIGITS, x)
+    return scale, scale * bd.constant(SELU_ALPHA_DIGITS, x)
 
 
 def _selu_fast(x: bd.B) -> bd.B:
