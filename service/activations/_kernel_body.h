@@ -274,7 +274,22 @@ static inline V expm1_v(V a) {
     return selv(none, add_d(e, -1.0), small);
 }
 
-/* log(1 + t) for 0 <= t <= 1. */
+/* log w for a normal w > 0, to about 2^-50 relative: 2^k m, m in [sqrt(1/2), sqrt(2)), and
+ * log m = 2 atanh(s), s = (m - 1)/(m + 1).  Only Newton's starting point (log1p_v): its accuracy
+ * makes the step's bound small, never the result wrong. */
+static inline vd log_start(vd w) {
+    vl b = (vl)w;
+    vl k = ((b >> 52) & 0x7ff) - 1023;
+    vd m = (vd)((b & ((1LL << 52) - 1)) | (1023LL << 52)); /* [1, 2) */
+    vl big = m > 1.4142135623730951;
+    m = sel(big, 0.5 * m, m);
+    k = k + (big & 1);
+    vd s = (m - 1) / (m + 1), s2 = s * s;
+    vd p = s2 * (1.0 / 3 + s2 * (1.0 / 5 + s2 * (1.0 / 7 + s2 * (1.0 / 9 + s2 * (1.0 / 11 + s2 * (1.0 / 13 + s2 * (1.0 / 15 + s2 * (1.0 / 17))))))));
+    return __builtin_convertvector(k, vd) * 0.6931471805599453 + 2 * (s + s * p);
+}
+
+/* log(1 + t) for t >= 0. */
 static inline V log1p_v(V t) {
     /* Below 2^-8: t - t^2/2 + t^3 (1/3 - t/4 + ...), the tail in double, t^10/10 left out. */
     vd x = t.h;
@@ -286,12 +301,11 @@ static inline V log1p_v(V t) {
     series.e += 0x1p-50 * vabs(tail) + x2 * x2 * x2 * x2 * x2 * 0.11;
     /* Above: w = 1 + t; y0 = log(w_h) in double; one Newton step y = y0 + w e^-y0 - 1. */
     V w = add(exact(splat(1.0)), t);
-    vd y0;
-    for (int k = 0; k < W; k++) y0[k] = log(w.h[k]);
+    vd y0 = log_start(w.h);
     V z = exp_v(exact(-y0));
     V c = add_d(mul(w, z), -1.0);
     V newton = add(exact(y0), c);
-    /* Newton's step leaves c^2/2 (|c| <= 2^-50 with libm's log within a few ULP). */
+    /* Newton's step leaves at most c^2 (|c| about 2^-50 from log_start). */
     newton.e += c.h * c.h + t.e;
     return selv(t.h < 0x1p-8, series, newton);
 }
