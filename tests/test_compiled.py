@@ -160,7 +160,7 @@ def test_what_the_kernel_decides_is_the_exact_definition_rounded() -> None:
 
 def test_what_the_kernel_does_not_take() -> None:
     x = np.array([1.0, -2.0])
-    assert compiled.values("gelu", "value", x, {}, "float64") is None  # no erf in the kernel
+    assert compiled.values("snake", "value", x, {"a": 1.0}, "float64") is None  # no sine in the kernel
     assert compiled.values("sigmoid", "second_derivative", x, {}, "float64") is None
     assert compiled.values("leaky_relu", "derivative", x, {"negative_slope": 0.1}, "float64") is None
     assert compiled.values("sigmoid", "value", x, {}, "float16") is None
@@ -215,6 +215,7 @@ VECTORS = [
     ("swiglu", {"gate_half": 1}),
     ("reglu", {}),
     ("geglu_tanh", {}),
+    ("geglu", {}),
 ]
 
 

@@ -27,6 +27,8 @@ double L1, L2, L3, INV_L;
 double K_1702_H, K_1702_L, K_SCALE_H, K_SCALE_L, K_SA_H, K_SA_L;
 double K_GT_H, K_GT_L, K_A_H, K_A_L, K_SIXTH_H, K_SIXTH_L;
 double UEXP; /* a margin on exp's own bound, set by init() */
+double ERF_H[ERF_DD], ERF_L[ERF_DD], ERF_TAIL[ERF_TERMS], ERF_NEXT;
+double K_ISQ2_H, K_ISQ2_L, K_2SPI_H, K_2SPI_L, K_ISPI_H, K_ISPI_L, K_IS2PI_H, K_IS2PI_L;
 static int ready = 0;
 /* The build in use: 0 Dekker's products, two lanes (any CPU); 1 AVX2 and fused multiply-adds,
  * four lanes; 2 AVX-512, eight lanes. */
@@ -47,9 +49,9 @@ static int best_level(void) {
 static PyObject *k_init(PyObject *self, PyObject *args) {
     Py_buffer t;
     if (!PyArg_ParseTuple(args, "y*", &t)) return NULL;
-    if (t.len != (Py_ssize_t)(sizeof(double) * (512 + 17))) {
+    if (t.len != (Py_ssize_t)(sizeof(double) * (512 + 17 + 2 * ERF_DD + ERF_TERMS + 1 + 8))) {
         PyBuffer_Release(&t);
-        PyErr_SetString(PyExc_ValueError, "init takes 529 doubles");
+        PyErr_SetString(PyExc_ValueError, "init: the wrong number of doubles");
         return NULL;
     }
     const double *c = (const double *)t.buf;
@@ -75,6 +77,23 @@ static PyObject *k_init(PyObject *self, PyObject *args) {
     K_SIXTH_H = c[14];
     K_SIXTH_L = c[15];
     UEXP = c[16];
+    c += 17;
+    for (int n = 0; n < ERF_DD; n++) {
+        ERF_H[n] = c[2 * n];
+        ERF_L[n] = c[2 * n + 1];
+    }
+    c += 2 * ERF_DD;
+    for (int n = 0; n < ERF_TERMS; n++) ERF_TAIL[n] = c[n];
+    c += ERF_TERMS;
+    ERF_NEXT = c[0];
+    K_ISQ2_H = c[1];
+    K_ISQ2_L = c[2];
+    K_2SPI_H = c[3];
+    K_2SPI_L = c[4];
+    K_ISPI_H = c[5];
+    K_ISPI_L = c[6];
+    K_IS2PI_H = c[7];
+    K_IS2PI_L = c[8];
     PyBuffer_Release(&t);
     level = best_level();
     ready = 1;

@@ -33,6 +33,7 @@ enum {
     F_SMELU,
     F_XIELU,
     F_RATIONAL,
+    F_GELU,
     F_COUNT
 };
 
@@ -42,6 +43,12 @@ extern double L1, L2, L3, INV_L;
 extern double K_1702_H, K_1702_L, K_SCALE_H, K_SCALE_L, K_SA_H, K_SA_L;
 extern double K_GT_H, K_GT_L, K_A_H, K_A_L, K_SIXTH_H, K_SIXTH_L;
 extern double UEXP;
+/* erf's Taylor coefficients (-1)^n / (n! (2n+1)): n < ERF_DD in double-double, every n in
+ * double, and the first one left out; 1/sqrt 2, 2/sqrt pi, 1/sqrt pi and 1/sqrt(2 pi). */
+#define ERF_DD 36
+#define ERF_TERMS 72
+extern double ERF_H[ERF_DD], ERF_L[ERF_DD], ERF_TAIL[ERF_TERMS], ERF_NEXT;
+extern double K_ISQ2_H, K_ISQ2_L, K_2SPI_H, K_2SPI_L, K_ISPI_H, K_ISPI_L, K_IS2PI_H, K_IS2PI_L;
 
 ptrdiff_t run_fma(int f, int quantity, int bits, const double *xs, const double *gs, const double *ps, double *ys,
                   unsigned char *ss, ptrdiff_t n);

@@ -91,6 +91,8 @@ static inline void two_prod(vd a, vd b, vd *p, vd *t) {
 
 static inline V exact(vd x) { return (V){x, splat(0.0), splat(0.0)}; }
 
+static inline V zero(void) { return exact(splat(0.0)); }
+
 static inline V constant(double h, double l) {
     /* A published constant held as h + l: its own error is below 2^-106 |c|. */
     return (V){splat(h), splat(l), splat(fabs(h) * 0x1p-105)};
@@ -334,7 +336,54 @@ static inline V softplus_core(V z) {
     return selv(z.h > 0, add(z, l), l);
 }
 
-static inline V zero(void) { return exact(splat(0.0)); }
+/* The standard normal distribution function Phi(x) = erfc(-x/sqrt 2) / 2, t = x/sqrt 2:
+ * - |t| < 3: erf t = (2/sqrt pi) t sum_n (-1)^n t^2n / (n! (2n+1)), Horner's rule in u = t^2,
+ *   the terms from n = 36 in double (below 2^-30 there), n = 72 on left out: an alternating
+ *   series whose terms decrease from n > u, so the first term left out bounds the rest;
+ * - |t| >= 3: erfc |t| = e^-t^2 / sqrt pi / g_0, g_k = |t| + ((k+1)/2) / g_(k+1) (Laplace's
+ *   continued fraction).  Its approximants alternate about the true value: the tail from level
+ *   16 is taken from depths 60 and 61 (in double), the interval between the two holding it, and
+ *   levels 15 .. 0 in double-double, where each level damps an error below it. */
+static inline V phi_v(V X, int any_small, int any_large) {
+    V t = mul(X, constant(K_ISQ2_H, K_ISQ2_L));
+    vl small = vabs(t.h) < 3.0;
+    V result_small = zero(), result_large = zero();
+    if (any_small) {
+        V ts = selv(small, t, zero());
+        V u = mul(ts, ts);
+        double c = ERF_TAIL[ERF_TERMS - 1];
+        vd tail = splat(c), size = splat(fabs(c));
+        for (int n = ERF_TERMS - 2; n >= ERF_DD; n--) {
+            tail = tail * u.h + ERF_TAIL[n];
+            size = size * vabs(u.h) + fabs(ERF_TAIL[n]);
+        }
+        vd u2 = u.h * u.h, u4 = u2 * u2, u8 = u4 * u4, u16 = u8 * u8, u36 = u16 * u16 * u4;
+        V acc = {tail, splat(0.0), 0x1p-44 * size + u36 * fabs(ERF_NEXT) * 1.01};
+        for (int n = ERF_DD - 1; n >= 0; n--) acc = add(mul(acc, u), constant(ERF_H[n], ERF_L[n]));
+        V erf = mul(mul(ts, acc), constant(K_2SPI_H, K_2SPI_L));
+        result_small = scale2(add_d(erf, 1.0), 0.5);
+    }
+    if (any_large) {
+        V a = selv(small, exact(splat(3.0)), absv(t));
+        vd ga = a.h, gb = a.h;
+        for (int k = 60; k > 16; k--) ga = a.h + (0.5 * k) / ga;
+        for (int k = 61; k > 16; k--) gb = a.h + (0.5 * k) / gb;
+        vd mid = 0.5 * (ga + gb);
+        /* The bracket, the doubles' rounding (2^-52 a level, damped below), and a.l left out. */
+        V g = {mid, splat(0.0), 0.5 * vabs(ga - gb) + 0x1p-44 * mid + 2 * vabs(a.l)};
+        for (int k = 16; k >= 1; k--) g = add(a, divide(exact(splat(0.5 * k)), g));
+        V erfc = divide(mul(exp_v(neg(mul(a, a))), constant(K_ISPI_H, K_ISPI_L)), g);
+        V half = scale2(erfc, 0.5);
+        result_large = selv(t.h > 0, add_d(neg(half), 1.0), half);
+    }
+    return selv(small, result_small, result_large);
+}
+
+static inline int any_lane(vl m) {
+    for (int k = 0; k < W; k++)
+        if (m[k]) return 1;
+    return 0;
+}
 
 /* The value of function f at x; params as the registry orders them.  *ok: the lanes this tier
  * takes (the others are left to the slower routes). */
@@ -383,6 +432,15 @@ static inline __attribute__((always_inline)) V value(int f, vd x0, const double 
         V d_neg = add_d(n_neg, 2.0);
         V d_pos = add(n_pos, mul_d(mul(u, u), 2.0));
         return mul(X, divide(selv(positive, n_pos, n_neg), selv(positive, d_pos, d_neg)));
+    }
+    case F_GELU: {
+        /* x Phi(x); beyond |x| = 40 Phi is 0 or 1 within 2^-1100 (the slower routes take x < -40,
+         * whose result is below the subnormals). */
+        *ok = *ok & (x0 > -40.0);
+        V xs = selv(vabs(x) <= 40.0, X, exact(splat(40.0)));
+        vl small = vabs(xs.h) < 4.242640687119285; /* |t| < 3 */
+        V phi = phi_v(xs, any_lane(small), any_lane(~small));
+        return selv(x > 40.0, X, mul(xs, phi));
     }
     case F_GELU_TANH: {
         /* x sigma(v), v = 2 sqrt(2/pi) (x + 0.044715 x^3). */
@@ -539,6 +597,15 @@ static inline __attribute__((always_inline)) V derivative(int f, vd x0, const do
         V sech2 = mul(m, add_d(t, 1.0));
         V sig = divide(selv(positive, one, u), add_d(u, 1.0));
         return add(t, mul(X, mul(sech2, sig)));
+    }
+    case F_GELU: {
+        /* Phi(x) + x phi(x), phi(x) = e^(-x^2/2) / sqrt(2 pi). */
+        *ok = *ok & (x0 > -40.0);
+        V xs = selv(vabs(x) <= 40.0, X, exact(splat(40.0)));
+        vl small = vabs(xs.h) < 4.242640687119285;
+        V phi = phi_v(xs, any_lane(small), any_lane(~small));
+        V density = mul(exp_v(neg(scale2(mul(xs, xs), 0.5))), constant(K_IS2PI_H, K_IS2PI_L));
+        return selv(x > 40.0, one, add(phi, mul(xs, density)));
     }
     case F_GELU_TANH: {
         /* sigma(v) + x sigma(v) sigma(-v) v', v = K (x + a x^3), v' = K (1 + 3 a x^2). */
@@ -703,6 +770,7 @@ ptrdiff_t RUN(int f, int quantity, int bits, const double *xs, const double *gs,
             LOOP(F_SMELU, value)
             LOOP(F_XIELU, value)
             LOOP(F_RATIONAL, value)
+            LOOP(F_GELU, value)
         }
     } else {
         switch (f) {
@@ -726,6 +794,7 @@ ptrdiff_t RUN(int f, int quantity, int bits, const double *xs, const double *gs,
             LOOP(F_STAR_RELU, derivative)
             LOOP(F_SMELU, derivative)
             LOOP(F_XIELU, derivative)
+            LOOP(F_GELU, derivative)
         default:
             for (ptrdiff_t i = 0; i < n; i++) ss[i] = 0;
         }

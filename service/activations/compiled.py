@@ -18,6 +18,7 @@ definitions use them.
 from __future__ import annotations
 
 import importlib
+import math
 from collections.abc import Mapping
 from fractions import Fraction
 from typing import Any
@@ -67,6 +68,7 @@ _FUNCTIONS: dict[str, tuple[int, tuple[str, ...]]] = {
     "smelu": (24, ("beta",)),
     "xielu": (25, ("alpha_p", "alpha_n", "beta", "eps")),
     "rational": (26, ("numerator", "denominator")),
+    "gelu": (27, ()),
 }
 
 #: The functions whose derivative the kernel has too (the others' derivatives are exact in NumPy,
@@ -119,7 +121,22 @@ def _tables() -> np.ndarray[Any, Any]:
         *_split(Fraction(1, 6)),
         2.0**-95,  # a margin on exp's own bound (the bound is worked out in the kernel)
     ]
+    # erf's Taylor coefficients (-1)^n / (n! (2n+1)), exactly, rounded to double-double.
+    coefficients = [Fraction((-1) ** n, math.factorial(n) * (2 * n + 1)) for n in range(_ERF_TERMS + 1)]
+    for c in coefficients[:_ERF_DD]:
+        constants.extend(_split(c))
+    constants.extend(float(c) for c in coefficients[:_ERF_TERMS])
+    constants.append(float(coefficients[_ERF_TERMS]))
+    with gmpy2.context(gmpy2.get_context(), precision=320):
+        pi = gmpy2.const_pi()
+        for value in (gmpy2.rec_sqrt(2), 2 / gmpy2.sqrt(pi), 1 / gmpy2.sqrt(pi), 1 / gmpy2.sqrt(2 * pi)):
+            constants.extend(_split(value))
     return np.array(parts + constants, dtype=np.float64)
+
+
+#: The terms of erf's Taylor series the kernel takes, and those in double-double (ERF_TERMS and
+#: ERF_DD in _kernel.h).
+_ERF_TERMS, _ERF_DD = 72, 36
 
 
 if _kernel is not None:
