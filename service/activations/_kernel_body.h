@@ -440,7 +440,10 @@ static inline __attribute__((always_inline)) V value(int f, vd x0, const double 
         V xs = selv(vabs(x) <= 40.0, X, exact(splat(40.0)));
         vl small = vabs(xs.h) < 4.242640687119285; /* |t| < 3 */
         V phi = phi_v(xs, any_lane(small), any_lane(~small));
-        return selv(x > 40.0, X, mul(xs, phi));
+        /* Beyond 40, x Phi(x) = x - x Phi(-x), Phi(-x) < 2^-1000: x, inexact (a product with g
+         * can sit on a midpoint that the tail decides). */
+        V beyond = {x, splat(0.0), vabs(x) * 0x1p-1000};
+        return selv(x > 40.0, beyond, mul(xs, phi));
     }
     case F_GELU_TANH: {
         /* x sigma(v), v = 2 sqrt(2/pi) (x + 0.044715 x^3). */
@@ -605,7 +608,8 @@ static inline __attribute__((always_inline)) V derivative(int f, vd x0, const do
         vl small = vabs(xs.h) < 4.242640687119285;
         V phi = phi_v(xs, any_lane(small), any_lane(~small));
         V density = mul(exp_v(neg(scale2(mul(xs, xs), 0.5))), constant(K_IS2PI_H, K_IS2PI_L));
-        return selv(x > 40.0, one, add(phi, mul(xs, density)));
+        V beyond = {splat(1.0), splat(0.0), splat(0x1p-1000)}; /* 1 - Phi(-x) + x phi(x): not 1 */
+        return selv(x > 40.0, beyond, add(phi, mul(xs, density)));
     }
     case F_GELU_TANH: {
         /* sigma(v) + x sigma(v) sigma(-v) v', v = K (x + a x^3), v' = K (1 + 3 a x^2). */
