@@ -344,11 +344,18 @@ static inline V softplus_core(V z) {
  *   continued fraction).  Its approximants alternate about the true value: the tail from level
  *   16 is taken from depths 60 and 61 (in double), the interval between the two holding it, and
  *   levels 15 .. 0 in double-double, where each level damps an error below it. */
-static inline V phi_v(V X, int any_small, int any_large) {
+static inline int any_lane(vl m) {
+    for (int k = 0; k < W; k++)
+        if (m[k]) return 1;
+    return 0;
+}
+
+static inline V phi_v(V X) {
     V t = mul(X, constant(K_ISQ2_H, K_ISQ2_L));
     vl small = vabs(t.h) < 3.0;
+    /* (A branch no lane takes is not evaluated; what it would give is never selected.) */
     V result_small = zero(), result_large = zero();
-    if (any_small) {
+    if (any_lane(small)) {
         V ts = selv(small, t, zero());
         V u = mul(ts, ts);
         double c = ERF_TAIL[ERF_TERMS - 1];
@@ -363,7 +370,7 @@ static inline V phi_v(V X, int any_small, int any_large) {
         V erf = mul(mul(ts, acc), constant(K_2SPI_H, K_2SPI_L));
         result_small = scale2(add_d(erf, 1.0), 0.5);
     }
-    if (any_large) {
+    if (any_lane(~small)) {
         V a = selv(small, exact(splat(3.0)), absv(t));
         vd ga = a.h, gb = a.h;
         for (int k = 60; k > 16; k--) ga = a.h + (0.5 * k) / ga;
@@ -379,11 +386,6 @@ static inline V phi_v(V X, int any_small, int any_large) {
     return selv(small, result_small, result_large);
 }
 
-static inline int any_lane(vl m) {
-    for (int k = 0; k < W; k++)
-        if (m[k]) return 1;
-    return 0;
-}
 
 /* The value of function f at x; params as the registry orders them.  *ok: the lanes this tier
  * takes (the others are left to the slower routes). */
@@ -438,8 +440,7 @@ static inline __attribute__((always_inline)) V value(int f, vd x0, const double 
          * whose result is below the subnormals). */
         *ok = *ok & (x0 > -40.0);
         V xs = selv(vabs(x) <= 40.0, X, exact(splat(40.0)));
-        vl small = vabs(xs.h) < 4.242640687119285; /* |t| < 3 */
-        V phi = phi_v(xs, any_lane(small), any_lane(~small));
+        V phi = phi_v(xs);
         /* Beyond 40, x Phi(x) = x - x Phi(-x), Phi(-x) < 2^-1000: x, inexact (a product with g
          * can sit on a midpoint that the tail decides). */
         V beyond = {x, splat(0.0), vabs(x) * 0x1p-1000};
@@ -605,8 +606,7 @@ static inline __attribute__((always_inline)) V derivative(int f, vd x0, const do
         /* Phi(x) + x phi(x), phi(x) = e^(-x^2/2) / sqrt(2 pi). */
         *ok = *ok & (x0 > -40.0);
         V xs = selv(vabs(x) <= 40.0, X, exact(splat(40.0)));
-        vl small = vabs(xs.h) < 4.242640687119285;
-        V phi = phi_v(xs, any_lane(small), any_lane(~small));
+        V phi = phi_v(xs);
         V density = mul(exp_v(neg(scale2(mul(xs, xs), 0.5))), constant(K_IS2PI_H, K_IS2PI_L));
         V beyond = {splat(1.0), splat(0.0), splat(0x1p-1000)}; /* 1 - Phi(-x) + x phi(x): not 1 */
         return selv(x > 40.0, beyond, add(phi, mul(xs, density)));
