@@ -270,3 +270,16 @@ def test_the_softmax_kernel_decides_nearly_every_ordinary_vector() -> None:
         decided = compiled.softmax(x, 1.0, log, False, "float64")
         assert decided is not None
         assert np.all(decided[1], axis=-1).mean() > 0.999
+
+
+def test_parameters_of_extreme_magnitude_are_left_to_the_slower_routes() -> None:
+    # An independent oracle found the kernel one unit off where a parameter's products underflow:
+    # smelu's g f' at beta = 1e-300, squareplus' f' at b = 1e-310.
+    x = np.array([-9.999999999999997e-301, 0.5])
+    assert compiled.values("smelu", "derivative", x, {"beta": 1e-300}, "float64") is None
+    assert compiled.values("squareplus", "derivative", x, {"b": 1e-310}, "float64") is None
+    assert compiled.values("squareplus", "derivative", x, {"b": 1e300}, "float64") is not None
+    entry = activations.get("smelu")
+    params = entry.bind({"beta": 1e-300})
+    got = entry.vector_jacobian_product(x[:1], np.array([-4504.137931619316]), params, -1, np.float64)
+    assert got.tolist() == [-7.467001353768138e-13]  # the oracle's correctly rounded value

@@ -155,7 +155,8 @@ static inline V divide(V a, V b) {
     fast_two_sum(q1, q2, &qh, &ql);
     vd below = vabs(b.h) - vabs(b.l) - b.e;
     vd e = (a.e + (vabs(qh) + vabs(ql)) * b.e) / below;
-    return (V){qh, ql, inf_where(~(below > 0), e) + U * vabs(qh) + T};
+    /* The remainder's product loses its bits below 2^-1074 where b is tiny: T / |b| more. */
+    return (V){qh, ql, inf_where(~(below > 0), e) + U * vabs(qh) + T + T / vabs(b.h)};
 }
 
 /* a / b for exact a and b (their bounds 0) where the quotient may be exactly a midpoint of the

@@ -187,12 +187,20 @@ def _packed(name: str, given: list[Any]) -> np.ndarray[Any, Any] | None:
     coefficient arrays as (their lengths, the numerator's, the denominator's)."""
     if name == "rational":
         numerator, denominator = (tuple(float(v) for v in c) for c in given)
-        return np.array([len(numerator), len(denominator), *numerator, *denominator], dtype=np.float64)
-    if not all(isinstance(p, float | int) and not isinstance(p, bool) for p in given):
-        return None  # an array-valued parameter (prelu's weight per channel)
-    p = np.zeros(4)
-    p[: len(given)] = given
-    return p
+        numbers = [*numerator, *denominator]
+        packed = np.array([len(numerator), len(denominator), *numbers], dtype=np.float64)
+    else:
+        if not all(isinstance(p, float | int) and not isinstance(p, bool) for p in given):
+            return None  # an array-valued parameter (prelu's weight per channel)
+        numbers = [float(p) for p in given]
+        packed = np.zeros(4)
+        packed[: len(given)] = numbers
+    # Parameters of extreme magnitude (2^-500, 2^500) make the kernel's products and quotients
+    # underflow where its bounds do not follow them (an independent oracle found smelu at
+    # beta = 1e-300 and squareplus at b = 1e-310 one unit off): the slower routes take them.
+    if any(v != 0 and not 2.0**-500 < abs(v) < 2.0**500 for v in numbers):
+        return None
+    return packed
 
 
 def softmax(
