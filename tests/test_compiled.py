@@ -278,7 +278,7 @@ def test_parameters_of_extreme_magnitude_are_left_to_the_slower_routes() -> None
     x = np.array([-9.999999999999997e-301, 0.5])
     assert compiled.values("smelu", "derivative", x, {"beta": 1e-300}, "float64") is None
     assert compiled.values("squareplus", "derivative", x, {"b": 1e-310}, "float64") is None
-    assert compiled.values("squareplus", "derivative", x, {"b": 1e300}, "float64") is not None
+    assert compiled.values("squareplus", "derivative", x, {"b": 1e100}, "float64") is not None
     entry = activations.get("smelu")
     params = entry.bind({"beta": 1e-300})
     got = entry.vector_jacobian_product(x[:1], np.array([-4504.137931619316]), params, -1, np.float64)
