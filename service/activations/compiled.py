@@ -26,8 +26,6 @@ from typing import Any
 import gmpy2
 import numpy as np
 
-from . import smooth
-
 
 def _load() -> Any:
     try:
@@ -95,6 +93,10 @@ def _split(value: Any) -> tuple[float, float]:
 
 
 def _tables() -> np.ndarray[Any, Any]:
+    # (Imported here: importing the function modules from the package's own import would change
+    # the order in which they register, which is the catalog's order.)
+    from . import smooth
+
     with gmpy2.context(gmpy2.get_context(), precision=320):
         parts: list[float] = []
         for j in range(256):
@@ -139,8 +141,16 @@ def _tables() -> np.ndarray[Any, Any]:
 _ERF_TERMS, _ERF_DD = 72, 36
 
 
-if _kernel is not None:
-    _kernel.init(_tables().tobytes())
+_initialised = False
+
+
+def _ready() -> Any:
+    """The kernel, its tables set (once, at first use), or None."""
+    global _initialised
+    if _kernel is not None and not _initialised:
+        _kernel.init(_tables().tobytes())
+        _initialised = True
+    return _kernel
 
 
 def available() -> bool:
@@ -178,7 +188,7 @@ def values(
     gs = None if g is None else np.ascontiguousarray(np.broadcast_to(g, xs.shape), dtype=np.float64)
     out = np.empty_like(xs)
     sure = np.empty(xs.shape, dtype=np.uint8)
-    _kernel.evaluate(number, _QUANTITIES[quantity], _BITS[fmt_name], xs, gs, p, out, sure)
+    _ready().evaluate(number, _QUANTITIES[quantity], _BITS[fmt_name], xs, gs, p, out, sure)
     return out, sure.view(bool)
 
 
@@ -213,7 +223,7 @@ def softmax(
     xs = np.ascontiguousarray(-x if negate else x, dtype=np.float64)
     out = np.empty_like(xs)
     sure = np.empty(xs.shape, dtype=np.uint8)
-    _kernel.softmax(log, _BITS[fmt_name], xs, xs.shape[1], float(temperature), out, sure)
+    _ready().softmax(log, _BITS[fmt_name], xs, xs.shape[1], float(temperature), out, sure)
     return out, sure.view(bool)
 
 
@@ -226,12 +236,12 @@ def build(name: str) -> str:
     """Use that build of the kernel, or the best the CPU has below it; returns the one in use.
     (For the tests, which compare them: the process starts with the best.)"""
     assert _kernel is not None
-    level = int(_kernel.variant(BUILDS[name]))
+    level = int(_ready().variant(BUILDS[name]))
     return next(k for k, v in BUILDS.items() if v == level)
 
 
 def exp_dd(hi: float, lo: float = 0.0, build: str = "dekker") -> tuple[float, float, float]:
     """The kernel's double-double e^(hi + lo) and its error bound (for the tests)."""
     assert _kernel is not None
-    h, low, e = _kernel.exp_dd(hi, lo, BUILDS[build])
+    h, low, e = _ready().exp_dd(hi, lo, BUILDS[build])
     return float(h), float(low), float(e)
