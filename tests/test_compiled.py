@@ -9,6 +9,7 @@ double route with the kernel off, bit for bit, and the share of elements it deci
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import Any
 
@@ -82,6 +83,21 @@ def _params(name: str) -> Iterator[dict[str, Any]]:
     yield from _param_sets(activations.get(name))
 
 
+def _on_and_off(call: Any) -> tuple[Any, Any]:
+    """call() with the compiled tier and without it: each a float64 array, or the overflow's
+    message where the call refuses."""
+    results: list[Any] = []
+    for on in (True, False):
+        previous = compiled.use(on)
+        try:
+            results.append(np.asarray(call()).astype(np.float64))
+        except ResultOverflow as error:
+            results.append(str(error))
+        finally:
+            compiled.use(previous)
+    return results[0], results[1]
+
+
 def _at_the_kinks(dtype: Any) -> np.ndarray[Any, Any]:
     # The pieces' boundaries of the functions' default parameters (and smelu's, xielu's).
     kinks = np.array([2.0, -2.0, 1.0, -1.0, 3.0, -3.0, -1e-6, 1e-6, -0.5, 0.5, 2.5, -2.5, 0.0])
@@ -103,16 +119,7 @@ def test_the_kernel_gives_the_bits_of_the_route_without_it(
     for k, params in enumerate(_params(name)):
         x = _grid(hash((name, fmt_name, k, "compiled")) % 2**32, dtype, 400).astype(dtype)
         x = np.concatenate([x, _at_the_kinks(dtype)])
-        results = []
-        for on in (True, False):
-            previous = compiled.use(on)
-            try:
-                results.append(np.asarray(_through(quantity, entry, x, params, dtype), np.float64))
-            except ResultOverflow as error:
-                results.append(str(error))
-            finally:
-                compiled.use(previous)
-        with_kernel, without = results
+        with_kernel, without = _on_and_off(functools.partial(_through, quantity, entry, x, params, dtype))
         if isinstance(without, str):
             assert with_kernel == without  # the same element named
             continue
@@ -186,16 +193,7 @@ def test_vector_jacobian_products_through_the_kernel_are_the_same_bits(
     x = np.concatenate([_grid(23, dtype, 200), _at_the_kinks(np.float64)]).astype(dtype)
     g = (rng.choice([-1.0, 1.0], x.size) * 10.0 ** rng.uniform(-20, 20, x.size)).astype(dtype)
     g[::9] = 0.0
-    results = []
-    for on in (True, False):
-        previous = compiled.use(on)
-        try:
-            results.append(np.asarray(entry.vector_jacobian_product(x, g, params, -1, dtype), np.float64))
-        except ResultOverflow as error:
-            results.append(str(error))
-        finally:
-            compiled.use(previous)
-    with_kernel, without = results
+    with_kernel, without = _on_and_off(lambda: entry.vector_jacobian_product(x, g, params, -1, dtype))
     if isinstance(without, str):
         assert with_kernel == without
         return
@@ -244,16 +242,8 @@ def test_vector_values_through_the_kernel_are_the_same_bits(
     bound = entry.bind(params)
     for case, x in _vectors(29).items():
         xs = x.astype(dtype)
-        results: list[Any] = []
-        for on in (True, False):
-            previous = compiled.use(on)
-            try:
-                results.append(np.asarray(entry.value(xs, bound, -1, dtype)).astype(np.float64))
-            except ResultOverflow as error:  # (the gated units of every scale, in float16)
-                results.append(str(error))
-            finally:
-                compiled.use(previous)
-        with_kernel, without = results
+        # (The gated units of every scale overflow float16: both refuse alike.)
+        with_kernel, without = _on_and_off(functools.partial(entry.value, xs, bound, -1, dtype))
         if isinstance(without, str):
             assert with_kernel == without
             continue
