@@ -246,9 +246,27 @@ async def test_the_defaults_are_the_fit_to_leaky_relu(client: httpx.AsyncClient)
             "max_iterations": 2000,
         },
     )
+    assert r.status_code == 200, r.text
     body = r.json()
+    assert body["converged"]
     np.testing.assert_allclose(body["params"]["numerator"], NUMERATOR, rtol=1e-6, atol=1e-9)
-    np.testing.assert_allclose(body["params"]["denominator"], DENOMINATOR, rtol=1e-6, atol=1e-8)
+    # The denominator's odd coefficients (of x and x^3 in |B|) are zero to within the solver's
+    # tolerance: the data leave them free at the 1e-8 level, and which ~1e-8 a solver lands on
+    # depends on the machine's linear algebra. The even ones, and the function, are determined.
+    fitted = np.array(body["params"]["denominator"])
+    np.testing.assert_allclose(fitted[1::2], DENOMINATOR[1::2], rtol=1e-6)
+    assert np.all(np.abs(fitted[::2]) < 1e-6)
+    assert np.all(np.abs(DENOMINATOR[::2]) < 1e-6)
+    defaults = {"numerator": list(NUMERATOR), "denominator": list(DENOMINATOR)}
+    ys = [
+        np.array(
+            (await client.post("/activate", json={"activation": "rational", "x": X, "params": p})).json()["y"]
+        )
+        for p in (body["params"], defaults)
+    ]
+    assert float(np.max(np.abs(ys[0] - ys[1]))) < 1e-8
+    target = np.array((await client.post("/activate", json={"activation": "leaky_relu", "x": X})).json()["y"])
+    assert body["loss"] == pytest.approx(float(np.mean((ys[1] - target) ** 2)), rel=1e-9)
 
 
 @pytest.mark.parametrize("fmt", ["float16", "bfloat16"])
