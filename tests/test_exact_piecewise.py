@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from fractions import Fraction
 
 import gmpy2
+import httpx
 import mpmath as mp
 import numpy as np
 import pytest
@@ -552,3 +553,93 @@ def test_kink_conventions_are_the_catalogs(name: str) -> None:
         assert kink.second_derivative is not None
         assert d2 == _at(kink.second_derivative, params)
         assert d2 == float(entry.second_derivative(np.array([x]), params)[0])
+
+
+# -- products that are exact midpoints -----------------------------------------------------------
+
+#: f' of the piecewise-quadratic functions (and d/dbeta of smelu), exactly: rationals with a 3 or
+#: a beta in the denominator, so g f' can be a midpoint of a format while f' is not dyadic.
+TIE_DERIVATIVES: dict[str, Exactly] = {
+    "hard_silu": lambda x, p: Fraction(0) if x <= -3 else Fraction(1) if x >= 3 else (2 * x + 3) / 6,
+    "hard_sigmoid": lambda x, p: Fraction(1, 6) if -3 < x < 3 else Fraction(0),
+    "smelu": lambda x, p: (
+        Fraction(0)
+        if x <= -p["beta"]
+        else Fraction(1)
+        if x >= p["beta"]
+        else (x + p["beta"]) / (2 * p["beta"])
+    ),
+}
+
+
+def _is_midpoint(v: Fraction, fmt: str) -> bool:
+    nudge = abs(v) / 2**200
+    return v != 0 and round_fraction(v - nudge, fmt) != round_fraction(v + nudge, fmt)
+
+
+def _ties(
+    derivative: Exactly, params: dict[str, float], fmt: str, seed: int, count: int
+) -> list[tuple[float, float]]:
+    """Pairs (x, g) of the format's numbers where g f'(x) is exactly a midpoint of the format and
+    f'(x) is not dyadic (a rational rounded before the product misses such a tie)."""
+    rng = np.random.default_rng(seed)
+    p = {k: Fraction(v) for k, v in params.items()}
+    bits, emin, _ = IEEE[fmt]
+    bottom = emin - bits + 1  # the exponent of the smallest subnormal
+    found: list[tuple[float, float]] = []
+    for _ in range(100_000):
+        # x and g of few significant bits: a product on a midpoint has at most the format's
+        x = round_fraction(Fraction(int(rng.integers(-3584, 3585)), 1024), fmt)
+        # g = +-k 2^j, half the time with a product in the subnormals (where every float64 tie
+        # of a 3 in the denominator lies), half anywhere up to 8
+        low = rng.random() < 0.5
+        j = bottom + int(rng.integers(0, 24)) if low else int(rng.integers(bottom, 4 - bits))
+        g = round_fraction(
+            int(rng.integers(1, 1 << min(bits, 12))) * Fraction(2) ** j * int(rng.choice([-1, 1])), fmt
+        )
+        d = derivative(Fraction(x), p)
+        if d.denominator & (d.denominator - 1) and _is_midpoint(Fraction(g) * d, fmt):
+            found.append((x, g))
+            if len(found) == count:
+                break
+    return found
+
+
+@pytest.mark.parametrize("fmt", ["float64", "float16", "bfloat16"])
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [("hard_silu", {}), ("hard_sigmoid", {}), ("smelu", {"beta": 0.75}), ("smelu", {"beta": 3.0})],
+)
+async def test_products_on_a_midpoint_round_to_even(
+    client: httpx.AsyncClient, name: str, params: dict[str, float], fmt: str
+) -> None:
+    """g f'(x) exactly halfway between two numbers of the format rounds to the even one, and so
+    does a sum of g dy/dbeta (it came out on either side when f' was rounded before the product)."""
+    derivative = TIE_DERIVATIVES[name]
+    ties = _ties(derivative, params, fmt, seed=len(name) + len(fmt), count=60)
+    assert len(ties) >= 20, "the search finds ties"
+    xs, gs = [t[0] for t in ties], [t[1] for t in ties]
+    r = await client.post(
+        "/derivative", json={"activation": name, "x": xs, "grad": gs, "params": params, "dtype": fmt}
+    )
+    assert r.status_code == 200, r.text
+    p = {k: Fraction(v) for k, v in params.items()}
+    want = [round_fraction(Fraction(g) * derivative(Fraction(x), p), fmt) for x, g in ties]
+    # (16-bit results come back as the shortest decimals that round to them)
+    got = [math.copysign(round_fraction(Fraction(v), fmt), v) for v in r.json()["grad_x"]]
+    assert [_bits(v) for v in got] == [_bits(v) for v in want]
+    if name != "smelu":
+        return
+    # A sum of g dy/dbeta: of one element, on a midpoint (the sum is that product).
+    d_beta = PARAM_GRADS["smelu"]["beta"]
+    sums = _ties(d_beta, params, fmt, seed=3, count=5)
+    assert len(sums) >= 3, "the search finds ties"
+    for x, g in sums:
+        r = await client.post(
+            "/derivative",
+            json={"activation": name, "x": [x], "grad": [g], "params": params, "dtype": fmt, "wrt": "params"},
+        )
+        assert r.status_code == 200, r.text
+        want_sum = round_fraction(Fraction(g) * d_beta(Fraction(x), p), fmt)
+        total = r.json()["grad_params"]["beta"]
+        assert _bits(math.copysign(round_fraction(Fraction(total), fmt), total)) == _bits(want_sum)

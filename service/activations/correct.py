@@ -43,6 +43,7 @@ from gmpy2 import mpfr
 
 from . import compiled, registry
 from .bounded import B, decide, two_prod
+from .exact import rationals
 from .registry import (
     Activation,
     ActivationError,
@@ -152,6 +153,8 @@ def ziv(compute: Callable[[int], Any], fmt: Format) -> float:
             context.clear_flags()
             value = compute(prec)
             underflow = bool(context.underflow)
+        if isinstance(value, MPQ):  # an exact rational: rounded exactly
+            return round_rational(value, fmt)
         if value is None:  # a computed 0 that this precision cannot tell from a small true value
             if prec >= MAX_BITS:
                 return 0.0
@@ -183,9 +186,8 @@ def round_rational(value: Any, fmt: Format) -> float:
     k, rest = divmod(big_n, big_d)
     if 2 * rest > big_d or (2 * rest == big_d and k % 2):
         k += 1
-    r = math.ldexp(k, quantum) if k else 0.0
-    if r > fmt.max:
-        r = math.inf
+    # (fmt.emax is MPFR's: every finite number of the format lies below 2^emax)
+    r = math.inf if k.bit_length() + quantum > fmt.emax else math.ldexp(k, quantum) if k else 0.0
     return -r if value < 0 else r
 
 
@@ -492,7 +494,10 @@ def _times(factor: float, fn: Callable[..., Any]) -> Callable[..., Any]:
     def product(v: Any, **p: Any) -> Any:
         if exact == 0:
             return mpfr(0)  # exactly 0, whatever fn(v) is (and without its underflow: +0)
-        value = fn(v, **p)
+        with rationals():
+            value = fn(v, **p)
+        if isinstance(value, MPQ):
+            return gmpy2.mpq(factor) * value  # exact: the caller rounds it once
         with gmpy2.context(gmpy2.get_context(), precision=gmpy2.get_context().precision + 64):
             return exact * value
 
@@ -513,13 +518,22 @@ def summed(
     def total(prec: int) -> Any:
         # Exact products (each of a double and a prec-bit number), summed a chunk at a time (the
         # terms of one chunk at once in memory), the chunks' sums added at 64 bits more still.
+        # Rational derivatives (the piecewise-quadratic functions') are summed exactly, as
+        # rationals: a sum of them can be a midpoint of the format (see exact.rationals).
         context = gmpy2.get_context()
-        acc = mpfr(0)
+        acc: Any = gmpy2.mpq(0)
         for start in range(0, len(weights), FAST_CHUNK):
+            checkpoint()
             chunk = range(start, min(start + FAST_CHUNK, len(weights)))
-            derivatives = {
-                k: fn(mpfr(float(unique[k]), 53), **args) for k in set(index[chunk.start : chunk.stop])
-            }
+            with rationals():
+                derivatives = {
+                    k: fn(mpfr(float(unique[k]), 53), **args) for k in set(index[chunk.start : chunk.stop])
+                }
+            if isinstance(acc, MPQ) and all(isinstance(d, MPQ) for d in derivatives.values()):
+                acc = acc + sum(
+                    (gmpy2.mpq(float(weights[i])) * derivatives[index[i]] for i in chunk), gmpy2.mpq(0)
+                )
+                continue
             with gmpy2.context(context, precision=prec + 64):
                 part = gmpy2.fsum([mpfr(float(weights[i]), 53) * derivatives[index[i]] for i in chunk])
             with gmpy2.context(context, precision=prec + 128):

@@ -15,7 +15,7 @@ from gmpy2 import mpfr, mpq
 
 from . import bounded as bd
 from .bounded import Bounded
-from .exact import logistic
+from .exact import RATIONAL, logistic
 from .registry import Activation, Array, Exact, Example, Kink, Param, register
 
 # -- exact definitions: rounding to odd ----------------------------------------------
@@ -47,7 +47,10 @@ def to_odd(r: mpfr, inexact: bool) -> mpfr:
 
 
 def exactly(q: mpq) -> mpfr:
-    """The rational ``q`` at the working precision, rounded to odd (exact when it fits)."""
+    """The rational ``q`` at the working precision, rounded to odd (exact when it fits); ``q``
+    itself within :func:`rationals`."""
+    if RATIONAL.get():
+        return q
     with gmpy2.context(gmpy2.get_context(), round=gmpy2.RoundToZero):
         r = mpfr(q)
     return to_odd(r, mpq(r) != q)

@@ -14,7 +14,10 @@ NumPy has no fused multiply-add, so products are split with Veltkamp's method.
 
 from __future__ import annotations
 
+import contextvars
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Context, Decimal
 from fractions import Fraction
 
@@ -22,6 +25,25 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .registry import Array
+
+#: Set (by :func:`rationals`) where the caller takes a definition's rational result as it is.
+RATIONAL: contextvars.ContextVar[bool] = contextvars.ContextVar("rational", default=False)
+
+
+@contextmanager
+def rationals() -> Iterator[None]:
+    """Definitions whose result is a rational return it exactly (a gmpy2.mpq) within this block.
+
+    A rational rounded to odd is the right thing to round once more to the format, but not to
+    multiply first: g (2x + 3) / 6 is a midpoint of the format at some x and g, and g times
+    (2x + 3) / 6 rounded to odd lies off it, on a side that changes with the precision (the
+    vector-Jacobian products of hard_silu and smelu broke such ties either way)."""
+    token = RATIONAL.set(True)
+    try:
+        yield
+    finally:
+        RATIONAL.reset(token)
+
 
 #: Extended precision for brackets that cancel and for the vector functions'
 #: derivatives: x87 80-bit (64-bit significand) on x86-64, IEEE binary128 on
