@@ -10,14 +10,16 @@ to the kinks, and compared bit for bit with the exact definitions rounded by Ziv
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
 import pytest
 
 from service import activations
-from service.activations import bounded, compiled, correct
+from service.activations import bounded, compiled, correct, exact
 from service.activations.registry import ActivationError, ResultOverflow
 
 FAST = [e for e in activations.entries() if e.fast is not None and e.kind == "elementwise"]
@@ -332,3 +334,42 @@ def test_16_bit_results_through_float64_agree_with_the_exact_tables(
     want = correct.scaled(entry, "derivative", x, g, bound, fmt)
     assert np.array_equal(got, want)
     assert np.array_equal(np.signbit(got), np.signbit(want))
+
+
+@pytest.mark.parametrize("alpha", [1e-300, 3e-305, 1e-310, 2.5e-320, 5e-324])
+def test_celu_with_a_tiny_alpha(alpha: float) -> None:
+    """x / alpha with a tiny alpha: its remainder underflowed, and e^(x / alpha) came out up to
+    250 ULP off (f' at x = -5.9e-311, alpha = 1e-310) while its bound claimed 2^-100."""
+    entry = activations.get("celu")
+    params = entry.bind({"alpha": alpha})
+    rng = np.random.default_rng(int(-math.log10(alpha)))
+    t = -np.abs(rng.standard_normal(200)) * rng.choice([1.0, 10.0, 100.0, 700.0], 200)
+    x = t * alpha
+    x = x[x != 0]
+    for fmt_name, dtype in FORMATS.items():
+        xs = x.astype(dtype).astype(np.float64)
+        for quantity in QUANTITIES:
+            want = correct.elementwise(entry, quantity, xs, params, correct.FORMATS[fmt_name])
+            keep = np.isfinite(want)
+            got = np.asarray(_through_api(entry, quantity, xs[keep], params, dtype), np.float64)
+            wrong = np.flatnonzero(~_same(got, want[keep]))
+            assert not wrong.size, (
+                fmt_name,
+                quantity,
+                [(xs[keep][i], got[i], want[keep][i]) for i in wrong[:3]],
+            )
+
+
+def test_a_quotient_and_its_remainder_at_the_ends_of_the_range() -> None:
+    rng = np.random.default_rng(4)
+    for d in [1e-310, 5e-324, 1e-300, 3.0, 1e300]:
+        x = rng.choice([-1.0, 1.0], 100) * 10.0 ** rng.uniform(-323, 0, 100) * max(d, 1.0)
+        with np.errstate(over="ignore", invalid="ignore"):
+            hi, lo = exact.divide(x, d)
+        for xi, h, low in zip(x, hi, lo, strict=True):
+            q = Fraction(float(xi)) / Fraction(d)
+            if 2.0**-960 < abs(q) < 2.0**1023:  # (below, lo is itself subnormal: only an absolute bound)
+                assert abs(Fraction(float(h)) + Fraction(float(low)) - q) <= abs(q) * Fraction(2) ** -100, (
+                    xi,
+                    d,
+                )

@@ -200,7 +200,14 @@ def dexpit_times(hi: Array, lo: Array, factor: Array | float) -> Array:
 
 
 def divide(x: Array, d: float) -> tuple[Array, Array]:
-    """x / d as hi + lo: the quotient and its exact remainder divided by d."""
+    """x / d as hi + lo: the quotient and its exact remainder divided by d.
+
+    The remainder is worked out with x and d scaled to [1/2, 1) and scaled back: unscaled, the
+    products of a tiny x or d lose their low bits to underflow, and dividing by a tiny d makes
+    that loss large (x / 1e-310 at x = -5.9e-311 came out 2^-45 off instead of 2^-100)."""
     q = x / d
-    p, p_lo = two_prod(q, d)
-    return q, ((x - p) - p_lo) / d
+    xm, xe = np.frexp(x)
+    dm, de = math.frexp(d)
+    qm = xm / dm
+    p, p_lo = two_prod(qm, dm)
+    return q, np.ldexp(((xm - p) - p_lo) / dm, xe - de)

@@ -332,7 +332,8 @@ def _celu_exp(x: Array, alpha: float) -> Array:
     # exp(x/alpha) with the quotient carried as hi + lo: its rounding would
     # otherwise be amplified |x/alpha|-fold (10 ULP at x = -50, alpha = 2.5).
     hi, lo = exact.divide(_negative(x), alpha)
-    return np.exp(hi) * (1.0 + lo)
+    # (where x / alpha is beyond float64, lo is not small, or not a number: e^hi is 0 there)
+    return np.exp(hi) * (1.0 + np.where(np.abs(lo) < 1.0, lo, 0.0))
 
 
 def _celu_at(x: mpfr, alpha: mpfr) -> Any:
