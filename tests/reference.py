@@ -186,10 +186,14 @@ def _xielu(
         return ap * x * x + b * x, 2 * ap * x + b, 2 * ap
     if x >= e:
         return an * (mp.expm1(e) - x) + b * x, b - an, ZERO
-    # expm1(x) - x cancels for small |x|: evaluated with the digits it loses
-    with mp.extradps(int(max(0, -mp.log10(abs(x)))) + 10):
+    # expm1(x) - x cancels for small |x|: evaluated with the digits it loses. For large |x|, b x
+    # and -an x cancel where b = an (to -an, 1e300 below each), and e^x sits up to 324 digits
+    # below b - an (the derivative) before it underflows every format: those digits too.
+    digits = abs(int(mp.log10(abs(x)))) + (int(-x / 2.3) if x > -800 else 0)
+    with mp.extradps(digits + 10):
         value = an * (mp.expm1(x) - x) + b * x
-    return +value, an * mp.expm1(x) + b, an * mp.exp(x)
+        d1 = an * mp.expm1(x) + b
+    return +value, +d1, an * mp.exp(x)
 
 
 def rational_exact(

@@ -71,6 +71,9 @@ CASES: dict[str, list[dict[str, float]]] = {
         {"alpha_p": 0.8, "alpha_n": 0.8, "beta": 0.5, "eps": -1e-6},
         {"alpha_p": 0.3, "alpha_n": 1.7, "beta": -0.25, "eps": -1e-3},
         {"alpha_p": 2.5, "alpha_n": 0.6, "beta": 1.1, "eps": 0.0},
+        # beta = alpha_n: beta x and alpha_n (-1 - x) cancel, and far out f = -alpha_n
+        {"alpha_p": 0.8, "alpha_n": 0.8, "beta": 0.8, "eps": -1e-6},
+        {"alpha_p": 0.8, "alpha_n": 1e-300, "beta": 1e-300, "eps": -1e-6},
     ],
 }
 NAMES = list(CASES)

@@ -190,6 +190,10 @@ def test_the_forced_route_decides_little_so_the_test_above_is_not_empty() -> Non
         ("quick_gelu", "derivative", [-0.7505, -1.2806], {}),
         ("silu", "derivative", [-1.2806, -1.2784645427610738], {}),
         ("celu", "value", [-1e-300, -3.0], {"alpha": 1e-300}),
+        # beta x and alpha_n (-1 - x) cancel where beta = alpha_n: -alpha_n, not 0
+        ("xielu", "value", [-1e300, -1e308, -7e15, -800.0, -2.0], {"alpha_n": 0.8, "beta": 0.8}),
+        ("xielu", "value", [-1e300, -3e200, -1e20], {"alpha_n": 1e-300, "beta": 1e-300}),
+        ("xielu", "value", [-1e300, -5e50], {"alpha_n": 3.0, "beta": 3.0000000000000004}),
     ],
 )
 def test_the_audit_cases(name: str, quantity: str, x: list[float], params: dict[str, float]) -> None:

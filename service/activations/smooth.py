@@ -1939,7 +1939,13 @@ def _xielu_exact(x: mpfr, alpha_p: mpfr, alpha_n: mpfr, beta: mpfr, eps: mpfr) -
         if x >= eps:  # alpha_n expm1(eps) + (beta - alpha_n) x
             main = _rational((_q(beta) - _q(alpha_n)) * _q(x))
             return _plus_tiny(main, alpha_n * _expm1_exact(eps)) if alpha_n and eps else main
-        return _plus_tiny(_rational(_q(beta) * _q(x)), alpha_n * _expm1_minus(x)) if alpha_n else beta * x
+        if not alpha_n:
+            return beta * x
+        if x < -1:  # (beta - alpha_n) x - alpha_n + alpha_n e^x: the rational part in one piece, as
+            # beta x and alpha_n (-1 - x) cancel where beta = alpha_n (to 0 at x = -1e300, not -alpha_n)
+            rational = (_q(beta) - _q(alpha_n)) * _q(x) - _q(alpha_n)
+            return _plus_tiny(_rational(rational), alpha_n * _exp_neg(-x))
+        return _plus_tiny(_rational(_q(beta) * _q(x)), alpha_n * _expm1_minus(x))
 
 
 def _xielu_exact_derivative(x: mpfr, alpha_p: mpfr, alpha_n: mpfr, beta: mpfr, eps: mpfr) -> mpfr:
