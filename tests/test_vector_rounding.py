@@ -846,6 +846,12 @@ async def test_cancellation_and_midpoints_the_oracle_found(
         ([1.8189894035458565e-12, -25000.0], None, 1.0, "value"),
         ([1.8189894035458565e-12, -25000.0], None, 1.0, "dydT"),
         ([9.094947017729282e-13, -12000.0, -12000.000000000004], [0.0, 1.0, 1.0], 0.5, "grad_params"),
+        # e^q_1 = e^(3 - 2^54) lies below 2^-1073741824, where gmpy2 2.3 stops whatever exponent
+        # range its context is given: it was taken as 0, and q_1 rounded to even
+        ([2.0**54, 3.0], None, 1.0, "value"),
+        ([2.0**54, 7.0], None, 1.0, "value"),
+        ([2.0**54, 3.0], None, 1.0, "dydT"),
+        ([2.0**54, 3.0], [0.0, 1.0], 1.0, "grad_params"),
     ],
 )
 async def test_log_softmax_just_off_a_midpoint_rounds_to_its_side(

@@ -89,15 +89,31 @@ def tree_sum(b: B) -> B:
     return B(total, bound)
 
 
-#: exp(q) for q below this underflows even MPFR's widest exponent range (2^-(2^62 - 1)).
-FAR = -(2**61) * math.log(2)
-
-
 def wide(prec: int) -> Any:
     """A gmpy2 context of ``prec`` bits with MPFR's widest exponent range."""
     return gmpy2.context(
         gmpy2.get_context(), precision=prec, emin=gmpy2.get_emin_min(), emax=gmpy2.get_emax_max()
     )
+
+
+def _lowest_exponent() -> int:
+    """The smallest e with 2^e nonzero in :func:`wide`, as this gmpy2 has it: MPFR allows 1 - 2^62,
+    but gmpy2 2.3 keeps results to its default range (2^-1073741824) whatever the context says."""
+    low, high = -(2**62), 0  # 2^high is nonzero; 2^low is not (or is the limit)
+    with wide(64):
+        if gmpy2.mul_2exp(mpfr(1), low) != 0:
+            return low
+        while high - low > 1:
+            middle = (low + high) // 2
+            if gmpy2.mul_2exp(mpfr(1), middle) != 0:
+                high = middle
+            else:
+                low = middle
+    return high
+
+
+#: exp(q) for q below this underflows (half of) the exponent range that wide() really has.
+FAR = _lowest_exponent() // 2 * math.log(2)
 
 
 def _columns(n: int) -> list[slice]:
