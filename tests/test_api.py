@@ -112,6 +112,9 @@ async def test_activate_every_registered_example(
         )
         assert r.status_code == 200, r.text
         assert r.json()["y"] == pytest.approx(example.y, rel=1e-15)
+        # and a zero's sign (an exact 0 is +0; a negative result too small for float64 is -0)
+        got, want = np.asarray(r.json()["y"], np.float64), np.asarray(example.y, np.float64)
+        assert np.array_equal(np.signbit(got[got == 0]), np.signbit(want[got == 0]))
 
 
 # -- /derivative ---------------------------------------------------------------------------

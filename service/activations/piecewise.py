@@ -299,7 +299,7 @@ register(
         notes=("A piecewise-polynomial silu for mobile networks.",),
         aliases=("hardswish", "hard_swish", "Hardswish"),
         reference="Howard et al., Searching for MobileNetV3 (2019)",
-        examples=(Example(x=-4.0, y=-0.0), Example(x=1.0, y=0.6666666666666666), Example(x=4.0, y=4.0)),
+        examples=(Example(x=-4.0, y=0.0), Example(x=1.0, y=0.6666666666666666), Example(x=4.0, y=4.0)),
     )
 )
 
