@@ -273,3 +273,18 @@ def test_parameters_of_extreme_magnitude_are_left_to_the_slower_routes() -> None
     params = entry.bind({"beta": 1e-300})
     got = entry.vector_jacobian_product(x[:1], np.array([-4504.137931619316]), params, -1, np.float64)
     assert got.tolist() == [-7.467001353768138e-13]  # the oracle's correctly rounded value
+
+
+def test_gated_elements_the_kernel_leaves_are_finished_alone() -> None:
+    """geglu's elements that gelu's kernel cannot decide (in float64, about 0.02%) go on one by
+    one (not their whole vectors), and come out as without the kernel."""
+    fmt_name = "float64"
+    rng = np.random.default_rng(8)
+    a, b = rng.normal(0, 1, (200, 500)), rng.normal(0, 3, (200, 500))
+    left = compiled.values("gelu", "value", b, activations.get("gelu").bind(), fmt_name, a)
+    assert left is not None
+    assert np.count_nonzero(~left[1]) > 0, "some elements are left to the slower routes"
+    entry, dtype = activations.get("geglu"), np.float64
+    x = np.concatenate([a, b], axis=-1)
+    with_kernel, without = _on_and_off(functools.partial(entry.value, x, entry.bind(), -1, dtype))
+    assert _same(with_kernel, without).all()

@@ -218,6 +218,9 @@ class VectorRounding:
     #: The compiled first tier of the values: (x (rows, n) float64, params, format name) ->
     #: (results, sure) or None (:mod:`.compiled`); rows it leaves undecided go the routes above
     first: Callable[..., tuple[Array, Array] | None] | None = None
+    #: A gated unit's elementwise function (its first tier finishes the elements it leaves one
+    #: by one, as elementwise products)
+    gate: str | None = None
 
     def compute(self, *args: Any, **kwargs: Any) -> Any:
         return compute(self, *args, **kwargs)
@@ -848,9 +851,25 @@ def gated(act_name: str) -> VectorRounding:
             if act_name == "relu"
             else (act_name, get(act_name).bind())
         )
-        return compiled.values(name, "value", x[:, gate], act_params, fmt_name, x[:, lin])
+        b, a = x[:, gate], x[:, lin]
+        decided = compiled.values(name, "value", b, act_params, fmt_name, a)
+        if decided is None:
+            return None
+        # The elements it leaves are finished one by one, as the elementwise products they are
+        # (bounded, then exact): not their whole vectors (geglu's 1M values sent 12% of their
+        # vectors of 1000, for 0.02% of elements, through the slower routes whole).
+        result, sure = decided
+        todo = np.flatnonzero(~sure)
+        if todo.size:
+            entry = get(name)
+            rest = correct.rounded(
+                entry, "value", b.ravel()[todo], act_params, fmt_name, None, a.ravel()[todo]
+            )
+            np.put(result, todo, rest)
+            np.put(sure, todo, True)
+        return result, sure
 
-    return VectorRounding(bounded=bounded, exact=exact, first=first)
+    return VectorRounding(bounded=bounded, exact=exact, first=first, gate=act_name)
 
 
 # -- sparsemax -------------------------------------------------------------------------------------

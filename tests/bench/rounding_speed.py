@@ -16,8 +16,8 @@ interleaved so that the machine's noise falls on all alike):
 Vector functions take the elements as rows of --width (1000: a batch of 1000 vectors of 1000).
 
 The last two columns: the share of elements the compiled first tier leaves undecided (of vectors,
-for a vector function; 100% where it does not have the function), and the share that goes on to
-MPFR; the last lines the ratio rounded / numpy (median over the functions, and the largest).
+for a vector function but a gated unit; 100% where it does not have the function), and the share
+that goes on to MPFR; the last lines the ratio rounded / numpy (median over the functions, and the largest).
 """
 
 from __future__ import annotations
@@ -89,6 +89,24 @@ def _shares(entry: activations.Activation, x: np.ndarray[Any, Any], fmt: str) ->
     """(the share of elements the compiled tier leaves undecided, the share that goes on to MPFR):
     for a vector function, shares of whole vectors."""
     params = entry.bind({})
+    gate = getattr(entry.fast, "gate", None) if entry.kind == "vector" else None
+    if gate is not None:
+        # a gated unit's first tier finishes what it leaves element by element: shares of elements
+        rows = x[:200]
+        half = rows.shape[-1] // 2
+        name, act = (
+            ("leaky_relu", {"negative_slope": 0.0})
+            if gate == "relu"
+            else (gate, activations.get(gate).bind())
+        )
+        b, a = np.ascontiguousarray(rows[:, half:]), np.ascontiguousarray(rows[:, :half])
+        first = compiled.values(name, "value", b, act, fmt, a)
+        left = np.ones(b.shape, bool) if first is None else ~first[1]
+        fn = correct.bounded_of(activations.get(name), "value")
+        with np.errstate(all="ignore"):
+            v = fn(bounded.B.exact(b[left], np.longdouble), **act) * bounded.B.exact(a[left], np.longdouble)
+            _, sure = bounded.decide(v, correct.FORMATS[fmt].numpy)
+        return float(np.mean(left)), float(np.sum(~np.asarray(sure)) / b.size)
     if entry.kind == "vector":
         rows = x[:200]
         first = entry.fast.first(rows, params, fmt) if entry.fast.first is not None else None
