@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import decimal
-import importlib
 import subprocess
 import sys
 from collections.abc import Callable
@@ -119,16 +118,36 @@ def test_importing_the_core_leaves_the_decimal_context_alone() -> None:
 
 
 def test_decimal_constants_need_no_particular_context() -> None:
+    # The module-level constants computed at import under a caller's 5-digit context, in a fresh
+    # interpreter: reloading service.activations.exact here would replace the state other modules
+    # hold of it (its context variable: exact ties were then rounded through MPFR for the rest of
+    # the run).
     digits = "0.70710678118654752440084436210484903928483593768847"
-    with decimal.localcontext() as ctx:
-        ctx.prec = 5  # the caller's precision must neither matter nor change
-        importlib.reload(exact)
-        hi, lo = exact.dd_constant(digits)
-        assert decimal.getcontext().prec == 5
-    assert (hi, lo) == smooth.INV_SQRT2
+    code = (
+        "import decimal\n"
+        "decimal.getcontext().prec = 5\n"
+        "from service.activations import exact, smooth\n"
+        f"hi, lo = exact.dd_constant({digits!r})\n"
+        "assert decimal.getcontext().prec == 5, decimal.getcontext().prec\n"
+        "assert (hi, lo) == smooth.INV_SQRT2, ((hi, lo), smooth.INV_SQRT2)\n"
+        "print(hi.hex(), lo.hex())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    ).stdout.split()
+    hi, lo = (float.fromhex(v) for v in out)
     assert hi + lo == hi
     assert lo != 0.0
-    assert decimal.Decimal(hi) + decimal.Decimal(lo) - decimal.Decimal(digits) < decimal.Decimal("1e-32")
+    with decimal.localcontext() as ctx:
+        ctx.prec = 80
+        assert abs(decimal.Decimal(hi) + decimal.Decimal(lo) - decimal.Decimal(digits)) < decimal.Decimal(
+            "1e-32"
+        )
+    assert (hi, lo) == smooth.INV_SQRT2
 
 
 def _written_out_shift(x: np.ndarray, temperature: float) -> tuple[np.ndarray, np.ndarray]:
