@@ -22,7 +22,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from . import __version__, document, lifecycle, pages
+from . import __version__, budget, document, lifecycle, pages
 from .activations import ActivationError
 from .observe import Observe
 from .pipeline import Pipeline
@@ -58,6 +58,7 @@ Every error is `application/problem+json` with the offending field and the reaso
 def create_app(settings: Settings | None = None) -> Any:
     """The ASGI application (see the module's docstring for its layers)."""
     settings = settings or Settings()
+    budget.give_back_freed_memory()  # (every worker process creates its application)
     pipeline = Pipeline(settings)
     app: Any = Dispatch(create_fastapi_app(), pipeline)
     if settings.api_keys:

@@ -18,12 +18,44 @@ declared size.  Every call happens on the event loop, so no lock is needed.
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
+import os
 from collections import deque
 from dataclasses import dataclass
 
 from .problems import RequestError
 
 MIB = 1 << 20
+
+
+#: Blocks from this size up are mapped on their own, and unmapped when freed (see give_back_freed_memory).
+MMAP_THRESHOLD = 1 << 20
+_M_MMAP_THRESHOLD = -3  # (glibc's malloc.h)
+
+
+def give_back_freed_memory() -> bool:
+    """Have glibc return every freed block of MMAP_THRESHOLD or more to the system at once.
+
+    glibc maps a block above its threshold (128 KiB at first) on its own, but freeing one raises
+    the threshold to that block's size (up to 32 MiB), and from then on blocks of that size come
+    from the threads' heaps, where they stay once freed, unseen by the budget: after two rounds of
+    2M-element requests the process kept 26-44 MiB more than it had before them, and its peak was
+    175-201 MiB against 158 (with the threshold set: 2 MiB more).  Setting the threshold ends the
+    adjustment.  1 MiB keeps the core's per-chunk intermediates (16384 elements, up to 256 KiB)
+    in the heaps, where they are reused.  An operator's own MALLOC_MMAP_THRESHOLD_ is left alone,
+    and nothing is done off glibc (musl's mallopt does nothing).  Returns whether it was set.
+    """
+    if "MALLOC_MMAP_THRESHOLD_" in os.environ:
+        return False
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+    except OSError:
+        return False
+    if libc is None or not hasattr(libc, "gnu_get_libc_version") or not hasattr(libc, "mallopt"):
+        return False
+    return bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD))
 
 
 #: A request waiting for this little may take room ahead of larger ones waiting before it.

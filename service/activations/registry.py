@@ -1080,6 +1080,9 @@ class _Workers:
         _local.in_pool = True  # a core call made from here runs sequentially
         while (task := self._tasks.get()) is not None:
             task()  # a _Job's work, which never raises
+            # (else the last task's closure, and the arrays it holds, would live on in this thread
+            # until the next task arrives)
+            del task
 
 
 def _workers() -> _Workers | None:
