@@ -39,6 +39,7 @@ import pytest
 from service import activations
 from service.activations import correct
 from tests import reference
+from tests.test_exact_piecewise import _bits, round_fraction
 
 FORMATS = ("float64", "float32", "float16", "bfloat16")
 #: significant bits, exponent of the smallest subnormal, exponent of the largest binade.
@@ -673,3 +674,85 @@ def test_agrees_with_the_numpy_core(name: str) -> None:
                 for v, g, w in zip(x[wrong], got[wrong], want[wrong], strict=True)
             ]
     _assert_none(bad)
+
+
+# -- xielu: a rational part on a midpoint, and the small term that decides it ----------------------
+
+
+def _tiny_term(value: mp.mpf) -> tuple[Fraction, Fraction]:
+    """An enclosure of a small positive mpmath value, as fractions: [v (1 - 2^-1900), v (1 + 2^-1900)],
+    or (2^-5001, 2^-5000) below 2^-5000 (far below the last bit of every rational part here,
+    whose denominators are at most 2^2300: only its sign matters then)."""
+    assert value > 0
+    if value < mp.mpf(2) ** -5000:
+        return Fraction(1, 2**5001), Fraction(1, 2**5000)
+    man, exp = mp.mpf(value).man_exp
+    v = Fraction(int(man)) * Fraction(2) ** int(exp)
+    return v * (1 - Fraction(1, 2**1900)), v * (1 + Fraction(1, 2**1900))
+
+
+def _xielu_split(x: float, p: dict[str, float], quantity: str) -> tuple[Fraction, mp.mpf, int]:
+    """xielu's value or f' below 0 as R + s T: R an exact rational, T > 0 (alpha_n e^x, or alpha_n
+    (e^eps - 1 - eps) at eps <= x <= 0), s its sign."""
+    xq, an, b, e = (Fraction(v) for v in (x, p["alpha_n"], p["beta"], p["eps"]))
+    if quantity == "derivative":
+        assert x < p["eps"]
+        return b - an, mp.mpf(p["alpha_n"]) * mp.exp(mp.mpf(x)), 1
+    if x >= p["eps"]:  # (b - an) x + an eps + an (e^eps - 1 - eps), the last > 0
+        return (b - an) * xq + an * e, mp.mpf(p["alpha_n"]) * (mp.expm1(mp.mpf(p["eps"])) - p["eps"]), 1
+    assert x < -1
+    return (b - an) * xq - an, mp.mpf(p["alpha_n"]) * mp.exp(mp.mpf(x)), 1
+
+
+@pytest.mark.parametrize(
+    ("x", "params", "quantity", "dtype"),
+    [
+        # (beta - alpha_n) x - alpha_n = -(1 + 2^-53 + 2^-253) at alpha_n = 2^-253: a float64 midpoint
+        # and 2^-253 beyond, which alpha_n e^x (> 0, far smaller) must not undo
+        (-(2.0**200), {"alpha_n": 2.0**-253, "beta": 6.223015277861143e-61}, "value", "float64"),
+        (-(2.0**200), {"alpha_n": 2.0**-253, "beta": 6.223015277861144e-61}, "value", "float64"),
+        (-(2.0**600), {"alpha_n": 2.0**-653, "beta": 2.0**-600 * (1 + 2.0**-53)}, "value", "float64"),
+        # beta - alpha_n + alpha_n e^x: just below the float32 midpoint 1 + 2^-24
+        (-2.0, {"alpha_n": 2.0**-200, "beta": 1 + 2.0**-24}, "derivative", "float32"),
+        (-60000.0, {"alpha_n": 2.0**-200, "beta": 1 + 2.0**-24}, "derivative", "float32"),
+        (-3.5, {"alpha_n": 2.0**-300, "beta": 1 + 2.0**-53}, "derivative", "float64"),
+        # the middle piece: beta x (1e-126 of an ULP) decides a midpoint; and a true value of
+        # -1.4e-559, whose float64 rounding is -0
+        (
+            -5.560078235157591e-230,
+            {
+                "alpha_n": 2.6207768056743234e-25,
+                "beta": 9.851634853114118e-182,
+                "eps": -5.560078235157594e-230,
+            },
+            "value",
+            "float64",
+        ),
+        (
+            -1e-300,
+            {
+                "alpha_p": 7.208588322676363e-09,
+                "alpha_n": 1.1733732897200166e-113,
+                "beta": 1.419983069410355e-259,
+                "eps": -1e-300,
+            },
+            "value",
+            "float64",
+        ),
+    ],
+)
+def test_xielu_rational_part_on_a_midpoint(
+    x: float, params: dict[str, float], quantity: str, dtype: str
+) -> None:
+    entry = activations.get("xielu")
+    p = entry.bind(params)
+    with mp.workprec(2000):
+        rational, tail, sign = _xielu_split(x, p, quantity)
+        low, high = _tiny_term(tail)
+    want_low = round_fraction(rational + sign * low, dtype)
+    want = round_fraction(rational + sign * high, dtype)
+    assert _bits(want_low) == _bits(want), "the enclosure decides the rounding"
+    xs = np.array([x])
+    fn = entry.value if quantity == "value" else entry.jacobian
+    got = float(fn(xs, p, -1, np.float32 if dtype == "float32" else np.float64)[0])
+    assert _bits(got) == _bits(want), (got, want)

@@ -20,7 +20,7 @@ from scipy import special
 from . import bounded as bd
 from . import exact
 from .bounded import Bounded
-from .elementwise import sech2
+from .elementwise import sech2, to_odd
 from .exact import EXTENDED
 from .registry import Activation, Array, Exact, Example, Kink, Param, register
 
@@ -102,6 +102,19 @@ def _plus_tiny(main: mpfr, correction: mpfr) -> mpfr:
     if result == main and not gmpy2.is_zero(correction):
         return gmpy2.next_above(result) if correction > 0 else gmpy2.next_below(result)
     return result
+
+
+def _plus_tiny_rational(q: Any, correction: mpfr) -> mpfr:
+    """q + correction at the working precision, rounded to odd, the rational ``q`` (a gmpy2.mpq)
+    taken exactly.  Rounded on its own first, a rational of more bits than the working precision
+    can land on a midpoint of a format that the correction then leaves on the wrong side: xielu's
+    (beta - alpha_n) x - alpha_n at alpha_n = 2^-253 is -(1 + 2^-53 + 2^-253), which rounds to the
+    float64 midpoint -(1 + 2^-53), and alpha_n e^x > 0 then moved it toward 0 (1 ULP off).  The
+    only error left is the correction's own, within 2^-P of it."""
+    total = q if gmpy2.is_zero(correction) else q + gmpy2.mpq(correction)
+    with gmpy2.context(gmpy2.get_context(), round=gmpy2.RoundToZero):
+        r = mpfr(total)
+    return to_odd(r, gmpy2.mpq(r) != total)
 
 
 def _exp_neg(y: mpfr) -> mpfr:
@@ -1924,7 +1937,7 @@ def _rational(q: Any) -> mpfr:
 def _expm1_minus(x: mpfr) -> mpfr:
     """e^x - 1 - x for x < 0 (x^2/2 near 0, -1 - x + e^x far out), without cancellation."""
     if x < -1:
-        return _plus_tiny(_rational(-1 - _q(x)), _exp_neg(-x))
+        return _plus_tiny_rational(-1 - _q(x), _exp_neg(-x))
     if _tiny(x):
         return _plus_tiny(x * x / 2, x * x * x / 6)
     # e^x - 1 and x agree to log2(1/|x|) bits: carried as extra precision.
@@ -1936,16 +1949,18 @@ def _xielu_exact(x: mpfr, alpha_p: mpfr, alpha_n: mpfr, beta: mpfr, eps: mpfr) -
     with _at():
         if x > 0:
             return _rational(_q(x) * (_q(alpha_p) * _q(x) + _q(beta)))
-        if x >= eps:  # alpha_n expm1(eps) + (beta - alpha_n) x
-            main = _rational((_q(beta) - _q(alpha_n)) * _q(x))
-            return _plus_tiny(main, alpha_n * _expm1_exact(eps)) if alpha_n and eps else main
+        if x >= eps:  # alpha_n expm1(eps) + (beta - alpha_n) x = (beta - alpha_n) x + alpha_n eps, exactly,
+            # plus alpha_n (e^eps - 1 - eps): the rounding error of alpha_n expm1(eps) would lie far
+            # above beta x where beta << alpha_n and x is near eps, and that can decide the rounding
+            main = (_q(beta) - _q(alpha_n)) * _q(x) + _q(alpha_n) * _q(eps)
+            return _plus_tiny_rational(main, alpha_n * _expm1_minus(eps) if alpha_n and eps else mpfr(0))
         if not alpha_n:
             return beta * x
         if x < -1:  # (beta - alpha_n) x - alpha_n + alpha_n e^x: the rational part in one piece, as
             # beta x and alpha_n (-1 - x) cancel where beta = alpha_n (to 0 at x = -1e300, not -alpha_n)
             rational = (_q(beta) - _q(alpha_n)) * _q(x) - _q(alpha_n)
-            return _plus_tiny(_rational(rational), alpha_n * _exp_neg(-x))
-        return _plus_tiny(_rational(_q(beta) * _q(x)), alpha_n * _expm1_minus(x))
+            return _plus_tiny_rational(rational, alpha_n * _exp_neg(-x))
+        return _plus_tiny_rational(_q(beta) * _q(x), alpha_n * _expm1_minus(x))
 
 
 def _xielu_exact_derivative(x: mpfr, alpha_p: mpfr, alpha_n: mpfr, beta: mpfr, eps: mpfr) -> mpfr:
@@ -1955,10 +1970,10 @@ def _xielu_exact_derivative(x: mpfr, alpha_p: mpfr, alpha_n: mpfr, beta: mpfr, e
         if x >= eps or not alpha_n:
             return _rational(_q(beta) - _q(alpha_n)) if x >= eps else _rational(_q(beta))
         if x < -1:  # beta - alpha_n + alpha_n e^x
-            return _plus_tiny(_rational(_q(beta) - _q(alpha_n)), alpha_n * _exp_neg(-x))
+            return _plus_tiny_rational(_q(beta) - _q(alpha_n), alpha_n * _exp_neg(-x))
         # beta + alpha_n x + alpha_n (e^x - 1 - x); the sum crosses 0 at log1p(-beta/alpha_n), never a float
         return _nonzero(
-            lambda: _plus_tiny(_rational(_q(beta) + _q(alpha_n) * _q(x)), alpha_n * _expm1_minus(x))
+            lambda: _plus_tiny_rational(_q(beta) + _q(alpha_n) * _q(x), alpha_n * _expm1_minus(x))
         )
 
 
@@ -1980,8 +1995,8 @@ def _xielu_exact_alpha_n(x: mpfr, alpha_p: mpfr, alpha_n: mpfr, beta: mpfr, eps:
     if x > 0:
         return mpfr(0)
     with _at():
-        if x >= eps:  # expm1(eps) - x
-            return _plus_tiny(-x, _expm1_exact(eps)) if eps else -x
+        if x >= eps:  # expm1(eps) - x = (eps - x) + (e^eps - 1 - eps): the rational part exactly
+            return _plus_tiny_rational(_q(eps) - _q(x), _expm1_minus(eps) if eps else mpfr(0))
         return _expm1_minus(x)
 
 
