@@ -887,3 +887,50 @@ async def test_log_softmax_just_off_a_midpoint_rounds_to_its_side(
         got = r_.json()["grad_params"]["temperature"]
     assert r_.status_code == 200, r_.text
     assert got == (below if side < 0 else above)
+
+
+@pytest.mark.parametrize(
+    ("name", "x", "g", "t", "j", "fmt"),
+    [
+        ("softmax", [2.0**54, 2.0**54, 3.0], [-0.06448288782689197, -0.30187914508096503, 0.2814131031772033], 1.0, 1, "float64"),
+        ("softmax", [2.0**54, 2.0**54, 3.0], [-1.1040034254930997, -0.023990378385183597, 0.18718413178953427], 3.0, 1, "float32"),
+        ("softmax", [1.0, 1.0, -1e300], [5e-324, 1e-323, 1.5e-323], 0.5, 0, "float64"),
+        # k = 4: r = 3 (1 + 2^-52) / 16, a midpoint; the far input's g puts the truth on either side
+        ("softmax", [5.0, 5.0, -1e300, 5.0, 5.0], [1.0000000000000002, 0.0, -2.0, 0.0, 0.0], 1.0, 0, "float64"),
+        ("softmax", [5.0, 5.0, -1e300, 5.0, 5.0], [1.0000000000000002, 0.0, 0.0, 0.0, 0.0], 1.0, 0, "float64"),
+        ("log_softmax", [-1e300, 1e300, 1e300, 0.0], [-0.6759957523318395, 0.534899955605962, 1.4759085901813076, -1.1119346494295137], 1.0, 2, "float64"),
+        ("log_softmax", [2.0**54, 2.0**54, 3.0], [1e30, -1e30, 1e30], 1.0, 1, "float32"),
+    ],
+)  # fmt: skip
+async def test_vjp_at_tied_maxima_beside_a_far_input(
+    client: httpx.AsyncClient, name: str, x: list[float], g: list[float], t: float, j: int, fmt: str
+) -> None:
+    # Found by an independent oracle. With k equal largest inputs and the others so far below that
+    # e^q lies beyond MPFR's range, the VJP at a largest input is a rational r (softmax:
+    # (g_j / k - S / k^2) / T, S the sum of g over the largest; log_softmax: (g_j - G / k) / T)
+    # plus first-order terms in the far e^q: r was a midpoint here and came back rounded to even.
+    # The side: softmax's terms are e_f (2S / k - g_j - g_f) / (k^2 T) (one far input f here, or one
+    # far above the rest), log_softmax's G r / (k^2 T) with G the sum of g.
+    dtype = np.float32 if fmt == "float32" else np.float64
+    gq = [Fraction(float(dtype(v))) for v in g]
+    top = max(x)
+    tops = [i for i, v in enumerate(x) if v == top]
+    k, tt = len(tops), Fraction(t)
+    s = sum((gq[i] for i in tops), Fraction(0))
+    if name == "softmax":
+        f = max((i for i in range(len(x)) if x[i] != top), key=lambda i: x[i])
+        r = (gq[j] / k - s / k**2) / tt
+        side = 2 * s / k - gq[j] - gq[f]
+    else:
+        r = (gq[j] - sum(gq, Fraction(0)) / k) / tt
+        side = sum(gq, Fraction(0))
+    assert side != 0
+    tiny = abs(r) / 2**1000 if r else Fraction(1, 2**3000)
+    below, above = rounding.round_to(r - tiny, fmt), rounding.round_to(r + tiny, fmt)
+    assert below != above  # r is a midpoint: the case's point
+    body = {"activation": name, "x": x, "grad": g, "params": {"temperature": t}, "dtype": fmt}
+    response = await client.post("/derivative", json=body)
+    assert response.status_code == 200, response.text
+    got = response.json()["grad_x"][j]
+    want = below if side < 0 else above
+    assert float(dtype(got)) == want, (got, want)

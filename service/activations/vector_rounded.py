@@ -39,6 +39,7 @@ from gmpy2 import mpfr, mpq
 
 from . import compiled, correct
 from .bounded import B, decide, exp, log1p, two_prod, unit
+from .elementwise import to_odd
 from .registry import Activation, ActivationError, Array, checkpoint, get
 
 #: Elements of a group of vectors evaluated at once (long vectors: elements of a column block).
@@ -623,10 +624,48 @@ class _SoftmaxExact(Exact):
         # s_j sum_i s_i (g_i - g_j): c_k = sum over k of (g_i - g_j), 0 when every group's mean is g_j
         return bool(common is not None and common == gj)
 
+    def _far_top_vjp(self, j: int) -> Any:
+        """The VJP at one of k equal largest inputs when the others are far (see ``at``): Z = k + r
+        rounds to k at any precision, and what is made of it is the rational the first-order terms
+        in r step off; that rational can be a midpoint of a format (x = [2^54, 2^54, 3]: (g_1 - g_0)/4).
+        Here it is formed exactly and the first-order terms (of the scaled e^q: their sign, far below
+        the last bit, is what counts) added to it exactly, and the sum rounded to odd; None where
+        those terms vanish (the second-order ones decide: the general route answers)."""
+        assert self.g is not None
+        k = mpq(int(self.tops.size))
+        g, top = self.g, float(self.g[self.top])
+        with gmpy2.context(gmpy2.get_context(), precision=self.sum_prec + EXACT_BITS):
+            r = self.rest
+            if self.log:
+                # g_j - G / Z = g_j - G / k + G r / k^2
+                main = mpq(float(g[j])) - mpq(self.big_g) / k
+                tiny = self.big_g * r
+            else:
+                # (A - (B + E) / Z) / Z = A / k - B / k^2 + (r (2B / k - A) - E) / k^2, with
+                # A = g_j - g_top, B the sum of g_t - g_top over the largest, E that of e_f (g_f - g_top)
+                a = mpq(float(g[j])) - mpq(top)
+                b = sum((mpq(float(g[t])) - mpq(top) for t in self.tops.tolist()), mpq(0))
+                main = a / k - b / (k * k)
+                e = _fsum(self.e(f) * (mpfr(float(g[f]), 53) - mpfr(top, 53)) for f in self._others())
+                tiny = r * mpfr(2 * b / k - a) - e
+        if gmpy2.is_zero(tiny):
+            return None
+        scale = mpq(self.t) * (k * k)
+        total = main / mpq(self.t) + mpq(tiny) / scale
+        if self.sign < 0:
+            total = -total
+        with gmpy2.context(gmpy2.get_context(), round=gmpy2.RoundToZero):
+            rounded = mpfr(total)
+        return to_odd(rounded, mpq(rounded) != total)
+
     def vjp(self, j: int) -> Any:
         assert self.g is not None
         if self._vjp_zero(j):
             return mpfr(0)
+        if self.far is not None and self.x[j] == self.m:
+            result = self._far_top_vjp(j)
+            if result is not None:
+                return result
         if self.log:
             # (g_j Z - e_j G) / (Z T), both products exact
             gj = mpfr(float(self.g[j]), 53)
