@@ -46,14 +46,19 @@ def to_odd(r: mpfr, inexact: bool) -> mpfr:
     return gmpy2.mul_2exp(mpfr(m + (1 if m > 0 else -1)), e)
 
 
+def rational_to_odd(q: mpq) -> mpfr:
+    """The rational ``q`` at the working precision, rounded to odd (exact when it fits)."""
+    with gmpy2.context(gmpy2.get_context(), round=gmpy2.RoundToZero):
+        r = mpfr(q)
+    return to_odd(r, mpq(r) != q)
+
+
 def exactly(q: mpq) -> mpfr:
     """The rational ``q`` at the working precision, rounded to odd (exact when it fits); ``q``
     itself within :func:`rationals`."""
     if RATIONAL.get():
         return q
-    with gmpy2.context(gmpy2.get_context(), round=gmpy2.RoundToZero):
-        r = mpfr(q)
-    return to_odd(r, mpq(r) != q)
+    return rational_to_odd(q)
 
 
 def exact_input(x: mpfr) -> mpfr:

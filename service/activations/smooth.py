@@ -20,7 +20,7 @@ from scipy import special
 from . import bounded as bd
 from . import exact
 from .bounded import Bounded
-from .elementwise import sech2, to_odd
+from .elementwise import rational_to_odd, sech2
 from .exact import EXTENDED
 from .registry import Activation, Array, Exact, Example, Kink, Param, register
 
@@ -111,10 +111,7 @@ def _plus_tiny_rational(q: Any, correction: mpfr) -> mpfr:
     (beta - alpha_n) x - alpha_n at alpha_n = 2^-253 is -(1 + 2^-53 + 2^-253), which rounds to the
     float64 midpoint -(1 + 2^-53), and alpha_n e^x > 0 then moved it toward 0 (1 ULP off).  The
     only error left is the correction's own, within 2^-P of it."""
-    total = q if gmpy2.is_zero(correction) else q + gmpy2.mpq(correction)
-    with gmpy2.context(gmpy2.get_context(), round=gmpy2.RoundToZero):
-        r = mpfr(total)
-    return to_odd(r, gmpy2.mpq(r) != total)
+    return rational_to_odd(q if gmpy2.is_zero(correction) else q + gmpy2.mpq(correction))
 
 
 def _exp_neg(y: mpfr) -> mpfr:

@@ -39,7 +39,7 @@ from gmpy2 import mpfr, mpq
 
 from . import compiled, correct
 from .bounded import B, decide, exp, log1p, two_prod, unit
-from .elementwise import to_odd
+from .elementwise import rational_to_odd
 from .registry import Activation, ActivationError, Array, checkpoint, get
 
 #: Elements of a group of vectors evaluated at once (long vectors: elements of a column block).
@@ -652,11 +652,7 @@ class _SoftmaxExact(Exact):
             return None
         scale = mpq(self.t) * (k * k)
         total = main / mpq(self.t) + mpq(tiny) / scale
-        if self.sign < 0:
-            total = -total
-        with gmpy2.context(gmpy2.get_context(), round=gmpy2.RoundToZero):
-            rounded = mpfr(total)
-        return to_odd(rounded, mpq(rounded) != total)
+        return rational_to_odd(-total if self.sign < 0 else total)
 
     def vjp(self, j: int) -> Any:
         assert self.g is not None
