@@ -25,10 +25,16 @@
 #include <immintrin.h>
 #endif
 
+/* Every helper is inlined into the loops: a call passes its double-double structs (three
+ * vectors each) through memory, and GCC at -O2 leaves the larger helpers (divide, exp_parts)
+ * out of line, which costs about a third of the time. */
+#define INLINE static inline __attribute__((always_inline))
+
 typedef double vd __attribute__((vector_size(8 * W)));
 typedef long long vl __attribute__((vector_size(8 * W)));
 typedef float vf __attribute__((vector_size(4 * W)));
 typedef int vi __attribute__((vector_size(4 * W)));
+typedef signed char vc __attribute__((vector_size(W)));
 
 typedef struct {
     vd h, l; /* the value h + l, |l| <= ulp(h) / 2 */
@@ -39,39 +45,43 @@ typedef struct {
  * 2^-103 by the analyses of Joldes, Muller and Popescu 2017); 2^-100 leaves a margin. */
 #define U 0x1p-100
 /* Per-operation absolute error where parts underflow: a product's error term and the low
- * parts' products lose their bits below 2^-1074 (sums of doubles are exact there). */
-#define T 0x1p-1072
+ * parts' products lose their bits below 2^-1074 (sums of doubles are exact there).  Taken far
+ * larger, 2^-1000, and used for every absolute floor below: a bound near 2^-1074 is a subnormal
+ * number, and the products that propagate it then take the CPU's slow path for subnormal
+ * operands (about a hundred cycles each; elu's bounds at x > 0 halved its speed).  Only results
+ * below about 2^-940 (the exp underflow window) are left to the slower routes by it. */
+#define T 0x1p-1000
 /* The largest |x| this tier takes; beyond it the slower routes answer. */
 #define BIG 0x1p200
 
 /* -- lanes ---------------------------------------------------------------------------------- */
 
-static inline vd splat(double c) { return (vd){0} + c; }
+INLINE vd splat(double c) { return (vd){0} + c; }
 
-static inline vd vabs(vd x) { return (vd)((vl)x & 0x7fffffffffffffffLL); }
+INLINE vd vabs(vd x) { return (vd)((vl)x & 0x7fffffffffffffffLL); }
 
 /* m ? a : b, lane by lane (m: all ones or all zeros). */
-static inline vd sel(vl m, vd a, vd b) { return (vd)((m & (vl)a) | (~m & (vl)b)); }
+INLINE vd sel(vl m, vd a, vd b) { return (vd)((m & (vl)a) | (~m & (vl)b)); }
 
-static inline V selv(vl m, V a, V b) { return (V){sel(m, a.h, b.h), sel(m, a.l, b.l), sel(m, a.e, b.e)}; }
+INLINE V selv(vl m, V a, V b) { return (V){sel(m, a.h, b.h), sel(m, a.l, b.l), sel(m, a.e, b.e)}; }
 
-static inline vd inf_where(vl m, vd a) { return sel(m, splat(INFINITY), a); }
+INLINE vd inf_where(vl m, vd a) { return sel(m, splat(INFINITY), a); }
 
 /* -- error-free transformations ---------------------------------------------------------- */
 
-static inline void two_sum(vd a, vd b, vd *s, vd *t) {
+INLINE void two_sum(vd a, vd b, vd *s, vd *t) {
     vd x = a + b, bb = x - a;
     *t = (a - (x - bb)) + (b - bb);
     *s = x;
 }
 
-static inline void fast_two_sum(vd a, vd b, vd *s, vd *t) {
+INLINE void fast_two_sum(vd a, vd b, vd *s, vd *t) {
     vd x = a + b;
     *t = b - (x - a);
     *s = x;
 }
 
-static inline void two_prod(vd a, vd b, vd *p, vd *t) {
+INLINE void two_prod(vd a, vd b, vd *p, vd *t) {
     vd x = a * b;
 #if KERNEL_FMA && W == 8
     *t = (vd)_mm512_fmadd_pd((__m512d)a, (__m512d)b, (__m512d)-x);
@@ -89,18 +99,18 @@ static inline void two_prod(vd a, vd b, vd *p, vd *t) {
 
 /* -- double-double values with bounds ---------------------------------------------------- */
 
-static inline V exact(vd x) { return (V){x, splat(0.0), splat(0.0)}; }
+INLINE V exact(vd x) { return (V){x, splat(0.0), splat(0.0)}; }
 
-static inline V zero(void) { return exact(splat(0.0)); }
+INLINE V zero(void) { return exact(splat(0.0)); }
 
-static inline V constant(double h, double l) {
+INLINE V constant(double h, double l) {
     /* A published constant held as h + l: its own error is below 2^-106 |c|. */
     return (V){splat(h), splat(l), splat(fabs(h) * 0x1p-105)};
 }
 
-static inline vd mag(V a) { return vabs(a.h) + vabs(a.l); }
+INLINE vd mag(V a) { return vabs(a.h) + vabs(a.l); }
 
-static inline V add(V a, V b) {
+INLINE V add(V a, V b) {
     vd sh, sl, th, tl;
     two_sum(a.h, b.h, &sh, &sl);
     two_sum(a.l, b.l, &th, &tl);
@@ -113,13 +123,13 @@ static inline V add(V a, V b) {
     return (V){sh, sl, a.e + b.e + sel(exactly, splat(0.0), U * vabs(sh))};
 }
 
-static inline V neg(V a) { return (V){-a.h, -a.l, a.e}; }
+INLINE V neg(V a) { return (V){-a.h, -a.l, a.e}; }
 
-static inline V sub(V a, V b) { return add(a, neg(b)); }
+INLINE V sub(V a, V b) { return add(a, neg(b)); }
 
-static inline V add_d(V a, double b) { return add(a, exact(splat(b))); }
+INLINE V add_d(V a, double b) { return add(a, exact(splat(b))); }
 
-static inline V mul(V a, V b) {
+INLINE V mul(V a, V b) {
     vd ph, pl;
     two_prod(a.h, b.h, &ph, &pl);
     pl += a.h * b.l + a.l * b.h;
@@ -127,24 +137,24 @@ static inline V mul(V a, V b) {
     /* The product of two doubles is exact (its remainder is), but where the remainder
      * underflows. */
     vl exactly = (a.l == 0) & (b.l == 0) & ((vabs(ph) >= 0x1p-968) | (a.h == 0) | (b.h == 0));
-    /* The propagated error is at least the smallest subnormal where an input has any: the
+    /* The propagated error is at least T where an input has any: the
      * products below can underflow to 0, which would make an inexact 0 look exact. */
-    vd floor = sel((a.e > 0) | (b.e > 0), splat(0x1p-1074), splat(0.0));
+    vd floor = sel((a.e > 0) | (b.e > 0), splat(T), splat(0.0));
     vd e = a.e * mag(b) + b.e * mag(a) + a.e * b.e + floor + sel(exactly, splat(0.0), U * vabs(ph) + T);
     return (V){ph, pl, e};
 }
 
 /* a times a power of two p <= 1: exact but where the low part becomes subnormal. */
-static inline V scale2(V a, double p) {
+INLINE V scale2(V a, double p) {
     vd l = a.l * p;
     vl lost = (l != 0) & (vabs(l) < 0x1p-1021);
-    vd floor = sel(a.e > 0, splat(0x1p-1074), splat(0.0)); /* (as in mul) */
+    vd floor = sel(a.e > 0, splat(T), splat(0.0)); /* (as in mul) */
     return (V){a.h * p, l, a.e * p + floor + sel(lost, splat(T), splat(0.0))};
 }
 
-static inline V mul_d(V a, double b) { return mul(a, exact(splat(b))); }
+INLINE V mul_d(V a, double b) { return mul(a, exact(splat(b))); }
 
-static inline V divide(V a, V b) {
+INLINE V divide(V a, V b) {
     /* q = a.h / b.h corrected once by the remainder a - q b (Joldes, Muller and Popescu's
      * DWDivDW1: relative error below 3.5 2^-106); where |b| - b.e is not positive the bound is
      * infinite. */
@@ -163,7 +173,7 @@ static inline V divide(V a, V b) {
  * format (a rational function's value): two corrections, and a bound of 0 where the second
  * remainder is 0 (the quotient is then exactly h + l, and the rounding test rounds it, ties to
  * even). */
-static inline V divide_exact(V a, V b) {
+INLINE V divide_exact(V a, V b) {
     vd q1 = a.h / b.h;
     V r = sub(a, mul(b, exact(q1)));
     vd q2 = r.h / b.h;
@@ -175,7 +185,7 @@ static inline V divide_exact(V a, V b) {
     return selv(whole, (V){qh, ql, splat(0.0)}, q);
 }
 
-static inline V sqrt_v(V a) {
+INLINE V sqrt_v(V a) {
     /* a > 0: s = sqrt(h) and one Newton step in double-double. */
     vd s;
     for (int k = 0; k < W; k++) s[k] = sqrt(a.h[k]);
@@ -193,7 +203,7 @@ static inline V sqrt_v(V a) {
 /* -- exp ------------------------------------------------------------------------------------ */
 
 /* e^r - 1 for |r| <= ln 2 / 512 (about 1.36e-3), r = rh + rl: r + r^2/2 + ... */
-static inline V expm1_small(vd rh, vd rl) {
+INLINE V expm1_small(vd rh, vd rl) {
     vd hh, hl, sh, sl;
     two_prod(rh, 0.5 * rh, &hh, &hl); /* r^2 / 2, exact */
     vd r2 = rh * rh;
@@ -213,14 +223,14 @@ static inline V expm1_small(vd rh, vd rl) {
     return (V){vh, vlo, e};
 }
 
-static inline vd pow2(vl m) {
+INLINE vd pow2(vl m) {
     /* 2^m for -1022 <= m <= 1023. */
     return (vd)((m + 1023) << 52);
 }
 
 /* e^a = 2^m 2^(j/256) e^r, |r| <= ln 2 / 512; *small: e^a - 1 where j = m = 0 (|a| below about
  * 1.35e-3), accurate relative to itself, and *none: the lanes where it is not. */
-static inline V exp_parts(V a, V *small, vl *none) {
+INLINE V exp_parts(V a, V *small, vl *none) {
     vl over = a.h > 709.0, under = a.h < -746.0;
     vd ah = sel(over | under, splat(0.0), a.h);
     vd al = sel(over | under, splat(0.0), a.l);
@@ -251,14 +261,14 @@ static inline V exp_parts(V a, V *small, vl *none) {
     vl m1 = m >> 1;
     vd s1 = pow2(m1), s2 = pow2(m - m1);
     vd vh = v.h * s1 * s2, vlo = v.l * s1 * s2;
-    e = e * s1 * s2 + 0x1p-1073;
+    e = e * s1 * s2 + T;
     fast_two_sum(vh, vlo, &vh, &vlo);
     /* The argument's error: e^(a +- a.e) = e^a e^(+-a.e). */
     vl wide = a.e > 0x1p-20;
     vd amp = inf_where(wide, a.e * (1 + a.e));
     vd out_e = e + UEXP * vabs(vh) + vabs(vh) * (1 + UEXP) * amp;
     V result = {sel(over, splat(INFINITY), sel(under, splat(0.0), vh)), sel(over | under, splat(0.0), vlo),
-                sel(over, splat(INFINITY), sel(under, splat(0x1p-1074), out_e))}; /* e^a < 2^-1076 */
+                sel(over, splat(INFINITY), sel(under, splat(T), out_e))}; /* e^a < 2^-1076 */
     if (small) {
         vd pamp = inf_where(wide, a.e * (1 + a.e) * (1 + vabs(p.h) * 1.01));
         *small = (V){p.h, p.l, p.e + pamp + 0x1p-60 * p.e};
@@ -267,10 +277,10 @@ static inline V exp_parts(V a, V *small, vl *none) {
     return result;
 }
 
-static inline V exp_v(V a) { return exp_parts(a, NULL, NULL); }
+INLINE V exp_v(V a) { return exp_parts(a, NULL, NULL); }
 
 /* e^a - 1, accurate relative to the result near 0. */
-static inline V expm1_v(V a) {
+INLINE V expm1_v(V a) {
     V small;
     vl none;
     V e = exp_parts(a, &small, &none);
@@ -280,7 +290,7 @@ static inline V expm1_v(V a) {
 /* log w for a normal w > 0, to about 2^-50 relative: 2^k m, m in [sqrt(1/2), sqrt(2)), and
  * log m = 2 atanh(s), s = (m - 1)/(m + 1).  Only Newton's starting point (log1p_v): its accuracy
  * makes the step's bound small, never the result wrong. */
-static inline vd log_start(vd w) {
+INLINE vd log_start(vd w) {
     vl b = (vl)w;
     vl k = ((b >> 52) & 0x7ff) - 1023;
     vd m = (vd)((b & ((1LL << 52) - 1)) | (1023LL << 52)); /* [1, 2) */
@@ -293,7 +303,7 @@ static inline vd log_start(vd w) {
 }
 
 /* log(1 + t) for t >= 0. */
-static inline V log1p_v(V t) {
+INLINE V log1p_v(V t) {
     /* Below 2^-8: t - t^2/2 + t^3 (1/3 - t/4 + ...), the tail in double, t^10/10 left out. */
     vd x = t.h;
     vd tail = x * x * x *
@@ -315,23 +325,23 @@ static inline V log1p_v(V t) {
 
 /* -- the functions -------------------------------------------------------------------------- */
 
-static inline V absv(V z) { return selv(z.h < 0, neg(z), z); }
+INLINE V absv(V z) { return selv(z.h < 0, neg(z), z); }
 
-static inline V sigmoid_v(V z) {
+INLINE V sigmoid_v(V z) {
     /* 1 / (1 + u) for z >= 0, u / (1 + u) below, u = e^-|z|. */
     V u = exp_v(neg(absv(z)));
     V num = selv(z.h >= 0, exact(splat(1.0)), u);
     return divide(num, add_d(u, 1.0));
 }
 
-static inline V tanh_v(V z) {
+INLINE V tanh_v(V z) {
     /* tanh |z| = -m / (2 + m), m = e^-2|z| - 1; odd. */
     V m = expm1_v(mul_d(absv(z), -2.0));
     V t = divide(neg(m), add_d(m, 2.0));
     return selv(z.h < 0, neg(t), t);
 }
 
-static inline V softplus_core(V z) {
+INLINE V softplus_core(V z) {
     /* log(1 + e^z) = max(z, 0) + log1p(e^-|z|). */
     V l = log1p_v(exp_v(neg(absv(z))));
     return selv(z.h > 0, add(z, l), l);
@@ -345,13 +355,13 @@ static inline V softplus_core(V z) {
  *   continued fraction).  Its approximants alternate about the true value: the tail from level
  *   16 is taken from depths 60 and 61 (in double), the interval between the two holding it, and
  *   levels 15 .. 0 in double-double, where each level damps an error below it. */
-static inline int any_lane(vl m) {
+INLINE int any_lane(vl m) {
     for (int k = 0; k < W; k++)
         if (m[k]) return 1;
     return 0;
 }
 
-static inline V phi_v(V X) {
+INLINE V phi_v(V X) {
     V t = mul(X, constant(K_ISQ2_H, K_ISQ2_L));
     vl small = vabs(t.h) < 3.0;
     /* (A branch no lane takes is not evaluated; what it would give is never selected.) */
@@ -390,7 +400,7 @@ static inline V phi_v(V X) {
 
 /* The value of function f at x; params as the registry orders them.  *ok: the lanes this tier
  * takes (the others are left to the slower routes). */
-static inline __attribute__((always_inline)) V value(int f, vd x0, const double *p, vl *ok) {
+INLINE V value(int f, vd x0, const double *p, vl *ok) {
     *ok = vabs(x0) <= BIG;
     vd x = sel(*ok, x0, splat(0.0));
     V X = exact(x);
@@ -534,7 +544,7 @@ static inline __attribute__((always_inline)) V value(int f, vd x0, const double 
 }
 
 /* f'(x) for the functions whose derivative this tier has; *ok as for value(). */
-static inline __attribute__((always_inline)) V derivative(int f, vd x0, const double *p, vl *ok) {
+INLINE V derivative(int f, vd x0, const double *p, vl *ok) {
     *ok = vabs(x0) <= BIG;
     vd x = sel(*ok, x0, splat(0.0));
     V X = exact(x);
@@ -671,7 +681,7 @@ static inline __attribute__((always_inline)) V derivative(int f, vd x0, const do
 
 /* Whether every number within v's bound rounds to the same number of the format (53 or 24
  * bits of significand), lane by lane; that number in *r. */
-static inline __attribute__((always_inline)) vl decide(V v, int bits, vd *r) {
+INLINE vl decide(V v, int bits, vd *r) {
     vd e = v.e * (1 + 0x1p-20);
     vl finite = (e < INFINITY) & (vabs(v.h) < INFINITY);
     /* An exact 0 is +0; the sign of a result that rounds to 0 is the slower routes'. */
@@ -717,6 +727,15 @@ static inline __attribute__((always_inline)) vl decide(V v, int bits, vd *r) {
     return sure | (exact_zero & finite);
 }
 
+/* The first k lanes of mask s as bytes 1 (sure) or 0 at ss; returns how many are 1. */
+INLINE ptrdiff_t store_sure(vl s, unsigned char *ss, ptrdiff_t k) {
+    vc c = __builtin_convertvector(s & 1, vc); /* 0 or 1 a lane */
+    uint64_t bytes = 0;
+    memcpy(&bytes, &c, (size_t)k);
+    memcpy(ss, &bytes, (size_t)k);
+    return __builtin_popcountll(bytes);
+}
+
 /* -- the loop ------------------------------------------------------------------------------- */
 
 /* One loop a function, with value() inlined into it; where gs is given, the result is
@@ -736,10 +755,7 @@ static inline __attribute__((always_inline)) vl decide(V v, int bits, vd *r) {
             }                                                                                             \
             vl s = decide(v, bits, &r) & ok;                                                              \
             memcpy(ys + i, &r, (size_t)k * sizeof(double));                                               \
-            for (ptrdiff_t q = 0; q < k; q++) {                                                           \
-                ss[i + q] = (unsigned char)(s[q] != 0);                                                   \
-                count += s[q] != 0;                                                                       \
-            }                                                                                             \
+            count += store_sure(s, ss + i, k);                                                            \
         }                                                                                                 \
         break;
 
@@ -810,7 +826,7 @@ ptrdiff_t RUN(int f, int quantity, int bits, const double *xs, const double *gs,
 /* -- the softmax family, a row at a time --------------------------------------------------- */
 
 /* The lanes of a vector value added into one (lane 0 of the result, splat). */
-static inline V lanes_sum(V a) {
+INLINE V lanes_sum(V a) {
     V t = {splat(a.h[0]), splat(a.l[0]), splat(a.e[0])};
     for (int k = 1; k < W; k++) t = add(t, (V){splat(a.h[k]), splat(a.l[k]), splat(a.e[k])});
     return t;
@@ -863,10 +879,7 @@ ptrdiff_t SOFTMAX(int log_form, int bits, const double *xs, ptrdiff_t rows, ptrd
             V y = log_form ? sub(q, L) : divide(exp_v(q), Z);
             vl s = decide(y, bits, &r);
             memcpy(ys + row * n + i, &r, (size_t)k * sizeof(double));
-            for (ptrdiff_t lane = 0; lane < k; lane++) {
-                ss[row * n + i + lane] = (unsigned char)(s[lane] != 0);
-                count += s[lane] != 0;
-            }
+            count += store_sure(s, ss + row * n + i, k);
         }
     }
     return count;
