@@ -2,7 +2,8 @@
 g is the correctly rounded true value in every format, against the suite's own exact reference
 (``tests/reference.py``: tau from the definition at rising precision, the support and the rational
 cases decided exactly).  Vectors: mixed scales, ties, elements on and next to the support's edge;
-alpha across its range, at 1 (softmax), 1.5 (entmax15's exact algebra) and 2 (sparsemax)."""
+alpha across its range, at 1 (softmax), 1.5 (entmax15's exact algebra), 2 (sparsemax) and beyond,
+where an element a hair inside the support's edge has a visible y and Jacobian."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from service.settings import Settings
 from tests import reference, rounding
 from tests.conftest import asgi_client
 
-ALPHAS = (1.0, 1.25, 1.5, 1.7, 2.0)
+ALPHAS = (1.0, 1.25, 1.5, 1.7, 2.0, 2.5, 3.0, 8.0)
 FORMATS = ("float64", "float32", "float16", "bfloat16")
 NUMPY = {"float64": np.float64, "float32": np.float32, "float16": np.float16, "bfloat16": ml_dtypes.bfloat16}
 
@@ -43,6 +44,9 @@ def vectors(fmt: str) -> list[list[float]]:
         [0.5, 0.5, 0.5, -3.0],  # ties on the support
         [1e-3, 0.0, -1e-3],
         [30.0, -30.0, 29.5, 0.25],
+        [0.0, -0.25, -0.28125],  # the third on the edge at alpha 3 (z = 2x: sqrt(9/16) + sqrt(1/16) = 1)
+        [0.0, -0.25, -0.28125 + 2.0**-40],  # a hair inside it there (y visible: u^(1/2))
+        [0.0, -0.25, -0.28125 - 2.0**-40],  # and a hair outside
     ]
     for scale in (0.05, 1.0, 8.0):
         for n in (3, 6):
@@ -173,7 +177,7 @@ def test_exact_zeros_off_the_support_and_a_flat_support() -> None:
 
 
 async def test_alpha_out_of_range_is_a_422_naming_it(client: httpx.AsyncClient) -> None:
-    for alpha in (0.5, 2.0000000000000004, 3.0, 100.0, -1.0):
+    for alpha in (0.5, 8.000000000000002, 9.0, 100.0, -1.0):
         r = await client.post(
             "/activate", json={"activation": "entmax", "x": [1, 2], "params": {"alpha": alpha}}
         )

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from fractions import Fraction
 from typing import Any
 
 import gmpy2
@@ -40,16 +41,20 @@ from .exact import EXTENDED, Extended
 from .registry import Activation, Array, Example, Kink, Param, checkpoint, register
 from .vector_rounded import Bounded, Exact, VectorRounding, tree_sum
 
+#: The largest alpha taken.  Past 2 nothing changes in kind; 8 keeps the working precisions that
+#: an element near the support's edge asks for (about alpha times its distance's bits) in bounds.
+ALPHA_MAX = 8.0
+
 ALPHA = Param(
     name="alpha",
     default=1.5,
     minimum=1.0,
-    maximum=2.0,
+    maximum=ALPHA_MAX,
     description=(
-        "the entmax order, from 1 (softmax) through 1.5 (entmax15) to 2 (sparsemax); larger alpha, "
-        "sparser y (the Tsallis entropy's alpha; Correia et al. learn it per attention head in "
-        "(1, 2]).  Beyond 2 y = u^(1/(alpha - 1)) makes an element a hair inside the support "
-        "visible, and its results are not yet guaranteed: refused"
+        "the entmax order, from 1 (softmax) through 1.5 (entmax15) and 2 (sparsemax) up to 8; larger "
+        "alpha, sparser y (the Tsallis entropy's alpha; Correia et al. learn it per attention head in "
+        "(1, 2]).  Above 2, y = u^(1/(alpha - 1)) rises steeply from the support's edge, so that an "
+        "element a hair inside it has a visible y and Jacobian"
     ),
 )
 
@@ -389,6 +394,68 @@ def _precision_floor(z: Sequence[Any]) -> int:
     return min(2 * int(gmpy2.ceil(gmpy2.log2(scale / min(gaps)))) + 64, correct.MAX_BITS // 2)
 
 
+#: The precision up to which the threshold is refined to place the elements near its edge; those
+#: still within 2^-SUPPORT_BITS |t| of it are placed exactly (:func:`_inside`).
+SUPPORT_BITS = 1024
+
+
+def _rational_power(r: Any, p: Any) -> Any:
+    """r^p for rationals r > 0 and p where it is rational and at most 2^16 bits long, else None."""
+    a, b = int(p.numerator), int(p.denominator)
+    roots = []
+    for n in (int(r.numerator), int(r.denominator)):
+        if n == 1:
+            roots.append(gmpy2.mpz(1))
+            continue
+        if b >= n.bit_length():  # 2^b > n > 1: not a b-th power
+            return None
+        root, exact = gmpy2.iroot(gmpy2.mpz(n), b)
+        if not exact:
+            return None
+        roots.append(root)
+    if abs(a) * max(int(v).bit_length() for v in roots) > 1 << 16:
+        return None
+    q = mpq(roots[0], roots[1])
+    return q**a if a >= 0 else 1 / q ** (-a)
+
+
+def _inside(z: Sequence[Any], j: int, p: Any) -> bool:
+    """Whether z_j lies inside the support (z_j > t), decided exactly.  F(t) = sum_i max(z_i - t,
+    0)^p falls as t rises and F(t) = 1, so z_j > t exactly where P_j = F(z_j), the sum over z_i > z_j
+    of (z_i - z_j)^p, is below 1; P_j = 1 puts z_j on the edge (y_j = 0: outside).  Each term is a
+    positive real radical (p is rational, as every z is).  Where all are rational the sum is
+    compared in rationals; where one is not, P_j != 1 (real radicals that are not rational multiples
+    of each other are linearly independent over Q: Siegel 1972), and evaluations at rising precision
+    part it from 1.  (Only a P_j within 2^-MAX_BITS of 1 and not 1, which no known input comes near,
+    is taken for the edge.)"""
+    zj = mpq(z[j])
+    gaps = [mpq(v) - zj for v in z if v > z[j]]
+    if not gaps:
+        return True
+    if any(r > 1 for r in gaps) or (len(gaps) > 1 and any(r == 1 for r in gaps)):
+        return False
+    terms = [_rational_power(r, p) for r in gaps]
+    if all(term is not None for term in terms):
+        return bool(sum(terms, mpq(0)) < 1)
+    prec = 128
+    while prec <= correct.MAX_BITS:
+        checkpoint()
+        with gmpy2.context(gmpy2.get_context(), precision=prec):
+            # p, r, their log and product each within 2^-prec of themselves: v within
+            # (3 |v| + 2 p + 2) 2^-prec of p log r, e^v within that and 2^-prec more.
+            logs = [mpfr(p) * gmpy2.log(mpfr(r)) for r in gaps]
+            powers = [gmpy2.exp(v) for v in logs]
+            total = gmpy2.fsum(powers)
+            error = gmpy2.fsum(
+                [w * (4 * abs(v) + 4 * mpfr(p) + 8) for w, v in zip(powers, logs, strict=True)]
+            )
+            error = (error + total) * gmpy2.exp2(1 - prec)
+            if abs(total - 1) > error:
+                return bool(total < 1)
+        prec *= 2
+    return False
+
+
 def _log1pmx(x: Any) -> Any:
     """log(1 + x) - x without cancellation: its series where |x| < 2^-8 (so that a tiny x gives
     -x^2/2, never an exact 0), else the difference itself (at most 9 bits lost)."""
@@ -499,11 +566,7 @@ class _EntmaxExact(Exact):
             self.a = [z - self.t0 for z in self.z]  # exact
         self.rational = _rational_entmax(x, alpha)
         self.floor = _precision_floor(self.z)
-        # The support: decided once (see _decide_support), at the precision from which an element
-        # within 2^-prec |t| of its edge counts as outside it: its y = u^(1/(alpha - 1)) is then
-        # below 2^-1100, under every format's smallest subnormal, and so is its share of sum y = 1
-        # (for alpha > 2 an element a hair inside is visible: y = 0.4 at alpha 100 for u = 2^-117).
-        self.edge_bits = min(int(1100 * (alpha - 1.0)) + 64, correct.MAX_BITS)
+        # The support: decided once (see _decide_support).
         self.members: list[bool] | None = None
         self.undecided = False
         self.delta = mpfr(0)
@@ -567,28 +630,65 @@ class _EntmaxExact(Exact):
         self._cache = {}
         if self.members is None:
             self._decide_support()
+            if self.rational is None:
+                self.rational = self._rational_threshold()
         with vector_rounded.wide(self.prec + 64):
             self._solve()
             self._pieces()
 
     def _decide_support(self) -> None:
         """Which elements are on the support, once: t solved at rising precision until no element
-        lies within 2^-prec |t| of the edge, or up to edge_bits, where those that do count as
-        outside (an element exactly on it, as at alpha = 3 with x = [0, -1/4, -9/32], is outside
-        at every precision).  The values are then worked out at the precision Ziv's strategy asks
-        for, over that support: an edge element never sends the whole vector to edge_bits."""
+        lies within 2^-prec |t| of the edge, up to SUPPORT_BITS; an element still that near is
+        decided exactly (:func:`_inside`: one exactly on the edge, as at alpha = 3 with x = [0,
+        -1/4, -9/32], is outside).  The values are then worked out at the precision Ziv's strategy
+        asks for, over that support: an edge element never holds the whole vector at a high one."""
         asked = self.prec
         while True:
             with vector_rounded.wide(self.prec + 64):
                 self._solve()
                 edge = abs(self.t0) * gmpy2.exp2(-self.prec)
                 gaps = [a - self.delta for a in self.a]
-            if self.prec >= self.edge_bits or all(abs(gap) > edge for gap in gaps):
-                least = abs(self.t0) * gmpy2.exp2(-self.edge_bits)
-                self.members = [gap > least for gap in gaps]
+            near = [abs(gap) <= edge for gap in gaps]
+            if self.prec >= SUPPORT_BITS or not any(near):
+                p = 1 / mpq(self.alpha - 1.0)
+                self.members = [
+                    _inside(self.z, j, p) if close else bool(gap > 0)
+                    for j, (gap, close) in enumerate(zip(gaps, near, strict=True))
+                ]
                 break
             self.prec *= 2
         self.prec = asked
+
+    def _rational_threshold(self) -> tuple[list[Any], list[Any]] | None:
+        """(y, s) exactly where a rational threshold t solves the vector (alpha = 3 and a support of
+        two: u_top = ((1 - z_2) / 2)^2; values and VJPs can then be midpoints of a format), else
+        None.  Tried for p = 1/(alpha - 1) of numerator and denominator at most 64: t is solved at
+        four times the inputs' bits (and 256 more), read off as the nearest fraction of half that
+        many bits, and kept where every y = (z - t)^p then comes out rational and sums to 1."""
+        assert self.members is not None
+        p = 1 / mpq(self.alpha - 1.0)
+        if p.numerator > 64 or p.denominator > 64:
+            return None
+        support = [i for i, member in enumerate(self.members) if member]
+        zq = [mpq(self.z[i]) for i in support]
+        height = max(max(int(v.numerator).bit_length(), int(v.denominator).bit_length()) for v in zq)
+        if height > 2048:
+            return None
+        asked = self.prec
+        self.prec = 4 * height + 256
+        with vector_rounded.wide(self.prec + 64):
+            self._solve()
+            t = mpq(self.t0) + mpq(self.delta)
+        self.prec = asked
+        guess = -mpq(Fraction(int(t.numerator), int(t.denominator)).limit_denominator(1 << (2 * height + 64)))
+        y, s = [mpq(0)] * self.n, [mpq(0)] * self.n
+        for i, z in zip(support, zq, strict=True):
+            u = z + guess  # z - t
+            value = _rational_power(u, p) if u > 0 else None
+            if value is None:
+                return None
+            y[i], s[i] = value, value / u  # s = u^(p - 1)
+        return (y, s) if sum(y, mpq(0)) == 1 else None
 
     def _pieces(self) -> None:
         """log u, y, s, their sums, from delta over the support.  An element of it that this
@@ -809,6 +909,9 @@ class _Entmax15Exact(_EntmaxExact):
         self.members = [s is not None for s in self.exact_s]  # the support, exactly
         self.mean, self.d = mean, d
 
+    def _rational_threshold(self) -> None:
+        return None  # the Surds already decide every value, Jacobian entry and VJP exactly
+
     def _solve(self) -> None:
         root = mpfr(self.root) if self.root is not None else gmpy2.sqrt(mpfr(self.d))
         self.delta = mpfr(self.mean - mpq(self.t0)) - root  # t - t0, t = mean - sqrt(D)
@@ -994,7 +1097,7 @@ register(
             r"\frac{\partial y}{\partial \alpha} = \frac{y - \tilde y}{(\alpha - 1)^2} - "
             r"\frac{y \log y - \tilde y \sum_k y_k \log y_k}{\alpha - 1}, \; \tilde y = \frac{s}{\sum_k s_k}"
         ),
-        range="[0, 1], summing to 1 along the axis; exact zeros for 1 < alpha <= 2",
+        range="[0, 1], summing to 1 along the axis; exact zeros for alpha > 1",
         kinks=(_EDGE,),
         typical_use=("multiclass_output",),
         notes=(
@@ -1002,8 +1105,9 @@ register(
             "Newton's method and every result is correctly rounded all the same.",
             "dy/dalpha lets alpha be learned (adaptively sparse attention); at alpha = 1 it is the "
             "limit y_i (sum_k y_k log^2 y_k - log^2 y_i) / 2.",
-            "alpha is at most 2: beyond it y = u^(1/(alpha - 1)) makes an element a hair inside the "
-            "support visible, and correctly rounded results there are not yet guaranteed.",
+            "alpha runs up to 8.  Above 2, y = u^(1/(alpha - 1)) rises steeply from the support's "
+            "edge: an element a hair inside it has a visible y and Jacobian, so the support is "
+            "decided exactly (sum over z_i > z_j of (z_i - z_j)^p against 1).",
         ),
         aliases=("Entmax", "EntmaxAlpha", "entmax_bisect", "EntmaxBisect"),
         reference="Peters, Niculae and Martins (2019); Correia, Niculae and Martins, Adaptively sparse transformers (2019)",
