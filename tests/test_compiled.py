@@ -143,6 +143,46 @@ def test_the_kernel_decides_nearly_every_ordinary_element(name: str, quantity: s
     assert decided[1].mean() > floor, decided[1].mean()
 
 
+@pytest.mark.parametrize(("name", "quantity"), QUANTITIES)
+def test_the_float32_builds_give_the_double_double_builds_bits(
+    name: str, quantity: str, variant: str
+) -> None:
+    # float32 from one double and its bound a value (then the double-double build for what that
+    # leaves) against the double-double build alone: the same bits wherever both decide, and
+    # nothing the double-double build decides left undecided.  The inputs: ordinary, tiny, zeros
+    # (0 times a bounded factor is exactly 0), the exp windows, float32's edges, and g.
+    entry = activations.get(name)
+    rng = np.random.default_rng(hash((name, quantity)) % 2**32)
+    x = np.concatenate(
+        [
+            rng.normal(0, 3, 4000),
+            rng.uniform(-120, 120, 1000),
+            rng.normal(0, 1e-5, 500),
+            np.ldexp(rng.uniform(-1, 1, 500), rng.integers(-160, 128, 500)),
+            _at_the_kinks(np.float64),
+            [0.0, -0.0, 88.72, -103.97, 3.4e38, -3.4e38],
+        ]
+    )
+    x = x.astype(np.float32).astype(np.float64)
+    g = rng.normal(0, 2, x.size).astype(np.float32).astype(np.float64)
+    for params in _params(name):
+        bound = entry.bind(params)
+        for gs in (None, g):
+            previous = compiled.float32_builds(False)
+            try:
+                wide = compiled.values(name, quantity, x, bound, "float32", gs)
+            finally:
+                compiled.float32_builds(previous)
+            light = compiled.values(name, quantity, x, bound, "float32", gs)
+            if wide is None:
+                assert light is None
+                continue
+            assert light is not None
+            both = wide[1] & light[1]
+            assert np.array_equal(wide[0][both].view(np.int64), light[0][both].view(np.int64))
+            assert not np.any(wide[1] & ~light[1])
+
+
 def test_what_the_kernel_decides_is_the_exact_definition_rounded() -> None:
     # Values and derivatives straight against MPFR (Ziv's strategy on the exact definitions), on points the grids above
     # do not stress: a spread of magnitudes for every function.

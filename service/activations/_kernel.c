@@ -15,6 +15,10 @@
  * are exact, so a sure result is the same on every machine, and equal to what the slower
  * routes give.
  *
+ * float32 results come from the same code compiled with one double a value (_kernel_*_f32.c,
+ * LIGHT in _kernel_body.h): its bounds, about 2^-50 of the result, decide float32's rounding for
+ * all but a few in ten million elements.
+ *
  * The tables (2^(j/256) in double-double, ln 2 / 256 in three parts, the published constants)
  * are computed by the Python side with MPFR and handed over once by init().
  */
@@ -33,6 +37,9 @@ static int ready = 0;
 /* The build in use: 0 Dekker's products, two lanes (any CPU); 1 AVX2 and fused multiply-adds,
  * four lanes; 2 AVX-512, eight lanes. */
 static int level = 0;
+/* Whether float32 results come from the float32 builds (_kernel_*_f32.c: one double and its
+ * bound a value) or, as float64's, from the double-double ones; the tests compare the two. */
+static int light = 1;
 
 static int best_level(void) {
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
@@ -42,6 +49,61 @@ static int best_level(void) {
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 1;
 #endif
     return 0;
+}
+
+typedef ptrdiff_t (*run_fn)(int, int, int, const double *, const double *, const double *, double *, unsigned char *,
+                           ptrdiff_t);
+typedef ptrdiff_t (*softmax_fn)(int, int, const double *, ptrdiff_t, ptrdiff_t, double, double *, unsigned char *);
+
+/* float32 from the float32 build, then the double-double build for the elements it leaves (those
+ * within about 2^-50 of a midpoint of float32: a decimal parameter times a float32 input is often
+ * that near, 0.7 g for a g that 5 divides); returns how many are sure. */
+static ptrdiff_t run_f32(run_fn light_run, run_fn dd_run, int f, int quantity, int bits, const double *xs,
+                         const double *gs, const double *ps, double *ys, unsigned char *ss, ptrdiff_t n) {
+    ptrdiff_t count = light_run(f, quantity, bits, xs, gs, ps, ys, ss, n);
+    ptrdiff_t left = n - count;
+    if (left == 0) return count;
+    double *buf = malloc(sizeof(double) * (size_t)left * (gs ? 3 : 2));
+    unsigned char *sure = malloc((size_t)left);
+    if (buf && sure) { /* (else they are left to the slower routes) */
+        double *x = buf, *y = buf + left, *g = gs ? buf + 2 * left : NULL;
+        ptrdiff_t k = 0;
+        for (ptrdiff_t i = 0; i < n; i++)
+            if (!ss[i]) {
+                x[k] = xs[i];
+                if (g) g[k] = gs[i];
+                k++;
+            }
+        dd_run(f, quantity, bits, x, g, ps, y, sure, left);
+        k = 0;
+        for (ptrdiff_t i = 0; i < n; i++)
+            if (!ss[i]) {
+                if (sure[k]) {
+                    ys[i] = y[k];
+                    ss[i] = 1;
+                    count++;
+                }
+                k++;
+            }
+    }
+    free(buf);
+    free(sure);
+    return count;
+}
+
+/* The same for the softmax family, a row at a time: a row the float32 build leaves an element of
+ * is done again whole by the double-double one. */
+static ptrdiff_t softmax_f32(softmax_fn light_run, softmax_fn dd_run, int log_form, int bits, const double *xs,
+                             ptrdiff_t rows, ptrdiff_t n, double temperature, double *ys, unsigned char *ss) {
+    ptrdiff_t count = light_run(log_form, bits, xs, rows, n, temperature, ys, ss);
+    if (count == rows * n) return count;
+    for (ptrdiff_t row = 0; row < rows; row++) {
+        unsigned char *s = ss + row * n;
+        ptrdiff_t had = 0;
+        for (ptrdiff_t i = 0; i < n; i++) had += s[i];
+        if (had < n) count += dd_run(log_form, bits, xs + row * n, 1, n, temperature, ys + row * n, s) - had;
+    }
+    return count;
 }
 
 /* -- Python interface ------------------------------------------------------------------------ */
@@ -132,9 +194,10 @@ static PyObject *k_evaluate(PyObject *self, PyObject *args) {
         const double *ps = (const double *)p.buf;
         double *ys = (double *)out.buf;
         unsigned char *ss = (unsigned char *)sure.buf;
-        Py_BEGIN_ALLOW_THREADS count = (level == 2   ? run_avx512
-                                           : level == 1 ? run_fma
-                                                        : run_plain)(f, quantity, bits, xs, gs, ps, ys, ss, n);
+        run_fn dd = level == 2 ? run_avx512 : level == 1 ? run_fma : run_plain;
+        run_fn f32 = level == 2 ? run_avx512_f32 : level == 1 ? run_fma_f32 : run_plain_f32;
+        Py_BEGIN_ALLOW_THREADS count = bits == 24 && light ? run_f32(f32, dd, f, quantity, bits, xs, gs, ps, ys, ss, n)
+                                                           : dd(f, quantity, bits, xs, gs, ps, ys, ss, n);
         Py_END_ALLOW_THREADS
     }
     PyBuffer_Release(&x);
@@ -169,10 +232,11 @@ static PyObject *k_softmax(PyObject *self, PyObject *args) {
         const double *xs = (const double *)x.buf;
         double *ys = (double *)out.buf;
         unsigned char *ss = (unsigned char *)sure.buf;
-        Py_BEGIN_ALLOW_THREADS count =
-            (level == 2   ? softmax_avx512
-             : level == 1 ? softmax_fma
-                          : softmax_plain)(log_form, bits, xs, size / n, n, temperature, ys, ss);
+        softmax_fn dd = level == 2 ? softmax_avx512 : level == 1 ? softmax_fma : softmax_plain;
+        softmax_fn f32 = level == 2 ? softmax_avx512_f32 : level == 1 ? softmax_fma_f32 : softmax_plain_f32;
+        Py_BEGIN_ALLOW_THREADS count = bits == 24 && light
+                                           ? softmax_f32(f32, dd, log_form, bits, xs, size / n, n, temperature, ys, ss)
+                                           : dd(log_form, bits, xs, size / n, n, temperature, ys, ss);
         Py_END_ALLOW_THREADS
     }
     PyBuffer_Release(&x);
@@ -209,7 +273,18 @@ static PyObject *k_variant(PyObject *self, PyObject *args) {
     return PyLong_FromLong(level);
 }
 
+/* light(on): float32 from the float32 builds (1) or the double-double ones (0); returns the
+ * previous setting.  For the tests, which compare them. */
+static PyObject *k_light(PyObject *self, PyObject *args) {
+    int want;
+    if (!PyArg_ParseTuple(args, "p", &want)) return NULL;
+    int previous = light;
+    light = want;
+    return PyBool_FromLong(previous);
+}
+
 static PyMethodDef methods[] = {
+    {"light", k_light, METH_VARARGS, "float32 from the float32 builds (True) or the double-double ones."},
     {"variant", k_variant, METH_VARARGS, "Choose the build: 0 Dekker's, 1 AVX2, 2 AVX-512."},
     {"init", k_init, METH_VARARGS, "Set the tables and constants."},
     {"evaluate", k_evaluate, METH_VARARGS, "Correctly rounded values where decided."},

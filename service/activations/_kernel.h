@@ -65,5 +65,21 @@ ptrdiff_t run_avx512(int f, int quantity, int bits, const double *xs, const doub
 ptrdiff_t softmax_avx512(int log_form, int bits, const double *xs, ptrdiff_t rows, ptrdiff_t n, double temperature,
                          double *ys, unsigned char *ss);
 void exp_entry_plain(double h, double l, double *out);
+/* The float32 builds (_kernel_*_f32.c): the same, each value one double with its bound. */
+ptrdiff_t run_avx512_f32(int f, int quantity, int bits, const double *xs, const double *gs, const double *ps,
+                         double *ys, unsigned char *ss, ptrdiff_t n);
+ptrdiff_t run_fma_f32(int f, int quantity, int bits, const double *xs, const double *gs, const double *ps, double *ys,
+                      unsigned char *ss, ptrdiff_t n);
+ptrdiff_t run_plain_f32(int f, int quantity, int bits, const double *xs, const double *gs, const double *ps,
+                        double *ys, unsigned char *ss, ptrdiff_t n);
+ptrdiff_t softmax_avx512_f32(int log_form, int bits, const double *xs, ptrdiff_t rows, ptrdiff_t n,
+                             double temperature, double *ys, unsigned char *ss);
+ptrdiff_t softmax_fma_f32(int log_form, int bits, const double *xs, ptrdiff_t rows, ptrdiff_t n, double temperature,
+                          double *ys, unsigned char *ss);
+ptrdiff_t softmax_plain_f32(int log_form, int bits, const double *xs, ptrdiff_t rows, ptrdiff_t n,
+                            double temperature, double *ys, unsigned char *ss);
+void exp_entry_avx512_f32(double h, double l, double *out);
+void exp_entry_fma_f32(double h, double l, double *out);
+void exp_entry_plain_f32(double h, double l, double *out);
 
 #endif

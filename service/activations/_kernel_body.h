@@ -7,7 +7,15 @@
  * and every other operation is an IEEE double operation rounded to nearest (the build turns
  * contraction into fused multiply-adds off).
  *
- * Before including: KERNEL_FMA (1 or 0), W (lanes) and RUN (the name of the entry point).
+ * Before including: KERNEL_FMA (1 or 0), W (lanes), RUN, SOFTMAX and EXP_ENTRY (the names of
+ * the entry points), and LIGHT (1 for the float32 builds, _kernel_*_f32.c).
+ *
+ * The float32 builds (LIGHT) hold every value as one double h with its bound: each operation
+ * rounds to double instead of carrying a low part, and adds 2^-52 of its result to the bound.
+ * A result then carries about 2^-50 of itself, a ten-millionth of float32's half unit, which
+ * decides all but a few in ten million elements at a third of the double-double's cost.  Only
+ * the primitives (add, mul, scale2, divide, sqrt_v, constant) differ; every function is the same
+ * code, and the bounds of its explicit steps (exp's reduction and series) hold in both.
  *
  * A value is a double-double h + l with a bound e on its absolute error.  Every operation adds
  * its own rounding error to the errors it inherits, propagated through its derivative; functions
@@ -20,6 +28,10 @@
 #include <string.h>
 
 #include "_kernel.h"
+
+#ifndef LIGHT
+#define LIGHT 0
+#endif
 
 #if KERNEL_FMA
 #include <immintrin.h>
@@ -103,13 +115,44 @@ INLINE V exact(vd x) { return (V){x, splat(0.0), splat(0.0)}; }
 
 INLINE V zero(void) { return exact(splat(0.0)); }
 
+#if LIGHT
+INLINE V constant(double h, double l) {
+    /* (float32 build) h alone: its error is |l| and the double-double's 2^-106 |c|. */
+    return (V){splat(h), splat(0.0), splat(fabs(l) + fabs(h) * 0x1p-104)};
+}
+
+#else
 INLINE V constant(double h, double l) {
     /* A published constant held as h + l: its own error is below 2^-106 |c|. */
     return (V){splat(h), splat(l), splat(fabs(h) * 0x1p-105)};
 }
 
+#endif
+
 INLINE vd mag(V a) { return vabs(a.h) + vabs(a.l); }
 
+#if LIGHT
+/* (float32 build) h + l rounded to a double, l folded into the bound: |h + l - fl(h + l)| is at
+ * most 2^-53 |fl(h + l)|. */
+INLINE V fold(V a) {
+    vd h = a.h + a.l;
+    return (V){h, splat(0.0), a.e + sel(a.l != 0, 0x1p-53 * vabs(h), splat(0.0))};
+}
+
+/* (float32 build) Each operation rounds once or a few times to a double, each rounding within
+ * 2^-53 of its result (or 2^-1075 where it is subnormal, below T); the bounds take 2^-52, twice
+ * that, which also covers the rounding of the bounds' own sums. */
+INLINE V add(V a, V b) {
+    vd s1, t1;
+    two_sum(a.h, b.h, &s1, &t1);
+    vd s2 = a.l + b.l, s = s1 + s2;
+    /* The sum of two doubles that TwoSum finds exact is exact (piecewise polynomials' values and
+     * their ties stay decidable), as in the double-double build. */
+    vl exactly = (a.l == 0) & (b.l == 0) & (t1 == 0);
+    return (V){s, splat(0.0), a.e + b.e + sel(exactly, splat(0.0), 0x1p-52 * (vabs(s1) + vabs(s2) + vabs(s)))};
+}
+
+#else
 INLINE V add(V a, V b) {
     vd sh, sl, th, tl;
     two_sum(a.h, b.h, &sh, &sl);
@@ -123,12 +166,36 @@ INLINE V add(V a, V b) {
     return (V){sh, sl, a.e + b.e + sel(exactly, splat(0.0), U * vabs(sh))};
 }
 
+#endif
+
 INLINE V neg(V a) { return (V){-a.h, -a.l, a.e}; }
 
 INLINE V sub(V a, V b) { return add(a, neg(b)); }
 
 INLINE V add_d(V a, double b) { return add(a, exact(splat(b))); }
 
+#if LIGHT
+INLINE V mul(V a, V b) {
+    V x = fold(a), y = fold(b);
+    vd p, t;
+    two_prod(x.h, y.h, &p, &t);
+    /* Exact where the remainder is 0 and cannot have underflowed, or a factor is an exact 0. */
+    vl exactly = ((t == 0) & (vabs(p) >= 0x1p-968) & (x.e == 0) & (y.e == 0)) | ((x.h == 0) & (x.e == 0)) |
+                 ((y.h == 0) & (y.e == 0));
+    vd e = x.e * vabs(y.h) + y.e * vabs(x.h) + x.e * y.e + 0x1p-52 * vabs(p) + T;
+    return (V){p, splat(0.0), sel(exactly, splat(0.0), e)};
+}
+
+/* a times a power of two p <= 1: exact but where it becomes subnormal. */
+INLINE V scale2(V a, double p) {
+    V x = fold(a);
+    vd h = x.h * p;
+    vl lost = (x.h != 0) & (vabs(h) < 0x1p-1021);
+    vd floor = sel(x.e > 0, splat(T), splat(0.0)); /* (as in mul) */
+    return (V){h, splat(0.0), x.e * p + floor + sel(lost, splat(T), splat(0.0))};
+}
+
+#else
 INLINE V mul(V a, V b) {
     vd ph, pl;
     two_prod(a.h, b.h, &ph, &pl);
@@ -152,8 +219,41 @@ INLINE V scale2(V a, double p) {
     return (V){a.h * p, l, a.e * p + floor + sel(lost, splat(T), splat(0.0))};
 }
 
+#endif
+
 INLINE V mul_d(V a, double b) { return mul(a, exact(splat(b))); }
 
+#if LIGHT
+INLINE V divide(V a, V b) {
+    /* |a/b - x/y| <= (e_x + |x/y| e_y) / (|y| - e_y), and the quotient's own rounding. */
+    V x = fold(a), y = fold(b);
+    vd q = x.h / y.h;
+    vd below = vabs(y.h) - y.e;
+    vd e = (x.e + vabs(q) * (1 + 0x1p-50) * y.e) / below;
+    /* Exact where q y is x exactly (its product and remainder), both exact. */
+    vd p, t;
+    two_prod(q, y.h, &p, &t);
+    vl whole = (x.e == 0) & (y.e == 0) & (p == x.h) & (t == 0) & (y.h != 0);
+    return (V){q, splat(0.0), sel(whole, splat(0.0), inf_where(~(below > 0), e) + 0x1p-52 * vabs(q) + T)};
+}
+
+/* (A quotient on a midpoint of float32 is left to the slower routes.) */
+INLINE V divide_exact(V a, V b) { return divide(a, b); }
+
+INLINE V sqrt_v(V a) {
+    V x = fold(a);
+    vd s, root;
+    vd below = x.h - x.e;
+    for (int k = 0; k < W; k++) {
+        s[k] = sqrt(x.h[k] > 0 ? x.h[k] : 0.0);
+        root[k] = sqrt(below[k] > 0 ? below[k] : 0.0);
+    }
+    /* |sqrt a - sqrt x| <= e_x / (sqrt a + sqrt x) <= e_x / (2 sqrt(x - e_x)) */
+    vd prop = inf_where(~(below > 0), x.e / (2 * root));
+    return (V){s, splat(0.0), prop + 0x1p-52 * s + T};
+}
+
+#else
 INLINE V divide(V a, V b) {
     /* q = a.h / b.h corrected once by the remainder a - q b (Joldes, Muller and Popescu's
      * DWDivDW1: relative error below 3.5 2^-106); where |b| - b.e is not positive the bound is
@@ -199,6 +299,8 @@ INLINE V sqrt_v(V a) {
     q.e = prop + U * vabs(q.h) + vabs(r.h) * vabs(r.h) / (s * s * s) + T;
     return q;
 }
+
+#endif
 
 /* -- exp ------------------------------------------------------------------------------------ */
 
@@ -348,10 +450,11 @@ INLINE V softplus_core(V z) {
 }
 
 /* The standard normal distribution function Phi(x) = erfc(-x/sqrt 2) / 2, t = x/sqrt 2:
- * - |t| < 3: erf t = (2/sqrt pi) t sum_n (-1)^n t^2n / (n! (2n+1)), Horner's rule in u = t^2,
+ * - |t| < ERF_SPLIT (3; 2.5 in the float32 build): erf t = (2/sqrt pi) t sum_n (-1)^n t^2n /
+ *   (n! (2n+1)), Horner's rule in u = t^2,
  *   the terms from n = 36 in double (below 2^-30 there), n = 72 on left out: an alternating
  *   series whose terms decrease from n > u, so the first term left out bounds the rest;
- * - |t| >= 3: erfc |t| = e^-t^2 / sqrt pi / g_0, g_k = |t| + ((k+1)/2) / g_(k+1) (Laplace's
+ * - beyond: erfc |t| = e^-t^2 / sqrt pi / g_0, g_k = |t| + ((k+1)/2) / g_(k+1) (Laplace's
  *   continued fraction).  Its approximants alternate about the true value: the tail from level
  *   16 is taken from depths 60 and 61 (in double), the interval between the two holding it, and
  *   levels 15 .. 0 in double-double, where each level damps an error below it. */
@@ -361,9 +464,17 @@ INLINE int any_lane(vl m) {
     return 0;
 }
 
+/* Where the series gives way to the continued fraction: 3; in the float32 build 2.5, where the
+ * series' alternating terms (up to e^(t^2)) leave Phi's 2^-52 rounding still far below its value. */
+#if LIGHT
+#define ERF_SPLIT 2.5
+#else
+#define ERF_SPLIT 3.0
+#endif
+
 INLINE V phi_v(V X) {
     V t = mul(X, constant(K_ISQ2_H, K_ISQ2_L));
-    vl small = vabs(t.h) < 3.0;
+    vl small = vabs(t.h) < ERF_SPLIT;
     /* (A branch no lane takes is not evaluated; what it would give is never selected.) */
     V result_small = zero(), result_large = zero();
     if (any_lane(small)) {

@@ -1,8 +1,9 @@
 """The compiled first tier of the correctly rounded core (``_kernel.c``).
 
 For the functions it knows, the kernel evaluates each element in double-double arithmetic with a
-running error bound and decides, element by element, whether the bound proves the correctly
-rounded float64 or float32 result: elementwise values and first derivatives, and their products
+running error bound (for float32, first in plain double with its bound, about 2^-50 of the value:
+the double-double build takes only what that leaves) and decides, element by element, whether the
+bound proves the correctly rounded float64 or float32 result: elementwise values and first derivatives, and their products
 with g (:func:`values`, called by :func:`correct.rounded`), and the values of the softmax family
 row by row (:func:`softmax`, called by :mod:`.vector_rounded`, which also takes the gated units'
 a * act(b) from :func:`values`).  The callers send the rest (a few in a million) down the bounded
@@ -238,6 +239,15 @@ def build(name: str) -> str:
     assert _kernel is not None
     level = int(_ready().variant(BUILDS[name]))
     return next(k for k, v in BUILDS.items() if v == level)
+
+
+def float32_builds(on: bool) -> bool:
+    """float32 results from the float32 builds (one double and its bound a value, then the
+    double-double build for the elements they leave: ``on``, the default) or from the
+    double-double builds alone; returns the previous setting.  (For the tests, which compare
+    them.)"""
+    assert _kernel is not None
+    return bool(_ready().light(on))
 
 
 def exp_dd(hi: float, lo: float = 0.0, build: str = "dekker") -> tuple[float, float, float]:
