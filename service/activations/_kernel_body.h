@@ -838,12 +838,36 @@ INLINE vl decide(V v, int bits, vd *r) {
     return sure | (exact_zero & finite);
 }
 
+/* Loads and stores of the first k lanes.  A whole vector's copy has a constant size, which the
+ * compiler turns into one vector move; a copy of a variable size is a call to memcpy, which on a
+ * cheap function took as long as the function. */
+INLINE vd load_lanes(const double *p, ptrdiff_t k, vd fill) {
+    vd v = fill;
+    if (k == W)
+        memcpy(&v, p, sizeof v);
+    else
+        memcpy(&v, p, (size_t)k * sizeof(double));
+    return v;
+}
+
+INLINE void store_lanes(double *p, vd v, ptrdiff_t k) {
+    if (k == W)
+        memcpy(p, &v, sizeof v);
+    else
+        memcpy(p, &v, (size_t)k * sizeof(double));
+}
+
 /* The first k lanes of mask s as bytes 1 (sure) or 0 at ss; returns how many are 1. */
 INLINE ptrdiff_t store_sure(vl s, unsigned char *ss, ptrdiff_t k) {
     vc c = __builtin_convertvector(s & 1, vc); /* 0 or 1 a lane */
     uint64_t bytes = 0;
-    memcpy(&bytes, &c, (size_t)k);
-    memcpy(ss, &bytes, (size_t)k);
+    memcpy(&bytes, &c, sizeof c);
+    if (k == W)
+        memcpy(ss, &c, sizeof c);
+    else {
+        bytes &= k >= 8 ? ~0ULL : (1ULL << (8 * k)) - 1;
+        memcpy(ss, &bytes, (size_t)k);
+    }
     return __builtin_popcountll(bytes);
 }
 
@@ -855,17 +879,17 @@ INLINE ptrdiff_t store_sure(vl s, unsigned char *ss, ptrdiff_t k) {
 #define LOOP(F, FN)                                                                                       \
     case F:                                                                                               \
         for (ptrdiff_t i = 0; i < n; i += W) {                                                            \
-            vd x = {0}, g = {0}, r;                                                                       \
+            vd g = {0}, r;                                                                                \
             ptrdiff_t k = n - i < W ? n - i : W;                                                          \
-            memcpy(&x, xs + i, (size_t)k * sizeof(double));                                               \
+            vd x = load_lanes(xs + i, k, splat(0.0));                                                     \
             vl ok;                                                                                        \
             V v = FN(F, x, ps, &ok);                                                                      \
             if (gs) {                                                                                     \
-                memcpy(&g, gs + i, (size_t)k * sizeof(double));                                           \
+                g = load_lanes(gs + i, k, splat(0.0));                                                    \
                 v = mul(exact(g), v);                                                                     \
             }                                                                                             \
             vl s = decide(v, bits, &r) & ok;                                                              \
-            memcpy(ys + i, &r, (size_t)k * sizeof(double));                                               \
+            store_lanes(ys + i, r, k);                                                                    \
             count += store_sure(s, ss + i, k);                                                            \
         }                                                                                                 \
         break;
@@ -962,9 +986,8 @@ ptrdiff_t SOFTMAX(int log_form, int bits, const double *xs, ptrdiff_t rows, ptrd
         /* Pass 1: S. */
         V acc = zero();
         for (ptrdiff_t i = 0; i < n; i += W) {
-            vd v = splat(top);
             ptrdiff_t k = n - i < W ? n - i : W;
-            memcpy(&v, x + i, (size_t)k * sizeof(double));
+            vd v = load_lanes(x + i, k, splat(top));
             vd dh, dl;
             two_sum(v, splat(-top), &dh, &dl); /* x - max, exact */
             V q = {dh, dl, splat(0.0)};
@@ -980,16 +1003,16 @@ ptrdiff_t SOFTMAX(int log_form, int bits, const double *xs, ptrdiff_t rows, ptrd
         V L = log_form ? log1p_v(S) : zero();
         /* Pass 2: the results. */
         for (ptrdiff_t i = 0; i < n; i += W) {
-            vd v = splat(top), r;
+            vd r;
             ptrdiff_t k = n - i < W ? n - i : W;
-            memcpy(&v, x + i, (size_t)k * sizeof(double));
+            vd v = load_lanes(x + i, k, splat(top));
             vd dh, dl;
             two_sum(v, splat(-top), &dh, &dl);
             V q = {dh, dl, splat(0.0)};
             if (scaled) q = divide(q, exact(splat(temperature)));
             V y = log_form ? sub(q, L) : divide(exp_v(q), Z);
             vl s = decide(y, bits, &r);
-            memcpy(ys + row * n + i, &r, (size_t)k * sizeof(double));
+            store_lanes(ys + row * n + i, r, k);
             count += store_sure(s, ss + row * n + i, k);
         }
     }
