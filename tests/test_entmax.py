@@ -24,7 +24,7 @@ from service.settings import Settings
 from tests import reference, rounding
 from tests.conftest import asgi_client
 
-ALPHAS = (1.0, 1.25, 1.5, 1.7, 2.0, 2.5, 3.0, 8.0)
+ALPHAS = (1.0, 1.25, 1.5, 1.7, 2.0, 2.5, 3.0, 5.0, 8.0)
 FORMATS = ("float64", "float32", "float16", "bfloat16")
 NUMPY = {"float64": np.float64, "float32": np.float32, "float16": np.float16, "bfloat16": ml_dtypes.bfloat16}
 
@@ -47,6 +47,9 @@ def vectors(fmt: str) -> list[list[float]]:
         [0.0, -0.25, -0.28125],  # the third on the edge at alpha 3 (z = 2x: sqrt(9/16) + sqrt(1/16) = 1)
         [0.0, -0.25, -0.28125 + 2.0**-40],  # a hair inside it there (y visible: u^(1/2))
         [0.0, -0.25, -0.28125 - 2.0**-40],  # and a hair outside
+        # the smallest subnormal a hair inside an edge (float64): at alpha 5 its y is 1.5e-321, and
+        # the threshold's slope is infinite there (Newton's method in t fell back to bisection)
+        [0.000308990478515625, 5e-324, 0.0009765625, 0.0009765625, 0.002384185791015625, -0.5],
     ]
     for scale in (0.05, 1.0, 8.0):
         for n in (3, 6):

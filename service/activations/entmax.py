@@ -570,6 +570,7 @@ class _EntmaxExact(Exact):
         self.members: list[bool] | None = None
         self.undecided = False
         self.delta = mpfr(0)
+        self._w = mpfr(0.5)  # y of the element nearest the edge (alpha > 2; see _solve_at_the_edge)
         self.prec = 0
         self._cache: dict[str, Any] = {}
 
@@ -579,6 +580,8 @@ class _EntmaxExact(Exact):
     def _solve(self) -> None:
         """delta = t - t0 to about 2^-(prec + 32) of t: safeguarded Newton's method from the last."""
         p = self._p()
+        if self.members is not None and p < 1 and self._solve_at_the_edge():
+            return
         lo = mpfr(-1) - self.t0  # f(lo) >= 0
         hi = -((mpfr(1) / self.n) ** (1 / p)) - self.t0  # f(hi) <= 0
         # Once the support is known, the sum is over it alone, and t stays below its every input.
@@ -622,6 +625,46 @@ class _EntmaxExact(Exact):
                     hi = d
             d = (lo + hi) / 2
         self.delta = d
+
+    def _solve_at_the_edge(self) -> bool:
+        """For alpha > 2 over a known support: Newton's method in w = y_j, j the support's element
+        nearest its edge, with u_j = w^(alpha - 1) and u_i = (z_i - z_j) + u_j, so that sum y - 1 =
+        w - 1 + sum_(i != j) u_i^p is smooth in w.  In t its slope is infinite at that edge: an
+        element a hair inside left Newton's steps in t to bisection (a hundred seconds at
+        thousands of bits).  Sets delta = a_j - u_j; False where the steps do not settle."""
+        assert self.members is not None
+        support = [i for i, member in enumerate(self.members) if member]
+        j = min(support, key=lambda i: self.a[i])
+        with gmpy2.context(gmpy2.get_context(), precision=Z_BITS + 64):
+            gaps = [self.z[i] - self.z[j] for i in support if i != j]  # exact
+        p, e = self._p(), self.a1
+        lo, hi = mpfr(0), mpfr(1)  # f(0) < 0: j is inside; f(1) >= 0
+        w = self._w if 0 < self._w < 1 else mpfr(0.5)  # from the last precision
+        # done when the step moves t = z_j - w^(alpha - 1) by 2^-(prec + 32) |t| at most, as in t
+        tolerance = gmpy2.exp2(-(self.prec + 32)) * abs(self.t0)
+        for _ in range(NEWTON_STEPS + 2 * self.prec.bit_length()):
+            checkpoint()
+            u = w**e
+            f = gmpy2.fsum([w - 1, *((g + u) ** p for g in gaps)])
+            if f == 0:
+                break
+            if f > 0:
+                hi = w
+            else:
+                lo = w
+            du = e * w ** (e - 1)  # du_j/dw
+            slope = 1 + gmpy2.fsum([p * (g + u) ** (p - 1) for g in gaps]) * du
+            correction = f / slope
+            if abs(correction) * du <= tolerance:
+                w -= correction
+                break
+            step = w - correction
+            w = step if lo < step < hi else (lo + hi) / 2
+        else:
+            return False
+        self._w = w
+        self.delta = self.a[j] - w**e
+        return True
 
     def at(self, prec: int) -> None:
         # Never below the floor: at a lower precision the pieces of inputs a hair apart come out
