@@ -79,6 +79,44 @@ def test_exp_bound_is_tight_enough_to_decide() -> None:
         assert e < abs(h) * 2.0**-75
 
 
+def _sincos_points() -> np.ndarray[Any, Any]:
+    rng = np.random.default_rng(9)
+    k = rng.integers(-333_000, 333_000, 400).astype(np.float64)
+    near = k * (np.pi / 2)  # the doubles nearest k pi/2: r tiny, sin or cos of t nearly 0
+    steps = rng.integers(-101, 102, 300) / 128 + rng.integers(-3, 4, 300) * (np.pi / 2)
+    return np.concatenate(
+        [
+            near,
+            np.nextafter(near, np.inf),
+            steps,
+            np.nextafter(steps, -np.inf),
+            rng.uniform(-(2.0**19), 2.0**19, 500),
+            rng.normal(0, 3, 500),
+            np.ldexp(rng.uniform(-1, 1, 200), rng.integers(-290, 0, 200)),
+            np.array([0.0, np.pi / 4, -np.pi / 4, 2.0**19, -(2.0**19), 355.0, 103993.0, 2.0**-300]),
+        ]
+    )
+
+
+def test_sin_and_cos_lie_within_their_bounds(variant: str) -> None:
+    # snake's argument reduction (pi/2 in three parts) and series, against MPFR: the bound must hold
+    # where sin or cos of t is nearly 0, which is where a reduction loses its last bits.
+    with gmpy2.context(gmpy2.get_context(), precision=400):
+        for t in _sincos_points():
+            for lo in (0.0, float(t) * 2.0**-60):  # an exact low part as well (a x's)
+                sh, sl, se, ch, cl, ce = compiled.sincos_dd(float(t), lo, variant)
+                arg = mpfr(float(t)) + mpfr(lo)
+                assert abs(mpfr(sh) + mpfr(sl) - gmpy2.sin(arg)) <= se, (t, lo)
+                assert abs(mpfr(ch) + mpfr(cl) - gmpy2.cos(arg)) <= ce, (t, lo)
+
+
+def test_sin_and_cos_bounds_are_tight_enough_to_decide() -> None:
+    # About 2^-70 absolute (b^3/6 of the series in double): 2^17 below half a float64 unit of 1.
+    for t in (0.3, -1.0, 2.5, 1000.0, -123456.75):
+        sh, _, se, ch, _, ce = compiled.sincos_dd(t)
+        assert se < 2.0**-68 and ce < 2.0**-68, (t, se, ce)
+
+
 def _params(name: str) -> Iterator[dict[str, Any]]:
     yield from _param_sets(activations.get(name))
 
@@ -207,7 +245,7 @@ def test_what_the_kernel_decides_is_the_exact_definition_rounded() -> None:
 
 def test_what_the_kernel_does_not_take() -> None:
     x = np.array([1.0, -2.0])
-    assert compiled.values("snake", "value", x, {"a": 1.0}, "float64") is None  # no sine in the kernel
+    assert compiled.values("snake", "second_derivative", x, {"a": 1.0}, "float64") is None
     assert compiled.values("sigmoid", "second_derivative", x, {}, "float64") is None
     assert compiled.values("leaky_relu", "derivative", x, {"negative_slope": 0.1}, "float64") is None
     assert compiled.values("sigmoid", "value", x, {}, "float16") is None
@@ -219,6 +257,53 @@ def test_what_the_kernel_does_not_take() -> None:
         0,
     )
     assert list(sure) == [False, False, True]
+    # snake's a x beyond 2^19 (its argument reduction's range): the slower routes.
+    _, sure = compiled.values(
+        "snake", "value", np.array([2.0**19 + 1, -(2.0**20), 2.0**19]), {"a": 1.0}, "float64"
+    ) or (
+        0,
+        0,
+    )
+    assert list(sure) == [False, False, True]
+
+
+def _snake_hard_points(rng: np.random.Generator) -> np.ndarray[Any, Any]:
+    """a x near multiples of pi/2 (where the reduced argument r is tiny and sin or cos of a x is
+    nearly 0), near the tables' steps j/128 of r, near the derivative's zeros, and across the
+    reduction's whole range."""
+    k = rng.integers(-333_000, 333_000, 150).astype(np.float64)
+    near = k * (np.pi / 2)
+    steps = rng.integers(-3, 4, 150) * (np.pi / 2) + rng.integers(-101, 102, 150) / 128 + 1 / 256
+    points = [near, np.nextafter(near, np.inf), np.nextafter(near, -np.inf), near + rng.normal(0, 1e-9, 150)]
+    points += [steps, np.nextafter(steps, np.inf), rng.uniform(-(2.0**19), 2.0**19, 300)]
+    # near the derivative's zeros, a x = -pi/4 + k pi, where 1 + sin(2 a x) cancels: an error in
+    # the reduction's last bits shows there as many units
+    zeros = -np.pi / 4 + rng.integers(-166_000, 166_000, 300) * np.pi
+    points += [zeros + rng.choice([-1, 1], 300) * 10.0 ** rng.uniform(-7, -3, 300)]
+    points += [np.array([np.pi / 2, -np.pi / 2, np.pi, 3 * np.pi / 4, np.pi / 4, 2.0**19, -(2.0**19)])]
+    return np.concatenate(points)
+
+
+@pytest.mark.parametrize("a", [1.0, 2.5, 0.3])
+def test_snake_through_its_argument_reduction_is_the_exact_definition_rounded(a: float) -> None:
+    # The kernel's sine and cosine (pi/2 in three parts, a table of j/128, Taylor series) against
+    # MPFR on the points a reduction gets wrong first.
+    entry = activations.get("snake")
+    t = _snake_hard_points(np.random.default_rng(int(a * 10)))
+    for fmt_name in FORMATS:
+        fmt = correct.FORMATS[fmt_name]
+        x = (t / a).astype(FORMATS[fmt_name]).astype(np.float64)
+        for quantity in ("value", "derivative"):
+            decided = compiled.values("snake", quantity, x, {"a": a}, fmt_name)
+            assert decided is not None
+            got, sure = decided
+            # (the points are hard on purpose: the derivative's within 1e-5 of its zeros goes to
+            # the slower routes; test_the_kernel_decides_nearly_every_ordinary_element has the
+            # share on ordinary inputs)
+            assert sure.mean() > 0.6, (fmt_name, quantity, sure.mean())
+            want = correct.elementwise(entry, quantity, x[sure], {"a": a}, fmt)
+            wrong = np.flatnonzero(~_same(got[sure], want))
+            assert not wrong.size, [(x[sure][i], got[sure][i], want[i]) for i in wrong[:5]]
 
 
 @pytest.mark.parametrize("fmt_name", list(FORMATS))

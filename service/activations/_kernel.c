@@ -19,7 +19,8 @@
  * LIGHT in _kernel_body.h): its bounds, about 2^-50 of the result, decide float32's rounding for
  * all but a few in ten million elements.
  *
- * The tables (2^(j/256) in double-double, ln 2 / 256 in three parts, the published constants)
+ * The tables (2^(j/256) in double-double, ln 2 / 256 in three parts, sin and cos at multiples of
+ * 1/128, pi/2 in three parts, the published constants)
  * are computed by the Python side with MPFR and handed over once by init().
  */
 #define PY_SSIZE_T_CLEAN
@@ -33,6 +34,8 @@ double K_GT_H, K_GT_L, K_A_H, K_A_L, K_SIXTH_H, K_SIXTH_L;
 double UEXP; /* a margin on exp's own bound, set by init() */
 double ERF_H[ERF_DD], ERF_L[ERF_DD], ERF_TAIL[ERF_TERMS], ERF_NEXT;
 double K_ISQ2_H, K_ISQ2_L, K_2SPI_H, K_2SPI_L, K_ISPI_H, K_ISPI_L, K_IS2PI_H, K_IS2PI_L;
+double PIO2_1, PIO2_2, PIO2_3, TWO_OVER_PI;
+double SIN_H[TRIG_N], SIN_L[TRIG_N], COS_H[TRIG_N], COS_L[TRIG_N];
 static int ready = 0;
 /* The build in use: 0 Dekker's products, two lanes (any CPU); 1 AVX2 and fused multiply-adds,
  * four lanes; 2 AVX-512, eight lanes. */
@@ -111,7 +114,7 @@ static ptrdiff_t softmax_f32(softmax_fn light_run, softmax_fn dd_run, int log_fo
 static PyObject *k_init(PyObject *self, PyObject *args) {
     Py_buffer t;
     if (!PyArg_ParseTuple(args, "y*", &t)) return NULL;
-    if (t.len != (Py_ssize_t)(sizeof(double) * (512 + 17 + 2 * ERF_DD + ERF_TERMS + 1 + 8))) {
+    if (t.len != (Py_ssize_t)(sizeof(double) * (512 + 17 + 2 * ERF_DD + ERF_TERMS + 1 + 8 + 4 + 4 * TRIG_N))) {
         PyBuffer_Release(&t);
         PyErr_SetString(PyExc_ValueError, "init: the wrong number of doubles");
         return NULL;
@@ -156,6 +159,18 @@ static PyObject *k_init(PyObject *self, PyObject *args) {
     K_ISPI_L = c[6];
     K_IS2PI_H = c[7];
     K_IS2PI_L = c[8];
+    c += 9;
+    PIO2_1 = c[0];
+    PIO2_2 = c[1];
+    PIO2_3 = c[2];
+    TWO_OVER_PI = c[3];
+    c += 4;
+    for (int j = 0; j < TRIG_N; j++) {
+        SIN_H[j] = c[4 * j];
+        SIN_L[j] = c[4 * j + 1];
+        COS_H[j] = c[4 * j + 2];
+        COS_L[j] = c[4 * j + 3];
+    }
     PyBuffer_Release(&t);
     level = best_level();
     ready = 1;
@@ -263,6 +278,25 @@ static PyObject *k_exp(PyObject *self, PyObject *args) {
     return Py_BuildValue("ddd", v[0], v[1], v[2]);
 }
 
+/* sincos_dd(h, l, which) -> (sin h, l, e, cos h, l, e): snake's double-double sine and cosine of
+ * h + l (|h| <= 2^19) with their bounds, for the tests. */
+static PyObject *k_sincos(PyObject *self, PyObject *args) {
+    double h, l;
+    int which;
+    if (!PyArg_ParseTuple(args, "ddi", &h, &l, &which)) return NULL;
+    if (which < 0 || which > best_level()) {
+        PyErr_SetString(PyExc_ValueError, "this CPU has not that build");
+        return NULL;
+    }
+    if (!(fabs(h) <= 0x1p19)) {
+        PyErr_SetString(PyExc_ValueError, "sincos_dd: |h| <= 2^19");
+        return NULL;
+    }
+    double v[6];
+    (which == 2 ? sincos_entry_avx512 : which == 1 ? sincos_entry_fma : sincos_entry_plain)(h, l, v);
+    return Py_BuildValue("dddddd", v[0], v[1], v[2], v[3], v[4], v[5]);
+}
+
 /* variant(level): use the build of that level (0 Dekker's, 1 AVX2, 2 AVX-512), or the best the
  * CPU has below it; returns the level in use.  For the tests, which compare them. */
 static PyObject *k_variant(PyObject *self, PyObject *args) {
@@ -290,6 +324,7 @@ static PyMethodDef methods[] = {
     {"evaluate", k_evaluate, METH_VARARGS, "Correctly rounded values where decided."},
     {"softmax", k_softmax, METH_VARARGS, "Correctly rounded softmax or log_softmax rows where decided."},
     {"exp_dd", k_exp, METH_VARARGS, "exp in double-double with its error bound."},
+    {"sincos_dd", k_sincos, METH_VARARGS, "sin and cos in double-double with their error bounds."},
     {NULL, NULL, 0, NULL},
 };
 

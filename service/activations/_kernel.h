@@ -34,6 +34,7 @@ enum {
     F_XIELU,
     F_RATIONAL,
     F_GELU,
+    F_SNAKE,
     F_COUNT
 };
 
@@ -49,6 +50,11 @@ extern double UEXP;
 #define ERF_TERMS 72
 extern double ERF_H[ERF_DD], ERF_L[ERF_DD], ERF_TAIL[ERF_TERMS], ERF_NEXT;
 extern double K_ISQ2_H, K_ISQ2_L, K_2SPI_H, K_2SPI_L, K_ISPI_H, K_ISPI_L, K_IS2PI_H, K_IS2PI_L;
+/* pi/2 in three parts (the first of 33 bits), 2/pi, and sin(j/128), cos(j/128) in double-double
+ * for j < TRIG_N. */
+#define TRIG_N 104
+extern double PIO2_1, PIO2_2, PIO2_3, TWO_OVER_PI;
+extern double SIN_H[TRIG_N], SIN_L[TRIG_N], COS_H[TRIG_N], COS_L[TRIG_N];
 
 ptrdiff_t run_fma(int f, int quantity, int bits, const double *xs, const double *gs, const double *ps, double *ys,
                   unsigned char *ss, ptrdiff_t n);
@@ -65,6 +71,9 @@ ptrdiff_t run_avx512(int f, int quantity, int bits, const double *xs, const doub
 ptrdiff_t softmax_avx512(int log_form, int bits, const double *xs, ptrdiff_t rows, ptrdiff_t n, double temperature,
                          double *ys, unsigned char *ss);
 void exp_entry_plain(double h, double l, double *out);
+void sincos_entry_avx512(double h, double l, double *out);
+void sincos_entry_fma(double h, double l, double *out);
+void sincos_entry_plain(double h, double l, double *out);
 /* The float32 builds (_kernel_*_f32.c): the same, each value one double with its bound. */
 ptrdiff_t run_avx512_f32(int f, int quantity, int bits, const double *xs, const double *gs, const double *ps,
                          double *ys, unsigned char *ss, ptrdiff_t n);

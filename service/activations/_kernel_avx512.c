@@ -10,4 +10,5 @@
 #define RUN run_avx512
 #define SOFTMAX softmax_avx512
 #define EXP_ENTRY exp_entry_avx512
+#define SINCOS_ENTRY sincos_entry_avx512
 #include "_kernel_body.h"

@@ -8,7 +8,8 @@
  * contraction into fused multiply-adds off).
  *
  * Before including: KERNEL_FMA (1 or 0), W (lanes), RUN, SOFTMAX and EXP_ENTRY (the names of
- * the entry points), and LIGHT (1 for the float32 builds, _kernel_*_f32.c).
+ * the entry points; SINCOS_ENTRY in the double-double builds), and LIGHT (1 for the float32
+ * builds, _kernel_*_f32.c).
  *
  * The float32 builds (LIGHT) hold every value as one double h with its bound: each operation
  * rounds to double instead of carrying a low part, and adds 2^-52 of its result to the bound.
@@ -509,6 +510,86 @@ INLINE V phi_v(V X) {
 }
 
 
+/* -- sin and cos ---------------------------------------------------------------------------- */
+
+/* sin t and cos t of an exact t = th + tl (|tl| <= ulp(th) / 2, |th| <= 2^19).
+ *
+ * t = k pi/2 + r: k = th 2/pi rounded, r = th - k P1 - k P2 - k P3 + tl, pi/2 = P1 + P2 + P3 to
+ * below 2^-138 (th - k P1 is exact: k P1 has at most 53 bits and a multiple of ulp(th) below 1
+ * is); then r = j/128 + b, |b| <= 1/256, from the tables' sin and cos of j/128 and the Taylor
+ * series of sin b and cos b (b^3/6 and b^4/24 on in double, b^11/11! and b^10/10! on left out). */
+INLINE void sincos_v(vd th, vd tl, V *sin_t, V *cos_t) {
+    vd shifted = th * TWO_OVER_PI + 0x1.8p52;
+    vd k = shifted - 0x1.8p52;
+    vl K = ((vl)shifted & ((1LL << 52) - 1)) - (1LL << 51);
+    vd r1 = th - k * PIO2_1;
+    vd ph, pl, rh, rl;
+    two_prod(k, splat(PIO2_2), &ph, &pl);
+    two_sum(r1, -ph, &rh, &rl);
+    vd k3 = k * PIO2_3;
+    vd low = (tl - pl) - k3;
+    vd parts = vabs(tl) + vabs(pl) + vabs(k3) + vabs(rl);
+    two_sum(rh, rl + low, &rh, &rl);
+    /* The reduction's roundings (of k P3 and the low parts' sums) and pi/2's own error. */
+    vd reduce = 0x1p-50 * parts + 0x1p-137 * vabs(k);
+    /* j = r 128 rounded; b = r - j/128 (exact: j/128 is within a factor 2 of rh, or 0). */
+    vd sj = rh * 128.0 + 0x1.8p52;
+    vd a = sj - 0x1.8p52;
+    vl J = ((vl)sj & ((1LL << 52) - 1)) - (1LL << 51);
+    vd bh = rh - a * 0.0078125;
+    vd b2 = bh * bh;
+    /* sin b = b - b^3/6 + ..., with rl entering to first order (its square and rl b^2 bound the rest). */
+    vd cs = b2 * bh * (-1.0 / 6 + b2 * (1.0 / 120 + b2 * (-1.0 / 5040 + b2 * (1.0 / 362880))));
+    vd sh, sl;
+    two_sum(bh, cs + rl, &sh, &sl);
+    vd b10 = b2 * b2 * b2 * b2 * b2;
+    vd es = 0x1p-48 * (vabs(cs) + vabs(rl)) + vabs(rl) * (b2 + vabs(rl)) + b10 * vabs(bh) * (1.0 / 39916800) +
+            0x1p-104 * vabs(sh) + reduce + T;
+    /* cos b = 1 - b^2/2 + b^4/24 - ..., b^2/2 exact; rl enters as -rl b. */
+    vd hh, hl, ch, cl;
+    two_prod(bh, 0.5 * bh, &hh, &hl);
+    vd c4 = b2 * b2 * (1.0 / 24 + b2 * (-1.0 / 720 + b2 * (1.0 / 40320)));
+    two_sum(splat(1.0), -hh, &ch, &cl);
+    vd cross = bh * rl;
+    vd tail = ((cl - hl) + c4) - cross;
+    vd ctail = vabs(cl) + vabs(hl) + vabs(c4) + vabs(cross);
+    fast_two_sum(ch, tail, &ch, &cl);
+    vd ec = 0x1p-48 * ctail + vabs(rl) * (b2 + vabs(rl)) + b10 * (1.0 / 3628800) + 0x1p-104 + reduce + T;
+    V sb = {sh, sl, es}, cb = {ch, cl, ec};
+    /* sin r = sin a cos b + cos a sin b, cos r = cos a cos b - sin a sin b, a = j/128. */
+    vl neg_j = J < 0;
+    vl aj = (neg_j & -J) | (~neg_j & J);
+    vd sah, sal, cah, cal;
+    for (int lane = 0; lane < W; lane++) {
+        long long i = aj[lane] < TRIG_N ? aj[lane] : 0;
+        sah[lane] = SIN_H[i];
+        sal[lane] = SIN_L[i];
+        cah[lane] = COS_H[i];
+        cal[lane] = COS_L[i];
+    }
+    V sa = {sel(neg_j, -sah, sah), sel(neg_j, -sal, sal), 0x1p-105 * sah};
+    V ca = {cah, cal, 0x1p-105 * cah};
+    V sr = add(mul(sa, cb), mul(ca, sb));
+    V cr = sub(mul(ca, cb), mul(sa, sb));
+    /* The quadrant: sin t = sin r, cos r, -sin r, -cos r for k = 0, 1, 2, 3 mod 4; cos t follows. */
+    vl q = K & 3;
+    vl swap = (q & 1) != 0, neg_s = (q & 2) != 0, neg_c = ((q + 1) & 2) != 0;
+    V s = selv(swap, cr, sr), c = selv(swap, sr, cr);
+    *sin_t = selv(neg_s, neg(s), s);
+    *cos_t = selv(neg_c, neg(c), c);
+}
+
+/* sin and cos of a x for snake (a > 0): the lanes where a x is within the reduction's range (up
+ * to 2^19) and not so small that its exact low part underflows. */
+INLINE void snake_parts(vd x, double a, vl *ok, V *s, V *c) {
+    vd th, tl;
+    two_prod(x, splat(a), &th, &tl);
+    vl fits = (vabs(th) <= 0x1p19) & ((vabs(th) >= 0x1p-300) | (x == 0));
+    if (!(a > 0)) fits = fits & 0;
+    *ok = *ok & fits;
+    sincos_v(sel(fits, th, splat(0.0)), sel(fits, tl, splat(0.0)), s, c);
+}
+
 /* The value of function f at x; params as the registry orders them.  *ok: the lanes this tier
  * takes (the others are left to the slower routes). */
 INLINE V value(int f, vd x0, const double *p, vl *ok) {
@@ -638,6 +719,12 @@ INLINE V value(int f, vd x0, const double *p, vl *ok) {
         V low = selv(x < eps, X, exact(splat(eps - 1.0)));
         V below = add(mul_d(low, beta), mul_d(sub(expm1_v(low), low), an));
         return selv(positive, above, selv(x >= eps, flat, below));
+    }
+    case F_SNAKE: { /* x + sin^2(a x) / a */
+        V s, c;
+        snake_parts(x, p[0], ok, &s, &c);
+        V y = add(X, divide(mul(s, s), exact(splat(p[0] > 0 ? p[0] : 1.0))));
+        return selv(x == 0, zero(), y); /* exactly 0 at 0 */
     }
     case F_SQUAREPLUS: {
         /* (x + s) / 2 for x >= 0, b / (2 (s - x)) below, s = sqrt(x^2 + b). */
@@ -783,6 +870,11 @@ INLINE V derivative(int f, vd x0, const double *p, vl *ok) {
         return selv(x <= -3, zero(), selv(x >= 3, one, divide_exact(add_d(mul_d(X, 2.0), 3.0), exact(splat(6.0)))));
     case F_STAR_RELU:
         return selv(positive, mul_d(X, 2 * p[0]), zero());
+    case F_SNAKE: { /* 1 + sin(2 a x) = 1 + 2 sin(a x) cos(a x) */
+        V s, c;
+        snake_parts(x, p[0], ok, &s, &c);
+        return selv(x == 0, exact(splat(1.0)), add_d(mul_d(mul(s, c), 2.0), 1.0)); /* exactly 1 at 0 */
+    }
     }
     *ok = *ok & 0;
     return zero();
@@ -927,6 +1019,7 @@ ptrdiff_t RUN(int f, int quantity, int bits, const double *xs, const double *gs,
             LOOP(F_XIELU, value)
             LOOP(F_RATIONAL, value)
             LOOP(F_GELU, value)
+            LOOP(F_SNAKE, value)
         }
     } else {
         switch (f) {
@@ -951,6 +1044,7 @@ ptrdiff_t RUN(int f, int quantity, int bits, const double *xs, const double *gs,
             LOOP(F_SMELU, derivative)
             LOOP(F_XIELU, derivative)
             LOOP(F_GELU, derivative)
+            LOOP(F_SNAKE, derivative)
         default:
             for (ptrdiff_t i = 0; i < n; i++) ss[i] = 0;
         }
@@ -1026,3 +1120,17 @@ void EXP_ENTRY(double h, double l, double *out) {
     out[1] = v.l[0];
     out[2] = v.e[0];
 }
+
+#ifdef SINCOS_ENTRY
+/* sin and cos of h + l (|h| <= 2^19) in lane 0, each with its bound: for the tests. */
+void SINCOS_ENTRY(double h, double l, double *out) {
+    V s, c;
+    sincos_v(splat(h), splat(l), &s, &c);
+    out[0] = s.h[0];
+    out[1] = s.l[0];
+    out[2] = s.e[0];
+    out[3] = c.h[0];
+    out[4] = c.l[0];
+    out[5] = c.e[0];
+}
+#endif

@@ -10,4 +10,5 @@
 #define RUN run_fma
 #define SOFTMAX softmax_fma
 #define EXP_ENTRY exp_entry_fma
+#define SINCOS_ENTRY sincos_entry_fma
 #include "_kernel_body.h"

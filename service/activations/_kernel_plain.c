@@ -4,4 +4,5 @@
 #define RUN run_plain
 #define SOFTMAX softmax_plain
 #define EXP_ENTRY exp_entry_plain
+#define SINCOS_ENTRY sincos_entry_plain
 #include "_kernel_body.h"

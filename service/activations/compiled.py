@@ -68,6 +68,7 @@ _FUNCTIONS: dict[str, tuple[int, tuple[str, ...]]] = {
     "xielu": (25, ("alpha_p", "alpha_n", "beta", "eps")),
     "rational": (26, ("numerator", "denominator")),
     "gelu": (27, ()),
+    "snake": (28, ("a",)),
 }
 
 #: The functions whose derivative the kernel has too (the others' derivatives are exact in NumPy,
@@ -134,12 +135,25 @@ def _tables() -> np.ndarray[Any, Any]:
         pi = gmpy2.const_pi()
         for value in (gmpy2.rec_sqrt(2), 2 / gmpy2.sqrt(pi), 1 / gmpy2.sqrt(pi), 1 / gmpy2.sqrt(2 * pi)):
             constants.extend(_split(value))
+        # pi/2 = P1 + P2 + P3 + (below 2^-138): P1 has 33 significant bits, so k P1 is exact for
+        # |k| < 2^20 (snake's argument reduction); then 2/pi, and sin, cos of j/128.
+        half_pi = pi / 2
+        p1 = float(gmpy2.rint(half_pi * 2**32)) / 2**32
+        p2 = float(half_pi - p1)
+        p3 = float(half_pi - p1 - p2)
+        assert abs(half_pi - p1 - p2 - p3) < 2.0**-138
+        constants.extend([p1, p2, p3, float(2 / pi)])
+        for j in range(_TRIG_N):
+            constants.extend(_split(gmpy2.sin(gmpy2.mpfr(j) / 128)))
+            constants.extend(_split(gmpy2.cos(gmpy2.mpfr(j) / 128)))
     return np.array(parts + constants, dtype=np.float64)
 
 
 #: The terms of erf's Taylor series the kernel takes, and those in double-double (ERF_TERMS and
 #: ERF_DD in _kernel.h).
 _ERF_TERMS, _ERF_DD = 72, 36
+#: sin and cos of j/128 for j < _TRIG_N (TRIG_N in _kernel.h): |r| <= pi/4 after the reduction.
+_TRIG_N = 104
 
 
 _initialised = False
@@ -255,3 +269,13 @@ def exp_dd(hi: float, lo: float = 0.0, build: str = "dekker") -> tuple[float, fl
     assert _kernel is not None
     h, low, e = _ready().exp_dd(hi, lo, BUILDS[build])
     return float(h), float(low), float(e)
+
+
+def sincos_dd(
+    hi: float, lo: float = 0.0, build: str = "dekker"
+) -> tuple[float, float, float, float, float, float]:
+    """The kernel's double-double sin and cos of hi + lo (|hi| <= 2^19, lo its exact low part)
+    and their error bounds, as (sin h, l, e, cos h, l, e) (for the tests)."""
+    assert _kernel is not None
+    h, low, e, ch, cl, ce = _ready().sincos_dd(hi, lo, BUILDS[build])
+    return float(h), float(low), float(e), float(ch), float(cl), float(ce)
