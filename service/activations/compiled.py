@@ -187,9 +187,11 @@ def values(
     params: Mapping[str, Any],
     fmt_name: str,
     g: np.ndarray[Any, Any] | None = None,
+    out: np.ndarray[Any, Any] | None = None,
 ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]] | None:
     """(results, sure) for a float64 array ``x`` (times ``g``, elementwise, where given), or None
-    where the kernel does not have the function, the quantity or these parameters."""
+    where the kernel does not have the function, the quantity or these parameters.  The results
+    are written into ``out`` where given (a contiguous float64 array of x's size)."""
     known = _FUNCTIONS.get(name)
     if not _enabled or known is None or quantity not in _QUANTITIES or fmt_name not in _BITS:
         return None
@@ -201,7 +203,8 @@ def values(
         return None
     xs = np.ascontiguousarray(x, dtype=np.float64)
     gs = None if g is None else np.ascontiguousarray(np.broadcast_to(g, xs.shape), dtype=np.float64)
-    out = np.empty_like(xs)
+    if out is None:
+        out = np.empty_like(xs)
     sure = np.empty(xs.shape, dtype=np.uint8)
     _ready().evaluate(number, _QUANTITIES[quantity], _BITS[fmt_name], xs, gs, p, out, sure)
     return out, sure.view(bool)

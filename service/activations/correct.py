@@ -641,15 +641,18 @@ def rounded(
         gs = None if gflat is None else gflat[start : start + FAST_CHUNK]
         # The compiled tier first, where it has the function: it decides nearly every element;
         # the bounded long double route takes the rest, and MPFR what that leaves.
-        first = None if param is not None else compiled.values(entry.name, quantity, xs, params, fmt_name, gs)
+        # (The compiled tier writes straight into out: no copy of its results.)
+        r = out[start : start + xs.size]
+        first = (
+            None
+            if param is not None
+            else compiled.values(entry.name, quantity, xs, params, fmt_name, gs, out=r)
+        )
         if first is None:
-            r = _bounded(fn, entry, quantity, xs, gflat, start, None, params, fmt_name, param)
-        else:
-            r, decided = first
-            todo = np.flatnonzero(~decided)
-            if todo.size:
-                r[todo] = _bounded(fn, entry, quantity, xs, gflat, start, todo, params, fmt_name, param)
-        out[start : start + xs.size] = r
+            r[:] = _bounded(fn, entry, quantity, xs, gflat, start, None, params, fmt_name, param)
+        elif not first[1].all():
+            todo = np.flatnonzero(~first[1])
+            r[todo] = _bounded(fn, entry, quantity, xs, gflat, start, todo, params, fmt_name, param)
     return out.reshape(np.shape(x))
 
 

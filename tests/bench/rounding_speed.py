@@ -7,7 +7,9 @@ interleaved so that the machine's noise falls on all alike):
   the function, then bounded long double evaluation and the exact route for the elements they
   cannot decide), with every core (``set_threads``);
 * ``numpy``: the previous NumPy core, the same functions in float64 without the rounding test
-  (``Activation.forward``, in the same blocks and threads), which is a few ULP off;
+  (``Activation.forward``, in the same blocks and threads, then the check for non-finite results
+  that the previous core's ``value`` made too; x given in float64, its conversion not timed),
+  which is a few ULP off;
 * ``torch``: PyTorch's CPU kernel on one thread (torch is used here only; install it with
   ``pip install torch==2.13.0``; without it the column is left out).
 
@@ -151,8 +153,10 @@ def _timings(
 
     else:
 
-        def previous() -> Any:
-            return registry._call_blocks(entry.forward, x64, params, entry.block, dtype)
+        def previous() -> Any:  # as the previous core's value(): blocks, then the finiteness check
+            return registry._finite(
+                registry._call_blocks(entry.forward, x64, params, entry.block, dtype), "y", dtype
+            )
 
     for _ in range(repeat):
         rounded_t.append(_time(lambda: entry.value(x, params, -1, dtype)))
