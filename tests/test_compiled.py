@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator
+from fractions import Fraction
 from typing import Any
 
 import gmpy2
@@ -266,6 +267,23 @@ def test_what_the_kernel_does_not_take() -> None:
         0,
     )
     assert list(sure) == [False, False, True]
+
+
+def test_hard_silu_decides_float32_ties() -> None:
+    # x (x + 3) / 6 exactly on a midpoint of float32 (ties to even): for float32 the kernel takes
+    # the quotient itself, which it knows exact, where a product by 1/6 could not tell a tie.
+    x = np.array([-2.9928131103515625, -2.90789794921875, -2.5133056640625, 1.212158203125])
+    for v in x:
+        q = Fraction(float(v)) * (Fraction(float(v)) + 3) / 6
+        below = np.float32(float(q))
+        above = np.nextafter(below, np.float32(np.inf) if Fraction(float(below)) < q else np.float32(-np.inf))
+        assert (Fraction(float(below)) + Fraction(float(above))) / 2 == q  # a tie, truly
+    decided = compiled.values("hard_silu", "value", x, {}, "float32")
+    assert decided is not None
+    got, sure = decided
+    assert sure.all()
+    want = correct.elementwise(activations.get("hard_silu"), "value", x, {}, correct.FORMATS["float32"])
+    assert _same(got, want).all()
 
 
 def _snake_hard_points(rng: np.random.Generator) -> np.ndarray[Any, Any]:

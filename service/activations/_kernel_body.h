@@ -592,7 +592,7 @@ INLINE void snake_parts(vd x, double a, vl *ok, V *s, V *c) {
 
 /* The value of function f at x; params as the registry orders them.  *ok: the lanes this tier
  * takes (the others are left to the slower routes). */
-INLINE V value(int f, vd x0, const double *p, vl *ok) {
+INLINE V value(int f, vd x0, const double *p, vl *ok, int bits) {
     *ok = vabs(x0) <= BIG;
     vd x = sel(*ok, x0, splat(0.0));
     V X = exact(x);
@@ -677,8 +677,14 @@ INLINE V value(int f, vd x0, const double *p, vl *ok) {
         return selv(positive, mul(X, X), zero());
     case F_HARD_SIGMOID:
         return selv(x <= -3, zero(), selv(x >= 3, exact(splat(1.0)), divide_exact(add_d(X, 3.0), exact(splat(6.0)))));
-    case F_HARD_SILU:
-        return selv(x <= -3, zero(), selv(x >= 3, X, mul(mul(X, add_d(X, 3.0)), constant(K_SIXTH_H, K_SIXTH_L))));
+    case F_HARD_SILU: {
+        /* x (x + 3) / 6.  For float32 the quotient proper (divide_exact): a float32 x makes
+         * x (x + 3) exact, and its sixth lands exactly on a midpoint of float32 for a few inputs in
+         * a hundred thousand, which a product by 1/6 (inexact) cannot tell from a near-tie. */
+        V t = mul(X, add_d(X, 3.0));
+        V mid = bits == 24 ? divide_exact(t, exact(splat(6.0))) : mul(t, constant(K_SIXTH_H, K_SIXTH_L));
+        return selv(x <= -3, zero(), selv(x >= 3, X, mid));
+    }
     case F_SPARSE_PLUS: {
         V t = add_d(X, 1.0);
         return selv(x <= -1, zero(), selv(x >= 1, X, scale2(mul(t, t), 0.25)));
@@ -742,7 +748,8 @@ INLINE V value(int f, vd x0, const double *p, vl *ok) {
 }
 
 /* f'(x) for the functions whose derivative this tier has; *ok as for value(). */
-INLINE V derivative(int f, vd x0, const double *p, vl *ok) {
+INLINE V derivative(int f, vd x0, const double *p, vl *ok, int bits) {
+    (void)bits;
     *ok = vabs(x0) <= BIG;
     vd x = sel(*ok, x0, splat(0.0));
     V X = exact(x);
@@ -975,7 +982,7 @@ INLINE ptrdiff_t store_sure(vl s, unsigned char *ss, ptrdiff_t k) {
             ptrdiff_t k = n - i < W ? n - i : W;                                                          \
             vd x = load_lanes(xs + i, k, splat(0.0));                                                     \
             vl ok;                                                                                        \
-            V v = FN(F, x, ps, &ok);                                                                      \
+            V v = FN(F, x, ps, &ok, bits);                                                                \
             if (gs) {                                                                                     \
                 g = load_lanes(gs + i, k, splat(0.0));                                                    \
                 v = mul(exact(g), v);                                                                     \
